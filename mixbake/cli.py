@@ -1,0 +1,143 @@
+"""The command line: a thin layer over the Python API. Options -> BakeConfig -> mixbake.bake()."""
+from __future__ import annotations
+
+import functools
+import logging
+import click
+
+from . import __version__
+from .config import CUTOUT_FILLS, ERROR_POLICIES, IMAGE_FORMATS, PAIRINGS, RESIZE_MODES
+from .errors import MixbakeError
+
+BAKE_EPILOG = """\b
+Examples:
+  mixbake bake demo out/
+  mixbake bake ~/data/pets out/ --size 224 --mixup 0.5 --cutmix 0.5 --seed 7 --workers 8
+  mixbake bake train.parquet out/ --label-column label --image-column image
+  mixbake bake ~/data/pets out/ --cutout 1 --mixup 0 --cutmix 0 --cutout-fill noise --copies 3
+
+\b
+SOURCE is 'demo' (built-in generated shapes), an image folder laid out as
+root/<class>/<image> (sub-folders inside a class are fine), or Parquet: a file,
+a directory of *.parquet, or a glob ('data/*.parquet').
+OUT receives data/train-XXXXX-of-YYYYY.parquet shards, labels.parquet (one row
+per sample, no pixels) and manifest.json (written last). Re-running the same
+command resumes an interrupted build, or does nothing if it is finished.
+"""
+
+
+class _Ratio(click.ParamType):
+    name = "SHARE"
+
+    def convert(self, value, param, ctx):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+
+
+def _choice(values):
+    return click.Choice(list(values), case_sensitive=False)
+
+
+class Interrupted(click.ClickException):
+    exit_code = 130
+
+
+def friendly_errors(f):
+    """MixbakeError -> one clear sentence and exit 1; Ctrl-C -> a resumable stop, exit 130."""
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except MixbakeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise Interrupted("Interrupted: finished shards are kept; re-run the same command to resume.") from None
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="mixbake")
+def cli():
+    """mixbake bakes mixup / cutmix / cutout augmented image datasets with soft labels ahead of
+    training, into Parquet shards any framework can read. Same inputs + same seed => same bytes."""
+
+
+def bake_options(f):
+    """The options that decide the dataset (they go into BakeConfig and the manifest)."""
+    options = [
+        click.option("--size", default="224", show_default=True, metavar="N|WxH",
+                     help="Output image size: N for NxN, or WIDTHxHEIGHT."),
+        click.option("--resize", type=_choice(RESIZE_MODES), default="crop", show_default=True,
+                     help="Fit to --size: centre-crop to cover, pad (black) to fit, or stretch."),
+        click.option("--image-format", type=_choice(IMAGE_FORMATS), default="jpeg", show_default=True,
+                     help="Encoding of output images; raw = uint8 HxWx3 bytes (+height/width/channels)."),
+        click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,
+                     help="JPEG/WebP quality."),
+        click.option("--mixup", type=_Ratio(), default=0.5, show_default=True,
+                     help="Share of outputs made by mixup (shares are normalised)."),
+        click.option("--cutmix", type=_Ratio(), default=0.5, show_default=True, help="Share made by cutmix."),
+        click.option("--cutout", type=_Ratio(), default=0.0, show_default=True, help="Share made by cutout."),
+        click.option("--none", "none", type=_Ratio(), default=0.0, show_default=True,
+                     help="Share left unaugmented (resized only)."),
+        click.option("--mixup-alpha", type=float, default=0.8, show_default=True,
+                     help="mixup lam ~ Beta(a, a); small a: lam near 0 or 1, large a: strong mixing."),
+        click.option("--cutmix-alpha", type=float, default=1.0, show_default=True,
+                     help="cutmix box area ~ (1 - lam), lam ~ Beta(a, a). The label weight is the pasted "
+                          "pixel area after clipping."),
+        click.option("--cutmix-minmax", type=float, nargs=2, default=None, metavar="LO HI",
+                     help="Instead of alpha: box sides uniform in [LO, HI] x image side."),
+        click.option("--cutout-size", type=float, default=0.5, show_default=True,
+                     help="Cutout hole side as a fraction of the image side."),
+        click.option("--cutout-holes", type=int, default=1, show_default=True, help="Holes per cutout sample."),
+        click.option("--cutout-fill", type=_choice(CUTOUT_FILLS), default="zero", show_default=True,
+                     help="Fill holes with zeros, the image's mean colour, or seeded noise."),
+        click.option("--label-smoothing", type=float, default=0.0, show_default=True, metavar="EPS",
+                     help="Soft labels become y*(1-EPS) + EPS/K, applied exactly once."),
+        click.option("--copies", type=int, default=1, show_default=True,
+                     help="Augmented outputs per source item."),
+        click.option("--keep-originals", is_flag=True, help="Also write each source item unaugmented."),
+        click.option("--pairing", type=_choice(PAIRINGS), default="random", show_default=True,
+                     help="Partner choice (never the item itself); cross-class: a partner of another class."),
+        click.option("--shard-size", type=int, default=1000, show_default=True,
+                     help="Rows per shard (about). Pairs are drawn within a shard's pool of source items."),
+        click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+                     help="Everything random flows from this seed."),
+        click.option("--on-error", type=_choice(ERROR_POLICIES), default="fail", show_default=True,
+                     help="Bad input item: stop with its name, or skip it (listed in OUT/errors.jsonl)."),
+        click.option("--max-pixels", type=int, default=None,
+                     help="Refuse images with more pixels than this (decompression-bomb guard; "
+                          "default 89478485)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@cli.command(epilog=BAKE_EPILOG)
+@click.argument("source")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--image-column", default=None, help="Parquet: the image column (struct<bytes, path> or binary).")
+@click.option("--label-column", default=None, help="Parquet: the label column (int class index or string name).")
+@bake_options
+@click.option("--workers", "-w", type=click.IntRange(1, 512), default=None,
+              help="Worker processes [default: all cores]. Does not change the output.")
+@click.option("--overwrite", is_flag=True, help="Replace a different build in OUT (removes only mixbake's files).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@friendly_errors
+def bake(source, out, image_column, label_column, workers, overwrite, quiet, **options):
+    """Bake SOURCE into augmented shards + label manifest in OUT."""
+    from .run import bake as run_bake
+
+    options["cutmix_minmax"] = options["cutmix_minmax"] or None
+    if options["max_pixels"] is None:
+        options.pop("max_pixels")
+    summary = run_bake(source, out, workers=workers, quiet=quiet, overwrite=overwrite,
+                       image_column=image_column, label_column=label_column, **options)
+    click.echo(summary.line())
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.WARNING, format="mixbake: %(message)s")
+    cli.main(args=argv, prog_name="mixbake")

@@ -1,0 +1,148 @@
+"""The bake configuration: one frozen value that, with the source and seed, decides every output byte.
+
+Execution-only settings (workers, quiet, executor) are deliberately *not* here: they must not change
+what is baked, so they stay out of the manifest and the fingerprint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from .errors import MixbakeError
+
+OPS = ("mixup", "cutmix", "cutout", "none")
+RESIZE_MODES = ("crop", "pad", "stretch")
+IMAGE_FORMATS = ("jpeg", "png", "webp", "raw")
+CUTOUT_FILLS = ("zero", "mean", "noise")
+PAIRINGS = ("random", "cross-class")
+ERROR_POLICIES = ("fail", "skip")
+# Pillow's own decompression-bomb threshold: big enough for any real photo, small enough to refuse
+# a 20000x20000 header that would need 1.2 GB to decode.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+def parse_size(text) -> Tuple[int, int]:
+    """'224' -> (224, 224); '320x240' -> (320, 240) as (width, height)."""
+    if isinstance(text, (tuple, list)):
+        parts = [str(p) for p in text]
+    else:
+        parts = str(text).lower().replace("*", "x").split("x")
+    if len(parts) == 1:
+        parts = parts * 2
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise MixbakeError(f"--size must be N or WxH (e.g. 224 or 320x240), got {text!r}.") from None
+    if not (1 <= width <= 16384 and 1 <= height <= 16384):
+        raise MixbakeError(f"--size must be between 1 and 16384 pixels per side, got {text!r}.")
+    return width, height
+
+
+@dataclass(frozen=True)
+class BakeConfig:
+    size: Tuple[int, int] = (224, 224)  # (width, height) of every output image
+    resize: str = "crop"
+    image_format: str = "jpeg"
+    quality: int = 90
+    mixup: float = 0.5
+    cutmix: float = 0.5
+    cutout: float = 0.0
+    none: float = 0.0
+    mixup_alpha: float = 0.8
+    cutmix_alpha: float = 1.0
+    cutmix_minmax: Optional[Tuple[float, float]] = None
+    cutout_size: float = 0.5
+    cutout_holes: int = 1
+    cutout_fill: str = "zero"
+    label_smoothing: float = 0.0
+    copies: int = 1
+    keep_originals: bool = False
+    pairing: str = "random"
+    shard_size: int = 1000
+    seed: int = 0
+    on_error: str = "fail"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    format: str = "parquet"
+
+    def __post_init__(self):
+        object.__setattr__(self, "size", parse_size(self.size))
+        if self.cutmix_minmax is not None:
+            object.__setattr__(self, "cutmix_minmax", tuple(float(v) for v in self.cutmix_minmax))
+        _validate(self)
+
+    @property
+    def shares(self) -> Tuple[float, ...]:
+        """Normalised probability of each op in OPS order."""
+        raw = [getattr(self, op) for op in OPS]
+        total = sum(raw)
+        return tuple(r / total for r in raw)
+
+    @property
+    def rows_per_item(self) -> int:
+        return self.copies + int(self.keep_originals)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["size"] = list(self.size)
+        d["cutmix_minmax"] = list(self.cutmix_minmax) if self.cutmix_minmax else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BakeConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise MixbakeError(f"Unknown bake option(s): {', '.join(unknown)}.")
+        return cls(**d)
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise MixbakeError(message)
+
+
+def _choice(value, name, allowed) -> None:
+    _require(value in allowed, f"--{name} must be one of {', '.join(allowed)}, got {value!r}.")
+
+
+def _validate(c: BakeConfig) -> None:
+    _choice(c.resize, "resize", RESIZE_MODES)
+    _choice(c.image_format, "image-format", IMAGE_FORMATS)
+    _choice(c.cutout_fill, "cutout-fill", CUTOUT_FILLS)
+    _choice(c.pairing, "pairing", PAIRINGS)
+    _choice(c.on_error, "on-error", ERROR_POLICIES)
+    _choice(c.format, "format", ("parquet",))
+    _require(1 <= c.quality <= 100, f"--quality must be in 1..100, got {c.quality}.")
+    for op in OPS:
+        share = getattr(c, op)
+        _require(math.isfinite(share) and share >= 0, f"--{op} must be a share >= 0, got {share}.")
+    _require(sum(getattr(c, op) for op in OPS) > 0,
+             "All op shares are zero: give at least one of --mixup, --cutmix, --cutout, --none a share > 0.")
+    for name in ("mixup_alpha", "cutmix_alpha"):
+        alpha = getattr(c, name)
+        _require(math.isfinite(alpha) and alpha > 0,
+                 f"--{name.replace('_', '-')} must be > 0 (Beta(a, a) needs a > 0), got {alpha}.")
+    if c.cutmix_minmax is not None:
+        lo, hi = c.cutmix_minmax
+        _require(len(c.cutmix_minmax) == 2 and 0 < lo <= hi <= 1,
+                 f"--cutmix-minmax needs 0 < LO <= HI <= 1, got {lo} {hi}.")
+    _require(0 < c.cutout_size <= 1, f"--cutout-size is a fraction of the side in (0, 1], got {c.cutout_size}.")
+    _require(1 <= c.cutout_holes <= 64, f"--cutout-holes must be in 1..64, got {c.cutout_holes}.")
+    _require(0 <= c.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {c.label_smoothing}.")
+    _require(1 <= c.copies <= 1000, f"--copies must be in 1..1000, got {c.copies}.")
+    _require(c.shard_size >= 2, f"--shard-size must be at least 2 rows, got {c.shard_size}.")
+    _require(0 <= c.seed < 2**63, f"--seed must be an integer in 0..2**63-1, got {c.seed}.")
+    _require(c.max_pixels >= 1, f"--max-pixels must be positive, got {c.max_pixels}.")
+
+
+def canonical_json(obj) -> str:
+    """The one JSON spelling we hash and write: sorted keys, no whitespace variance."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(obj) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()

@@ -1,0 +1,209 @@
+"""Decode, orient, convert and resize source images to the output grid; encode outputs.
+
+One rule everywhere (so a JPEG and a PNG of the same picture come out alike):
+- EXIF orientation is applied (for every format, on every codec path).
+- Every mode becomes 8-bit RGB: 16-bit is *scaled* (round(v / 257)), never clipped; anything with
+  transparency is composited over a white background; CMYK/YCbCr/LAB via Pillow; GIF: first frame.
+- JPEGs in RGB/L go through simplejpeg with power-of-two DCT scaling (the remaining resize factor is
+  < 2, where INTER_LINEAR is still sound); everything else through Pillow.
+- Resize: INTER_AREA when shrinking by 2x or more, INTER_LINEAR otherwise.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Tuple
+
+import cv2
+import numpy as np
+import simplejpeg
+from PIL import Image, ImageFile
+
+from .errors import MixbakeError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+EXIF_ORIENTATION = 0x0112
+
+
+class DecodeError(Exception):
+    """The bytes are not a usable image; the message is the reason (the caller adds the reference)."""
+
+
+def codec_versions() -> dict:
+    import PIL
+    return {"simplejpeg": simplejpeg.__version__, "opencv": cv2.__version__, "pillow": PIL.__version__}
+
+
+# ---------------------------------------------------------------- decode
+
+def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> np.ndarray:
+    """Bytes (or an RGB array) -> RGB uint8 array of exactly ``size`` (width, height)."""
+    if isinstance(payload, np.ndarray):
+        return fit(payload, size, resize)
+    if payload is None or len(payload) == 0:
+        raise DecodeError("empty image data (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(payload)) as im:
+                return _load_opened(im, payload, size, resize, max_pixels)
+    except DecodeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(f"refused as a decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise DecodeError("not an image Pillow can identify") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
+        raise DecodeError(f"cannot decode image: {exc}") from None
+
+
+def _load_opened(im: Image.Image, payload: bytes, size, resize, max_pixels) -> np.ndarray:
+    width, height = im.size
+    if width * height > max_pixels:
+        raise DecodeError(f"image is {width}x{height} = {width * height} pixels, above the limit of "
+                          f"{max_pixels} (--max-pixels)")
+    orientation = _orientation(im)
+    oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    factor = dct_factor(oriented, size, resize)
+    if im.format == "JPEG" and im.mode in ("RGB", "L"):
+        rgb = simplejpeg.decode_jpeg(payload, colorspace="RGB", strict=True,
+                                     min_height=_ceil_div(height, factor), min_width=_ceil_div(width, factor))
+    else:
+        if im.format == "JPEG" and factor > 1:
+            im.draft(im.mode, (_ceil_div(width, factor), _ceil_div(height, factor)))
+        rgb = to_rgb(im)
+    return fit(orient(rgb, orientation), size, resize)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _orientation(im: Image.Image) -> int:
+    if "exif" not in im.info and im.format != "TIFF":
+        return 1
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # a broken EXIF block is not a broken image; keep the pixels as stored
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def dct_factor(src_size, size, resize: str) -> int:
+    """Largest power of two (<= 8) we can shrink by at decode and still be >= the needed size."""
+    (w, h), (out_w, out_h) = src_size, size
+    if resize == "crop":
+        room = min(w / out_w, h / out_h)
+    elif resize == "pad":
+        room = max(w / out_w, h / out_h)
+    else:
+        room = min(w / out_w, h / out_h)
+    factor = 1
+    while factor < 8 and room >= factor * 2:
+        factor *= 2
+    return factor
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> HxWx3 uint8 (see the module docstring for the rules)."""
+    im.load()
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im)
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        return _gray(np.clip(np.rint(np.asarray(im, dtype=np.float64) / 257.0), 0, 255))
+    if mode == "F":
+        return _gray(np.clip(np.rint(np.asarray(im, dtype=np.float64)), 0, 255))
+    if mode in ("L", "1"):
+        return _gray(np.asarray(im.convert("L")))
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info) \
+            or (mode in ("RGB", "L") and "transparency" in im.info):
+        return _over_white(np.asarray(im.convert("RGBA")))
+    return np.asarray(im.convert("RGB"))
+
+
+def _gray(values: np.ndarray) -> np.ndarray:
+    g = values.astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+
+
+def _over_white(rgba: np.ndarray) -> np.ndarray:
+    """Composite over white: round(rgb * a/255 + 255 * (1 - a/255)), in exact integer arithmetic."""
+    rgb = rgba[:, :, :3].astype(np.uint32)
+    alpha = rgba[:, :, 3:4].astype(np.uint32)
+    return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
+def orient(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an HxWxC array, as Pillow's ``exif_transpose`` does."""
+    if orientation == 2:
+        rgb = rgb[:, ::-1]
+    elif orientation == 3:
+        rgb = rgb[::-1, ::-1]
+    elif orientation == 4:
+        rgb = rgb[::-1]
+    elif orientation == 5:
+        rgb = rgb.transpose(1, 0, 2)
+    elif orientation == 6:
+        rgb = np.rot90(rgb, -1)
+    elif orientation == 7:
+        rgb = rgb.transpose(1, 0, 2)[::-1, ::-1]
+    elif orientation == 8:
+        rgb = np.rot90(rgb, 1)
+    return rgb
+
+
+# ---------------------------------------------------------------- resize
+
+def fit(rgb: np.ndarray, size: Tuple[int, int], resize: str) -> np.ndarray:
+    """Resize to exactly (width, height): centre ``crop`` to cover, ``pad`` (black) to fit, or ``stretch``."""
+    out_w, out_h = size
+    h, w = rgb.shape[:2]
+    if resize == "crop":
+        scale = max(out_w / w, out_h / h)
+        crop_w = min(w, max(1, int(round(out_w / scale))))
+        crop_h = min(h, max(1, int(round(out_h / scale))))
+        x0, y0 = (w - crop_w) // 2, (h - crop_h) // 2
+        return _resize(rgb[y0:y0 + crop_h, x0:x0 + crop_w], out_w, out_h)
+    if resize == "pad":
+        scale = min(out_w / w, out_h / h)
+        new_w = min(out_w, max(1, int(round(w * scale))))
+        new_h = min(out_h, max(1, int(round(h * scale))))
+        canvas = np.zeros((out_h, out_w, 3), dtype=np.uint8)
+        x0, y0 = (out_w - new_w) // 2, (out_h - new_h) // 2
+        canvas[y0:y0 + new_h, x0:x0 + new_w] = _resize(rgb, new_w, new_h)
+        return canvas
+    return _resize(rgb, out_w, out_h)
+
+
+def _resize(rgb: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if (w, h) == (out_w, out_h):
+        return np.ascontiguousarray(rgb)
+    shrink = min(w / out_w, h / out_h)
+    interp = cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(rgb), (out_w, out_h), interpolation=interp)
+
+
+# ---------------------------------------------------------------- encode
+
+def encode(rgb: np.ndarray, image_format: str, quality: int) -> bytes:
+    if image_format == "jpeg":
+        return simplejpeg.encode_jpeg(rgb, quality=quality, colorspace="RGB", colorsubsampling="420")
+    if image_format == "raw":
+        return np.ascontiguousarray(rgb).tobytes()
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if image_format == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    elif image_format == "webp":
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, quality])
+    else:
+        raise MixbakeError(f"Unknown image format {image_format!r}.")
+    if not ok:
+        raise MixbakeError(f"OpenCV could not encode a {image_format} image.")
+    return buf.tobytes()
+
+
+def extension(image_format: str) -> str:
+    return {"jpeg": "jpg", "png": "png", "webp": "webp", "raw": "raw"}[image_format]
+

@@ -1,0 +1,110 @@
+"""The maths, as small pure functions: sampling parameters (given an explicit generator) is kept
+apart from applying them to pixels, so the plan can draw everything and workers only apply.
+
+Boxes are ``(x0, y0, x1, y1)``: half-open pixel coordinates ``[y0:y1, x0:x1)`` in the *output* grid.
+``lam`` is always the weight of source ``a``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+try:  # cv2 is the fast path; the numpy fallback gives identical results (both round half to even)
+    import cv2
+except ImportError:  # pragma: no cover - opencv is a hard dependency, kept optional for pure-maths use
+    cv2 = None
+
+
+# ---------------------------------------------------------------- sampling (vectorised, explicit rng)
+
+def cutmix_boxes(lam, centre_y, centre_x, height: int, width: int, minmax=None, side_fracs=None):
+    """Boxes of area ~(1 - lam) centred at (centre_y, centre_x), clipped to the image.
+
+    With ``minmax`` the box sides are ``side_fracs`` (uniform [0, 1) draws, shape (n, 2)) scaled into
+    [lo, hi] of each side, and ``lam`` is ignored (as in timm's ``rand_bbox_minmax``).
+    Returns an int64 array (n, 4) of x0, y0, x1, y1.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    if minmax is None:
+        ratio = np.sqrt(1.0 - lam)
+        cut_h = (height * ratio).astype(np.int64)
+        cut_w = (width * ratio).astype(np.int64)
+    else:
+        lo, hi = minmax
+        cut_h = (height * (lo + (hi - lo) * side_fracs[:, 0])).astype(np.int64)
+        cut_w = (width * (lo + (hi - lo) * side_fracs[:, 1])).astype(np.int64)
+    y0 = np.clip(centre_y - cut_h // 2, 0, height)
+    x0 = np.clip(centre_x - cut_w // 2, 0, width)
+    y1 = np.clip(centre_y - cut_h // 2 + cut_h, 0, height)
+    x1 = np.clip(centre_x - cut_w // 2 + cut_w, 0, width)
+    return np.stack([x0, y0, x1, y1], axis=-1).astype(np.int64)
+
+
+def box_area(box) -> int:
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return max(0, x1 - x0) * max(0, y1 - y0)
+
+
+def cutmix_lam(box, height: int, width: int) -> float:
+    """The label weight of source a: the share of output pixels NOT pasted from b (after clipping)."""
+    return 1.0 - box_area(box) / float(height * width)
+
+
+def cutout_boxes(centre_y, centre_x, height: int, width: int, size_frac: float):
+    """Square-ish holes of ``size_frac`` of each side, centred anywhere, clipped (DeVries & Taylor)."""
+    hole_h = max(1, int(round(height * size_frac)))
+    hole_w = max(1, int(round(width * size_frac)))
+    y0 = np.clip(centre_y - hole_h // 2, 0, height)
+    x0 = np.clip(centre_x - hole_w // 2, 0, width)
+    y1 = np.clip(centre_y - hole_h // 2 + hole_h, 0, height)
+    x1 = np.clip(centre_x - hole_w // 2 + hole_w, 0, width)
+    return np.stack([x0, y0, x1, y1], axis=-1).astype(np.int64)
+
+
+# ---------------------------------------------------------------- labels
+
+def soft_label(label_a: int, label_b, lam: float, num_classes: int, smoothing: float = 0.0) -> np.ndarray:
+    """``lam*onehot(a) + (1-lam)*onehot(b)``, then label smoothing applied exactly once (float32)."""
+    y = np.zeros(num_classes, dtype=np.float64)
+    y[label_a] += lam
+    if label_b is not None and label_b >= 0:
+        y[label_b] += 1.0 - lam
+    else:
+        y[label_a] += 1.0 - lam
+    if smoothing:
+        y = y * (1.0 - smoothing) + smoothing / num_classes
+    return y.astype(np.float32)
+
+
+# ---------------------------------------------------------------- pixels
+
+def mixup(image_a: np.ndarray, image_b: np.ndarray, lam: float) -> np.ndarray:
+    """Rounded blend ``lam*a + (1-lam)*b`` (never truncated)."""
+    if cv2 is not None:
+        return cv2.addWeighted(image_a, float(lam), image_b, 1.0 - float(lam), 0.0)
+    blend = image_a.astype(np.float64) * lam + image_b.astype(np.float64) * (1.0 - lam)
+    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+
+
+def cutmix(image_a: np.ndarray, image_b: np.ndarray, box) -> np.ndarray:
+    """Paste ``image_b[box]`` into a copy of ``image_a``."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    out = image_a.copy()
+    out[y0:y1, x0:x1] = image_b[y0:y1, x0:x1]
+    return out
+
+
+def cutout(image: np.ndarray, boxes, fill: str, fill_seed: int = 0) -> np.ndarray:
+    """Fill each box with zeros, the image's per-channel mean (rounded), or seeded uniform noise."""
+    out = image.copy()
+    if fill == "mean":
+        mean = np.rint(image.reshape(-1, image.shape[-1]).mean(axis=0)).astype(np.uint8)
+    rng = np.random.default_rng(fill_seed) if fill == "noise" else None
+    for box in boxes:
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if fill == "zero":
+            out[y0:y1, x0:x1] = 0
+        elif fill == "mean":
+            out[y0:y1, x0:x1] = mean
+        else:
+            out[y0:y1, x0:x1] = rng.integers(0, 256, size=(y1 - y0, x1 - x0, image.shape[-1]), dtype=np.uint8)
+    return out

@@ -1,0 +1,222 @@
+"""Orchestration: source -> catalog -> tasks -> executor -> results -> labels.parquet + manifest.json."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from . import __version__, manifest
+from .config import OPS, BakeConfig, canonical_json, fingerprint
+from .errors import ItemError, MixbakeError
+from .imaging import codec_versions
+from .plan import check_pairable, make_pools, shard_name
+from .sources import Catalog, display_ref, open_source
+from .worker import ShardResult, ShardTask, bake_shard, init_worker, sha256_file
+
+log = logging.getLogger("mixbake")
+
+
+@dataclass
+class BakeSummary:
+    out: str
+    state: str            # baked | resumed | complete (nothing to do)
+    rows: int
+    shards: int
+    bytes: int
+    items: int
+    skipped: int
+    seconds: float
+    op_counts: Dict[str, int]
+
+    def line(self) -> str:
+        if self.state == "complete":
+            return f"{self.out} already holds this finished build ({self.rows} samples); nothing to do."
+        rate = self.rows / self.seconds if self.seconds > 0 else float("inf")
+        skipped = f", {self.skipped} bad items skipped (see {self.out}/errors.jsonl)" if self.skipped else ""
+        return (f"{'Resumed' if self.state == 'resumed' else 'Baked'} {self.rows} samples from {self.items} "
+                f"items into {self.shards} shards ({_human(self.bytes)}) in {self.seconds:.1f}s "
+                f"({rate:.0f} samples/s){skipped} -> {self.out}")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return str(n)
+
+
+def library_versions() -> dict:
+    import numpy
+    import pyarrow
+    return {"mixbake": __version__, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
+            **codec_versions()}
+
+
+def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
+    """Everything that decides the output bytes: a different identity means a different dataset."""
+    return {
+        "format_version": manifest.FORMAT_VERSION,
+        "config": config.to_dict(),
+        "source": {"kind": catalog.kind, "fingerprint": catalog.fingerprint, "options": catalog.options},
+        "classes": list(catalog.classes),
+        "libraries": library_versions(),
+    }
+
+
+def make_tasks(config: BakeConfig, catalog: Catalog, out: str, build_id: str) -> List[ShardTask]:
+    check_pairable(config, catalog.labels, catalog.classes)
+    pools = make_pools(config, catalog.chunk_bounds)
+    bounds = catalog.chunk_bounds
+    tasks = []
+    for shard_id, chunks in enumerate(pools):
+        items = np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in chunks]).astype(np.int64)
+        tasks.append(ShardTask(
+            shard_id=shard_id, num_shards=len(pools), config=config, classes=catalog.classes,
+            reader=catalog.reader, locators=tuple(catalog.chunk_locators[c] for c in chunks),
+            chunk_sizes=tuple(int(bounds[c + 1] - bounds[c]) for c in chunks),
+            items=items, labels=catalog.labels[items],
+            refs=tuple(display_ref(catalog.refs[i]) for i in items),
+            known_bad={p: catalog.bad[int(i)] for p, i in enumerate(items) if int(i) in catalog.bad},
+            out_dir=out, build_id=build_id,
+        ))
+    return tasks
+
+
+def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
+         image_column: Optional[str] = None, label_column: Optional[str] = None, **options) -> BakeSummary:
+    """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options)."""
+    started = time.monotonic()
+    config = options.pop("config", None) or BakeConfig(**options)
+    catalog = open_source(source, image_column, label_column)
+    out = os.path.abspath(os.fspath(out))
+    identity = build_identity(config, catalog)
+    build_id = fingerprint(identity)
+    state = manifest.claim_out(out, build_id, overwrite)
+    if state == "complete":
+        done = manifest.read_json(os.path.join(out, manifest.MANIFEST))
+        totals = done["totals"]
+        return BakeSummary(out, "complete", totals["rows"], len(done["shards"]), totals["bytes"],
+                           totals["items"], totals["skipped"], 0.0, totals["ops"])
+    manifest.remove_stale_temporaries(out)
+    tasks = make_tasks(config, catalog, out, build_id)
+    results = run_tasks(tasks, workers or default_workers(), quiet, catalog)
+    summary = finish(out, config, catalog, identity, build_id, tasks, results)
+    summary.state = "resumed" if state == "resume" else "baked"
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def finished_result(task: ShardTask) -> Optional[ShardResult]:
+    """A shard already on disk from an earlier run of the same build, or None."""
+    footer = manifest.shard_footer(task.path) if os.path.exists(task.path) else None
+    if not footer or footer.get("build") != task.build_id or footer.get("shard") != task.shard_id:
+        return None
+    import pyarrow.parquet as pq
+    return ShardResult(
+        shard_id=task.shard_id, path=os.path.relpath(task.path, task.out_dir).replace(os.sep, "/"),
+        rows=pq.ParquetFile(task.path).metadata.num_rows, bytes=os.path.getsize(task.path),
+        sha256=sha256_file(task.path), op_counts=manifest.op_counts(task.path, OPS),
+        errors=[tuple(e) for e in footer.get("errors", [])], items=footer.get("items", len(task.items)),
+    )
+
+
+def run_tasks(tasks: List[ShardTask], workers: int, quiet: bool, catalog: Catalog) -> List[ShardResult]:
+    from tqdm import tqdm
+
+    results: Dict[int, ShardResult] = {}
+    for task in tasks:
+        done = finished_result(task)
+        if done is not None:
+            results[task.shard_id] = done
+    pending = [t for t in tasks if t.shard_id not in results]
+    rows_per_item = tasks[0].config.rows_per_item if tasks else 1
+    total = sum(len(t.items) for t in tasks) * rows_per_item
+    with tqdm(total=total, unit="sample", disable=quiet, desc="baking", dynamic_ncols=True,
+              initial=sum(len(tasks[s].items) * rows_per_item for s in results)) as bar:
+        for result in _execute(pending, workers):
+            results[result.shard_id] = result
+            bar.update(result.items * rows_per_item)
+    return [results[t.shard_id] for t in tasks]
+
+
+def _execute(tasks: List[ShardTask], workers: int):
+    """Yield results as shards finish; on any failure stop the workers at once and re-raise."""
+    if not tasks:
+        return
+    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    if os.name == "posix":
+        context.set_forkserver_preload(["mixbake.worker"])
+    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
+                                  initializer=init_worker)
+    try:
+        futures = [pool.submit(bake_shard, t) for t in tasks]
+        for future in cf.as_completed(futures):
+            yield future.result()
+    except ItemError as exc:
+        _stop(pool)
+        raise MixbakeError(f"Bad input item {exc.ref}: {exc.reason} (use --on-error skip to leave such "
+                           f"items out).") from None
+    except cf.process.BrokenProcessPool:
+        _stop(pool)
+        raise MixbakeError("A worker process died (out of memory, or killed); re-run the same command "
+                           "to resume.") from None
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop(pool: cf.ProcessPoolExecutor) -> None:
+    # ProcessPoolExecutor has no terminate() before Python 3.14; waiting for running shards to finish
+    # would make Ctrl-C and --on-error fail slow, and their temporaries are removed on the next run.
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def finish(out, config, catalog, identity, build_id, tasks, results) -> BakeSummary:
+    shard_paths = [r.path for r in results]
+    labels = manifest.write_labels(out, shard_paths, catalog.refs)
+    errors = [e for r in results for e in r.errors]
+    errors_path = os.path.join(out, manifest.ERRORS)
+    if errors:
+        import json
+        with open(errors_path, "w", encoding="utf-8") as f:
+            for ref, reason in errors:
+                f.write(canonical_json({"ref": ref, "reason": reason}) + "\n")
+    elif os.path.exists(errors_path):
+        os.remove(errors_path)
+    op_totals = {op: sum(r.op_counts.get(op, 0) for r in results) for op in OPS}
+    totals = {"rows": sum(r.rows for r in results), "items": len(catalog), "skipped": len(errors),
+              "bytes": sum(r.bytes for r in results), "ops": op_totals}
+    doc = {
+        "format_version": manifest.FORMAT_VERSION,
+        "mixbake_version": identity["libraries"]["mixbake"],
+        "build_id": build_id,
+        "config": identity["config"],
+        "seed": config.seed,
+        "source": catalog.summary(),
+        "classes": list(catalog.classes),
+        "libraries": identity["libraries"],
+        "totals": totals,
+        "shards": [{"path": r.path, "rows": r.rows, "bytes": r.bytes, "sha256": r.sha256} for r in results],
+        "labels": labels,
+        "errors": {"count": len(errors), "path": manifest.ERRORS if errors else None},
+    }
+    manifest.write_json_atomic(os.path.join(out, manifest.MANIFEST), doc)
+    claim = os.path.join(out, manifest.CLAIM)
+    if os.path.exists(claim):
+        os.remove(claim)
+    return BakeSummary(out, "baked", totals["rows"], len(results), totals["bytes"], len(catalog),
+                       len(errors), 0.0, op_totals)

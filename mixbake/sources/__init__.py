@@ -1,0 +1,73 @@
+"""Sources: list a dataset once into a :class:`Catalog`, and read the bytes of a chunk of it later.
+
+A catalog is the stable, sorted list of items (labels and a human-readable reference each) cut into
+*chunks* that are cheap to read sequentially (one file of a folder, one row group of a Parquet file).
+Listing never decodes an image and never loads a Parquet dataset's image bytes.
+The *reader* is a small picklable object that a worker uses to fetch one chunk's payloads.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import MixbakeError
+
+
+@dataclass
+class Catalog:
+    kind: str                      # folder | parquet | demo
+    uri: str
+    classes: Tuple[str, ...]
+    labels: np.ndarray             # int64 per item; -1 where the label itself is bad (see ``bad``)
+    refs: Sequence[str]            # per item: relative path, or "file.parquet#row"
+    chunk_bounds: np.ndarray       # int64, len = chunks + 1: chunk c holds items [b[c], b[c+1])
+    chunk_locators: Sequence       # per chunk: what the reader needs to fetch it
+    reader: object                 # picklable, has read_chunk(locator) -> list of payloads
+    fingerprint: str
+    options: Dict[str, object] = field(default_factory=dict)   # resolved source options (columns ...)
+    ignored_files: int = 0
+    notes: Tuple[str, ...] = ()    # listing remarks for the summary (empty class folders ...)
+    bad: Dict[int, str] = field(default_factory=dict)          # item -> reason known at listing time
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.chunk_bounds) - 1
+
+    def summary(self) -> dict:
+        return {
+            "kind": self.kind,
+            "uri": self.uri,
+            "items": len(self),
+            "fingerprint": self.fingerprint,
+            "options": dict(self.options),
+            "ignored_files": self.ignored_files,
+        }
+
+
+def open_source(source: str, image_column: Optional[str] = None, label_column: Optional[str] = None) -> Catalog:
+    """List SOURCE: the word ``demo``, an image folder, or a Parquet file / directory / glob."""
+    from . import demo, folder, parquet
+
+    source = os.fspath(source)
+    if source == "demo":
+        return demo.demo_catalog()
+    if parquet.looks_like_parquet(source):
+        return parquet.parquet_catalog(source, image_column, label_column)
+    if os.path.isdir(source):
+        if image_column or label_column:
+            raise MixbakeError("--image-column/--label-column apply to Parquet sources, not to an image folder.")
+        return folder.folder_catalog(source)
+    if not os.path.exists(source):
+        raise MixbakeError(f"Source {source!r} does not exist (expected 'demo', an image folder, or Parquet).")
+    raise MixbakeError(f"Source {source!r} is neither an image folder nor a Parquet file.")
+
+
+def display_ref(path: str) -> str:
+    """A printable, UTF-8-safe spelling of a file name that may hold undecodable bytes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -1,0 +1,199 @@
+"""Parquet source: a file, a directory of ``*.parquet``, or a glob. One chunk per row group.
+
+Listing reads only footers and the label column; image bytes are read later, a row group at a time.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import MixbakeError
+from . import Catalog
+
+LABEL_NAMES = ("label", "labels", "class", "target", "category", "y")
+IMAGE_NAMES = ("image", "img", "jpg", "png", "picture")
+
+
+def looks_like_parquet(source: str) -> bool:
+    if any(ch in source for ch in "*?["):
+        return True
+    if os.path.isfile(source):
+        return source.endswith(".parquet") or _has_parquet_magic(source)
+    if os.path.isdir(source):
+        return bool(glob.glob(os.path.join(glob.escape(source), "*.parquet")))
+    return source.endswith(".parquet")
+
+
+def _has_parquet_magic(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def _list_files(source: str) -> Tuple[str, List[str]]:
+    if os.path.isdir(source):
+        base, files = source, sorted(glob.glob(os.path.join(glob.escape(source), "*.parquet")))
+    elif any(ch in source for ch in "*?["):
+        files = sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
+        base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files]) if files else source
+    else:
+        if not os.path.exists(source):
+            raise MixbakeError(f"Parquet source {source!r} does not exist.")
+        base, files = os.path.dirname(os.path.abspath(source)), [source]
+    if not files:
+        raise MixbakeError(f"No Parquet files match {source!r}.")
+    return os.path.abspath(base), [os.path.abspath(f) for f in files]
+
+
+def _open(path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise MixbakeError(f"{path}: not a readable Parquet file ({exc}).") from None
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+def _is_image_type(t: pa.DataType) -> bool:
+    if pa.types.is_struct(t):
+        names = [t.field(i).name for i in range(t.num_fields)]
+        return "bytes" in names and _is_binary(t.field("bytes").type)
+    return _is_binary(t)
+
+
+def _is_label_type(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _pick(schema: pa.Schema, wanted: Optional[str], accept, preferred, what: str, flag: str,
+          exclude: Sequence[str] = ()) -> str:
+    names = [n for n in schema.names if n not in exclude]
+    if wanted is not None:
+        if wanted not in schema.names:
+            raise MixbakeError(f"{flag} {wanted!r} is not a column; columns are: {', '.join(schema.names)}.")
+        if not accept(schema.field(wanted).type):
+            raise MixbakeError(f"{flag} {wanted!r} has type {schema.field(wanted).type}, which is not {what}.")
+        return wanted
+    candidates = [n for n in names if accept(schema.field(n).type)]
+    named = [n for n in candidates if n.lower() in preferred]
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(named) == 1:
+        return named[0]
+    if not candidates:
+        raise MixbakeError(f"No column holds {what}; columns are: {', '.join(schema.names)} (use {flag}).")
+    raise MixbakeError(f"Several columns could hold {what} ({', '.join(candidates)}): choose one with {flag}.")
+
+
+@dataclass(frozen=True)
+class ParquetReader:
+    files: Tuple[str, ...]
+    image_column: str
+
+    def read_chunk(self, locator) -> list:
+        """Payloads (bytes or None) of one row group, in row order."""
+        file_index, row_group = locator
+        pf = pq.ParquetFile(self.files[file_index])
+        column = pf.read_row_group(row_group, columns=[self.image_column]).column(0).combine_chunks()
+        if pa.types.is_struct(column.type):
+            column = pc.if_else(column.is_null(), pa.scalar(None, column.type.field("bytes").type),
+                                column.field("bytes"))
+        return column.to_pylist()
+
+
+def _class_names(pf: pq.ParquetFile, label_column: str) -> Optional[List[str]]:
+    raw = (pf.schema_arrow.metadata or {}).get(b"huggingface")
+    if not raw:
+        return None
+    try:
+        feature = json.loads(raw)["info"]["features"][label_column]
+        if feature.get("_type") == "ClassLabel" and feature.get("names"):
+            return [str(n) for n in feature["names"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return None
+
+
+def parquet_catalog(source: str, image_column: Optional[str], label_column: Optional[str]) -> Catalog:
+    base, files = _list_files(source)
+    handles = [_open(f) for f in files]
+    schema = handles[0].schema_arrow
+    image_column = _pick(schema, image_column, _is_image_type, IMAGE_NAMES,
+                         "images (struct<bytes, path> or binary)", "--image-column")
+    label_column = _pick(schema, label_column, _is_label_type, LABEL_NAMES,
+                         "labels (integer or string)", "--label-column", exclude=(image_column,))
+    for f, pf in zip(files, handles):
+        s = pf.schema_arrow
+        for col, ok in ((image_column, _is_image_type), (label_column, _is_label_type)):
+            if col not in s.names or not ok(s.field(col).type):
+                raise MixbakeError(f"{f}: column {col!r} is missing or has another type than in {files[0]}.")
+    raw_labels = [pq.read_table(f, columns=[label_column]).column(0) for f in files]
+    classes, labels, bad = _resolve_labels(handles[0], label_column, raw_labels, files, base)
+    bounds, locators, refs = [0], [], []
+    for fi, (f, pf) in enumerate(zip(files, handles)):
+        rel = os.path.relpath(f, base).replace(os.sep, "/")
+        row_in_file = 0
+        for rg in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(rg).num_rows
+            if n:
+                locators.append((fi, rg))
+                bounds.append(bounds[-1] + n)
+                refs.extend(f"{rel}#{row_in_file + r}" for r in range(n))
+            row_in_file += n
+    if not refs:
+        raise MixbakeError(f"Parquet source {source!r} holds no rows.")
+    return Catalog(
+        kind="parquet", uri=source, classes=tuple(classes), labels=labels, refs=refs,
+        chunk_bounds=np.asarray(bounds, dtype=np.int64), chunk_locators=locators,
+        reader=ParquetReader(tuple(files), image_column),
+        fingerprint=_fingerprint(files, handles, base),
+        options={"image_column": image_column, "label_column": label_column}, bad=bad,
+    )
+
+
+def _resolve_labels(pf, label_column, raw_labels, files, base):
+    """Class names (HF ClassLabel metadata > distinct strings > 0..K-1) and int64 labels (-1: bad)."""
+    column = pa.chunked_array([c for arr in raw_labels for c in arr.chunks], type=raw_labels[0].type)
+    bad = {}
+    if pa.types.is_integer(column.type):
+        names = _class_names(pf, label_column)
+        values = column.to_numpy(zero_copy_only=False)
+        valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False))
+        ints = np.where(valid, np.nan_to_num(values.astype(np.float64), nan=-1), -1).astype(np.int64)
+        if names is None:
+            top = int(ints[valid].max()) if valid.any() else -1
+            names = [str(i) for i in range(top + 1)]
+        out_of_range = valid & ((ints < 0) | (ints >= len(names)))
+        for i in np.flatnonzero(out_of_range):
+            bad[int(i)] = f"label {ints[i]} is outside the {len(names)} classes"
+        labels = np.where(valid & ~out_of_range, ints, -1)
+    else:
+        strings = column.to_pylist()
+        names = sorted({s for s in strings if s is not None})
+        index = {n: i for i, n in enumerate(names)}
+        labels = np.asarray([index.get(s, -1) if s is not None else -1 for s in strings], dtype=np.int64)
+        valid = labels >= 0
+    for i in np.flatnonzero(~np.asarray(valid)):
+        bad.setdefault(int(i), "label is null")
+    return names, labels.astype(np.int64), bad
+
+
+def _fingerprint(files, handles, base) -> str:
+    h = hashlib.sha256()
+    for f, pf in zip(files, handles):
+        rel = os.path.relpath(f, base)
+        h.update(f"{rel}\0{os.path.getsize(f)}\0{pf.metadata.num_rows}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()

@@ -1,0 +1,143 @@
+"""``bake_shard(task) -> ShardResult``: read a pool, decode each item once, plan, mix, encode, write.
+
+The output of a shard is a function of the task alone; workers send back a small summary, never pixels.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import imaging, ops
+from .config import OPS, BakeConfig
+from .errors import ItemError
+from .plan import CUTMIX, CUTOUT, MIXUP, ORIGINAL, ShardPlan, plan_shard
+from .writers.parquet import ShardWriter
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    shard_id: int
+    num_shards: int
+    config: BakeConfig
+    classes: Tuple[str, ...]
+    reader: object                    # source reader: read_chunk(locator) -> payloads
+    locators: Tuple                   # the pool's chunks, in pool order
+    chunk_sizes: Tuple[int, ...]
+    items: np.ndarray                 # int64 catalog index of each pool position
+    labels: np.ndarray                # int64 label of each pool position (-1: bad label)
+    refs: Tuple[str, ...]             # readable reference of each pool position
+    known_bad: Dict[int, str]         # pool position -> reason found at listing time
+    out_dir: str
+    build_id: str
+
+    @property
+    def path(self) -> str:
+        from .plan import shard_name
+        return os.path.join(self.out_dir, "data", shard_name(self.shard_id, self.num_shards))
+
+
+@dataclass
+class ShardResult:
+    shard_id: int
+    path: str                         # relative to OUT
+    rows: int
+    bytes: int
+    sha256: str
+    op_counts: Dict[str, int]
+    errors: List[Tuple[str, str]] = field(default_factory=list)   # (reference, reason) of skipped items
+    items: int = 0                    # source items in the pool
+
+
+def init_worker() -> None:
+    """Per-process settings: one cv2 thread per process (no oversubscription), our own pixel guard."""
+    import cv2
+    from PIL import Image
+    cv2.setNumThreads(0)
+    Image.MAX_IMAGE_PIXELS = None  # --max-pixels is checked before decoding instead
+
+
+def load_pool(task: ShardTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, str]]:
+    """Decode every pool item once, at output size. Returns the images and {position: reason} for bad ones."""
+    config = task.config
+    images: List[Optional[np.ndarray]] = [None] * len(task.items)
+    bad = dict(task.known_bad)
+    pos = 0
+    for locator, n in zip(task.locators, task.chunk_sizes):
+        try:
+            payloads = task.reader.read_chunk(locator)
+        except OSError as exc:
+            payloads, reason = [None] * n, f"cannot read: {exc.strerror or exc}"
+            for p in range(pos, pos + n):
+                bad.setdefault(p, reason)
+        for p, payload in zip(range(pos, pos + n), payloads):
+            if p in bad:
+                continue
+            try:
+                images[p] = imaging.load_image(payload, config.size, config.resize, config.max_pixels)
+            except imaging.DecodeError as exc:
+                bad[p] = str(exc)
+        pos += n
+    if bad and config.on_error == "fail":
+        first = min(bad)
+        raise ItemError(task.refs[first], bad[first])
+    return images, bad
+
+
+def render(config: BakeConfig, plan: ShardPlan, r: int, images) -> np.ndarray:
+    """The pixels of planned row ``r``."""
+    op, image_a = plan.op[r], images[plan.a[r]]
+    if op == MIXUP:
+        return ops.mixup(image_a, images[plan.b[r]], plan.lam[r])
+    if op == CUTMIX:
+        box = plan.boxes[r][0] if len(plan.boxes[r]) else (0, 0, 0, 0)
+        return ops.cutmix(image_a, images[plan.b[r]], box)
+    if op == CUTOUT:
+        return ops.cutout(image_a, plan.boxes[r], config.cutout_fill, int(plan.fill_seed[r]))
+    return image_a
+
+
+def bake_shard(task: ShardTask) -> ShardResult:
+    config = task.config
+    images, bad = load_pool(task)
+    valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
+    plan = plan_shard(config, task.shard_id, task.labels, valid)
+    num_classes = len(task.classes)
+    errors = [(task.refs[p], reason) for p, reason in sorted(bad.items())]
+    footer = {"build": task.build_id, "shard": task.shard_id, "items": len(task.items), "errors": errors}
+    with ShardWriter(task.path, config, task.classes, footer) as writer:
+        for r in range(len(plan)):
+            a, b, lam = int(plan.a[r]), int(plan.b[r]), float(plan.lam[r])
+            label_a = int(task.labels[a])
+            label_b = int(task.labels[b]) if b >= 0 else None
+            soft = ops.soft_label(label_a, label_b, lam, num_classes, config.label_smoothing)
+            writer.add(
+                key=_key(int(task.items[a]), int(plan.copy[r])),
+                image=imaging.encode(render(config, plan, r, images), config.image_format, config.quality),
+                label=int(np.argmax(soft)), soft_label=soft, op=OPS[plan.op[r]], lam=lam,
+                src_a=int(task.items[a]), src_b=int(task.items[b]) if b >= 0 else None,
+                label_a=label_a, label_b=label_b, boxes=plan.boxes[r],
+            )
+    counts = {name: int(np.sum(plan.op == code)) for code, name in enumerate(OPS)}
+    return ShardResult(
+        shard_id=task.shard_id, path=os.path.relpath(task.path, task.out_dir).replace(os.sep, "/"),
+        rows=len(plan), bytes=os.path.getsize(task.path), sha256=sha256_file(task.path),
+        op_counts=counts, errors=errors,
+        items=len(task.items),
+    )
+
+
+def _key(item: int, copy: int) -> str:
+    """Unique and stable: each item lives in exactly one pool, and its copies are numbered."""
+    return f"{item:09d}_{'orig' if copy == ORIGINAL else f'c{copy}'}"
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
