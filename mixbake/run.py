@@ -15,7 +15,7 @@ from . import __version__, manifest
 from .config import OPS, BakeConfig, canonical_json, fingerprint
 from .errors import ItemError, MixbakeError
 from .imaging import codec_versions
-from .plan import check_pairable, make_pools, shard_name
+from .plan import check_pairable, make_pools
 from .sources import Catalog, display_ref, open_source
 from .worker import ShardResult, ShardTask, bake_shard, init_worker, sha256_file
 
@@ -142,27 +142,36 @@ def run_tasks(tasks: List[ShardTask], workers: int, quiet: bool, catalog: Catalo
     pending = [t for t in tasks if t.shard_id not in results]
     rows_per_item = tasks[0].config.rows_per_item if tasks else 1
     total = sum(len(t.items) for t in tasks) * rows_per_item
+    initial = sum(len(tasks[s].items) * rows_per_item for s in results)
     with tqdm(total=total, unit="sample", disable=quiet, desc="baking", dynamic_ncols=True,
-              initial=sum(len(tasks[s].items) * rows_per_item for s in results)) as bar:
-        for result in _execute(pending, workers):
+              initial=initial) as bar:
+        def progress(rows_in_workers: int) -> None:
+            bar.n = min(total, initial + rows_in_workers)
+            bar.refresh()
+
+        for result in _execute(pending, workers, progress):
             results[result.shard_id] = result
-            bar.update(result.items * rows_per_item)
+        progress(total)
     return [results[t.shard_id] for t in tasks]
 
 
-def _execute(tasks: List[ShardTask], workers: int):
+def _execute(tasks: List[ShardTask], workers: int, progress):
     """Yield results as shards finish; on any failure stop the workers at once and re-raise."""
     if not tasks:
         return
     context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
     if os.name == "posix":
         context.set_forkserver_preload(["mixbake.worker"])
+    rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
     pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
-                                  initializer=init_worker)
+                                  initializer=init_worker, initargs=(rows_done,))
     try:
-        futures = [pool.submit(bake_shard, t) for t in tasks]
-        for future in cf.as_completed(futures):
-            yield future.result()
+        pending = {pool.submit(bake_shard, t) for t in tasks}
+        while pending:
+            finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+            progress(rows_done.value)
+            for future in finished:
+                yield future.result()
     except ItemError as exc:
         _stop(pool)
         raise MixbakeError(f"Bad input item {exc.ref}: {exc.reason} (use --on-error skip to leave such "
@@ -191,7 +200,6 @@ def finish(out, config, catalog, identity, build_id, tasks, results) -> BakeSumm
     errors = [e for r in results for e in r.errors]
     errors_path = os.path.join(out, manifest.ERRORS)
     if errors:
-        import json
         with open(errors_path, "w", encoding="utf-8") as f:
             for ref, reason in errors:
                 f.write(canonical_json({"ref": ref, "reason": reason}) + "\n")

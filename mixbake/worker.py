@@ -52,12 +52,27 @@ class ShardResult:
     items: int = 0                    # source items in the pool
 
 
-def init_worker() -> None:
-    """Per-process settings: one cv2 thread per process (no oversubscription), our own pixel guard."""
+_rows_done = None  # shared counter for the parent's progress bar (None outside a local pool)
+
+
+def init_worker(rows_done=None) -> None:
+    """Per-process settings: one cv2 thread per process (no oversubscription), our own pixel guard,
+    and Ctrl-C handled by the parent alone (it stops the workers; no traceback per worker)."""
+    import signal
+
     import cv2
     from PIL import Image
+    global _rows_done
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(0)
     Image.MAX_IMAGE_PIXELS = None  # --max-pixels is checked before decoding instead
+    _rows_done = rows_done
+
+
+def _tick(rows: int) -> None:
+    if _rows_done is not None:
+        with _rows_done.get_lock():
+            _rows_done.value += rows
 
 
 def load_pool(task: ShardTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, str]]:
@@ -121,6 +136,9 @@ def bake_shard(task: ShardTask) -> ShardResult:
                 src_a=int(task.items[a]), src_b=int(task.items[b]) if b >= 0 else None,
                 label_a=label_a, label_b=label_b, boxes=plan.boxes[r],
             )
+            if r % 16 == 15:
+                _tick(16)
+        _tick(len(plan) % 16)
     counts = {name: int(np.sum(plan.op == code)) for code, name in enumerate(OPS)}
     return ShardResult(
         shard_id=task.shard_id, path=os.path.relpath(task.path, task.out_dir).replace(os.sep, "/"),
