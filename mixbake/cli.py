@@ -104,8 +104,6 @@ def bake_options(f):
                      help="Rows per shard (about). Pairs are drawn within a shard's pool of source items."),
         click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
                      help="Everything random flows from this seed."),
-        click.option("--on-error", type=_choice(ERROR_POLICIES), default="fail", show_default=True,
-                     help="Bad input item: stop with its name, or skip it (listed in OUT/errors.jsonl)."),
         click.option("--max-pixels", type=int, default=None,
                      help="Refuse images with more pixels than this (decompression-bomb guard; "
                           "default 89478485)."),
@@ -123,17 +121,20 @@ def bake_options(f):
 @bake_options
 @click.option("--workers", "-w", type=click.IntRange(1, 512), default=None,
               help="Worker processes [default: all cores]. Does not change the output.")
+@click.option("--on-error", type=_choice(ERROR_POLICIES), default="fail", show_default=True,
+              help="Bad input item: stop naming it, or skip it (listed in OUT/errors.jsonl, counted in "
+                   "the manifest).")
 @click.option("--overwrite", is_flag=True, help="Replace a different build in OUT (removes only mixbake's files).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @friendly_errors
-def bake(source, out, image_column, label_column, workers, overwrite, quiet, **options):
+def bake(source, out, image_column, label_column, workers, overwrite, quiet, on_error, **options):
     """Bake SOURCE into augmented shards + label manifest in OUT."""
     from .run import bake as run_bake
 
     options["cutmix_minmax"] = options["cutmix_minmax"] or None
     if options["max_pixels"] is None:
         options.pop("max_pixels")
-    summary = run_bake(source, out, workers=workers, quiet=quiet, overwrite=overwrite,
+    summary = run_bake(source, out, workers=workers, quiet=quiet, overwrite=overwrite, on_error=on_error,
                        image_column=image_column, label_column=label_column, **options)
     click.echo(summary.line())
 

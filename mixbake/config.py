@@ -1,7 +1,8 @@
 """The bake configuration: one frozen value that, with the source and seed, decides every output byte.
 
-Execution-only settings (workers, quiet, executor) are deliberately *not* here: they must not change
-what is baked, so they stay out of the manifest and the fingerprint.
+Execution-only settings (workers, quiet, executor, the --on-error policy) are deliberately *not* here: they must not change
+what is baked (a build that fails on a bad item has no bad items in its finished shards, exactly as
+the same build with ``skip`` would), so they stay out of the manifest and the fingerprint.
 """
 from __future__ import annotations
 
@@ -64,7 +65,6 @@ class BakeConfig:
     pairing: str = "random"
     shard_size: int = 1000
     seed: int = 0
-    on_error: str = "fail"
     max_pixels: int = DEFAULT_MAX_PIXELS
     format: str = "parquet"
 
@@ -114,7 +114,6 @@ def _validate(c: BakeConfig) -> None:
     _choice(c.image_format, "image-format", IMAGE_FORMATS)
     _choice(c.cutout_fill, "cutout-fill", CUTOUT_FILLS)
     _choice(c.pairing, "pairing", PAIRINGS)
-    _choice(c.on_error, "on-error", ERROR_POLICIES)
     _choice(c.format, "format", ("parquet",))
     _require(1 <= c.quality <= 100, f"--quality must be in 1..100, got {c.quality}.")
     for op in OPS:

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import __version__, manifest
-from .config import OPS, BakeConfig, canonical_json, fingerprint
+from .config import ERROR_POLICIES, OPS, BakeConfig, canonical_json, fingerprint
 from .errors import ItemError, MixbakeError
 from .imaging import codec_versions
 from .plan import check_pairable, make_pools
@@ -70,7 +70,8 @@ def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
     }
 
 
-def make_tasks(config: BakeConfig, catalog: Catalog, out: str, build_id: str) -> List[ShardTask]:
+def make_tasks(config: BakeConfig, catalog: Catalog, out: str, build_id: str,
+               on_error: str = "fail") -> List[ShardTask]:
     check_pairable(config, catalog.labels, catalog.classes)
     pools = make_pools(config, catalog.chunk_bounds)
     bounds = catalog.chunk_bounds
@@ -84,15 +85,22 @@ def make_tasks(config: BakeConfig, catalog: Catalog, out: str, build_id: str) ->
             items=items, labels=catalog.labels[items],
             refs=tuple(display_ref(catalog.refs[i]) for i in items),
             known_bad={p: catalog.bad[int(i)] for p, i in enumerate(items) if int(i) in catalog.bad},
-            out_dir=out, build_id=build_id,
+            out_dir=out, build_id=build_id, on_error=on_error,
         ))
     return tasks
 
 
 def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
-         image_column: Optional[str] = None, label_column: Optional[str] = None, **options) -> BakeSummary:
-    """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options)."""
+         on_error: str = "fail", image_column: Optional[str] = None, label_column: Optional[str] = None,
+         **options) -> BakeSummary:
+    """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options).
+
+    ``workers``, ``quiet`` and ``on_error`` ('fail' or 'skip') only decide how the build runs, never
+    what it produces.
+    """
     started = time.monotonic()
+    if on_error not in ERROR_POLICIES:
+        raise MixbakeError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, got {on_error!r}.")
     config = options.pop("config", None) or BakeConfig(**options)
     catalog = open_source(source, image_column, label_column)
     out = os.path.abspath(os.fspath(out))
@@ -105,7 +113,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         return BakeSummary(out, "complete", totals["rows"], len(done["shards"]), totals["bytes"],
                            totals["items"], totals["skipped"], 0.0, totals["ops"])
     manifest.remove_stale_temporaries(out)
-    tasks = make_tasks(config, catalog, out, build_id)
+    tasks = make_tasks(config, catalog, out, build_id, on_error)
     results = run_tasks(tasks, workers or default_workers(), quiet, catalog)
     summary = finish(out, config, catalog, identity, build_id, tasks, results)
     summary.state = "resumed" if state == "resume" else "baked"

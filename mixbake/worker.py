@@ -33,6 +33,7 @@ class ShardTask:
     known_bad: Dict[int, str]         # pool position -> reason found at listing time
     out_dir: str
     build_id: str
+    on_error: str = "fail"            # execution policy: raise on the first bad item, or skip it
 
     @property
     def path(self) -> str:
@@ -96,8 +97,8 @@ def load_pool(task: ShardTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, st
             except imaging.DecodeError as exc:
                 bad[p] = str(exc)
         pos += n
-    if bad and config.on_error == "fail":
-        first = min(bad)
+    if bad and task.on_error == "fail":
+        first = min(bad, key=lambda p: task.items[p])  # the first bad item in catalog order
         raise ItemError(task.refs[first], bad[first])
     return images, bad
 
