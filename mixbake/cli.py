@@ -139,6 +139,31 @@ def bake(source, out, image_column, label_column, workers, overwrite, quiet, on_
     click.echo(summary.line())
 
 
+@cli.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--deep", is_flag=True, help="Also list the source again, re-plan every shard and check "
+                                           "each row's provenance (op, sources, lam, boxes).")
+@friendly_errors
+def verify(out, deep):
+    """Check a finished build in OUT against its manifest.json.
+
+    Recomputes the sha256, size and row count of every listed file (shards and labels.parquet) and
+    checks the label invariants of every row: soft labels sum to 1 and equal
+    lam*onehot(a) + (1-lam)*onehot(b) (then smoothed), label == argmax, lam in [0, 1], boxes inside
+    the image, cutmix lam == 1 - box area / image area, unique keys, totals per op.
+    Exit 0 when all hold; 1 with the list of problems otherwise.
+    """
+    from .verify import verify as run_verify
+
+    problems = run_verify(out, deep=deep)
+    if problems:
+        for problem in problems[:200]:
+            click.echo(problem, err=True)
+        more = f" (first 200 shown)" if len(problems) > 200 else ""
+        raise click.ClickException(f"{out}: {len(problems)} problem(s) found{more}.")
+    click.echo(f"{out}: OK ({'deep: provenance re-planned, ' if deep else ''}all files and rows check out).")
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="mixbake: %(message)s")
     cli.main(args=argv, prog_name="mixbake")

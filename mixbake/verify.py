@@ -1,0 +1,157 @@
+"""``mixbake verify OUT``: check a finished build against its manifest and the label invariants.
+
+Every check appends a one-line problem; an empty list means the build holds. ``deep`` also lists the
+source again, re-plans every shard and checks each row's provenance (op, sources, lam, boxes).
+"""
+from __future__ import annotations
+
+import os
+from typing import List
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from . import manifest
+from .config import BakeConfig
+from .errors import MixbakeError
+from .worker import sha256_file
+
+TOLERANCE = 1e-5
+
+
+def verify(out: str, deep: bool = False) -> List[str]:
+    out = os.path.abspath(out)
+    path = os.path.join(out, manifest.MANIFEST)
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(out, manifest.CLAIM)):
+            raise MixbakeError(f"{out} holds an unfinished build (no manifest.json yet): re-run the bake "
+                               f"command to resume it.")
+        raise MixbakeError(f"{out} is not a mixbake output: it has no manifest.json.")
+    doc = manifest.read_json(path)
+    problems: List[str] = []
+    listed = _check_files(out, doc, problems)
+    if not problems:
+        _check_rows(out, doc, listed, problems)
+    if deep and not problems:
+        _check_plan(out, doc, problems)
+    return problems
+
+
+def _check_files(out: str, doc: dict, problems: List[str]) -> List[str]:
+    listed = []
+    for entry in doc["shards"] + [doc["labels"]]:
+        file_path = os.path.join(out, entry["path"])
+        listed.append(entry["path"])
+        if not os.path.exists(file_path):
+            problems.append(f"{entry['path']}: missing")
+            continue
+        if os.path.getsize(file_path) != entry["bytes"]:
+            problems.append(f"{entry['path']}: {os.path.getsize(file_path)} bytes, manifest says {entry['bytes']}")
+        if sha256_file(file_path) != entry["sha256"]:
+            problems.append(f"{entry['path']}: sha256 differs from the manifest (file changed or corrupt)")
+        elif pq.ParquetFile(file_path).metadata.num_rows != entry["rows"]:
+            problems.append(f"{entry['path']}: row count differs from the manifest")
+    data = os.path.join(out, manifest.DATA)
+    extra = sorted(set(f"{manifest.DATA}/{n}" for n in os.listdir(data)) - set(listed)) if os.path.isdir(data) else []
+    problems += [f"{name}: in data/ but not listed in the manifest" for name in extra]
+    return listed
+
+
+def _check_rows(out: str, doc: dict, listed: List[str], problems: List[str]) -> None:
+    config = BakeConfig.from_dict(doc["config"])
+    num_classes = len(doc["classes"])
+    width, height = config.size
+    keys, total, op_totals = set(), 0, {}
+    for entry in doc["shards"]:
+        table = pq.read_table(os.path.join(out, entry["path"]), columns=[
+            "key", "label", "soft_label", "op", "lam", "label_a", "label_b", "boxes"]).to_pydict()
+        for r in range(len(table["key"])):
+            where = f"{entry['path']} row {r}"
+            for problem in _row_problems(table, r, config, num_classes, width, height):
+                problems.append(f"{where}: {problem}")
+            if table["key"][r] in keys:
+                problems.append(f"{where}: duplicate key {table['key'][r]}")
+            keys.add(table["key"][r])
+            op_totals[table["op"][r]] = op_totals.get(table["op"][r], 0) + 1
+        total += len(table["key"])
+    if total != doc["totals"]["rows"] or total != doc["labels"]["rows"]:
+        problems.append(f"rows: shards hold {total}, manifest totals say {doc['totals']['rows']}, "
+                        f"labels.parquet {doc['labels']['rows']}")
+    for op, count in doc["totals"]["ops"].items():
+        if op_totals.get(op, 0) != count:
+            problems.append(f"op {op}: shards hold {op_totals.get(op, 0)} rows, manifest says {count}")
+
+
+def _row_problems(t: dict, r: int, config: BakeConfig, num_classes: int, width: int, height: int):
+    soft = np.asarray(t["soft_label"][r], dtype=np.float64)
+    lam = t["lam"][r]
+    if len(soft) != num_classes:
+        yield f"soft_label has {len(soft)} entries for {num_classes} classes"
+        return
+    if abs(soft.sum() - 1.0) > TOLERANCE:
+        yield f"soft_label sums to {soft.sum():.6f}"
+    if t["label"][r] != int(np.argmax(soft)):
+        yield f"label {t['label'][r]} is not the argmax of soft_label ({int(np.argmax(soft))})"
+    if not 0.0 <= lam <= 1.0:
+        yield f"lam {lam} outside [0, 1]"
+    expected = np.zeros(num_classes)
+    expected[t["label_a"][r]] += lam
+    expected[t["label_b"][r] if t["label_b"][r] is not None else t["label_a"][r]] += 1.0 - lam
+    eps = config.label_smoothing
+    expected = expected * (1 - eps) + eps / num_classes
+    if np.abs(expected - soft).max() > TOLERANCE:
+        yield "soft_label differs from lam*onehot(label_a) + (1-lam)*onehot(label_b)"
+    for box in t["boxes"][r]:
+        x0, y0, x1, y1 = box
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            yield f"box {box} is empty or outside the {width}x{height} image"
+    if t["op"][r] == "cutmix" and t["boxes"][r]:
+        x0, y0, x1, y1 = t["boxes"][r][0]
+        if abs((1.0 - (x1 - x0) * (y1 - y0) / (width * height)) - lam) > TOLERANCE:
+            yield "cutmix lam is not 1 - pasted box area / image area"
+
+
+def _check_plan(out: str, doc: dict, problems: List[str]) -> None:
+    """Re-list the source, re-plan each shard, and compare every row's provenance."""
+    from .plan import plan_shard
+    from .run import make_tasks
+    from .sources import open_source
+    from .config import OPS
+
+    source = doc["source"]
+    options = source.get("options") or {}
+    catalog = open_source(source["uri"], options.get("image_column"), options.get("label_column"))
+    if catalog.fingerprint != source["fingerprint"]:
+        problems.append(f"source {source['uri']}: changed since the build (fingerprint differs)")
+        return
+    config = BakeConfig.from_dict(doc["config"])
+    tasks = make_tasks(config, catalog, out, doc["build_id"])
+    if [manifest.DATA + "/" + os.path.basename(t.path) for t in tasks] != [s["path"] for s in doc["shards"]]:
+        problems.append("the re-planned shards differ from the manifest's shards")
+        return
+    skipped = {ref for ref, _ in _errors(out)}
+    for task in tasks:
+        valid = np.array([ref not in skipped for ref in task.refs], dtype=bool)
+        plan = plan_shard(config, task.shard_id, task.labels, valid)
+        t = pq.read_table(task.path, columns=["op", "src_a", "src_b", "lam", "boxes"]).to_pydict()
+        expected = {
+            "op": [OPS[o] for o in plan.op],
+            "src_a": task.items[plan.a].tolist(),
+            "src_b": [int(task.items[b]) if b >= 0 else None for b in plan.b],
+            "boxes": [bx.tolist() for bx in plan.boxes],
+        }
+        name = os.path.basename(task.path)
+        for column, values in expected.items():
+            if t[column] != values:
+                problems.append(f"{name}: column {column} differs from the re-planned provenance")
+        if not np.allclose(np.asarray(t["lam"]), plan.lam.astype(np.float32), atol=TOLERANCE):
+            problems.append(f"{name}: column lam differs from the re-planned values")
+
+
+def _errors(out: str):
+    import json
+    path = os.path.join(out, manifest.ERRORS)
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [(d["ref"], d["reason"]) for d in map(json.loads, f)]
