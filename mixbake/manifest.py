@@ -61,8 +61,10 @@ def _foreign_entries(out: str) -> List[str]:
 
 
 def _is_shard_name(name: str) -> bool:
-    bare = name[1:-4] if name.startswith(".") and name.endswith(".tmp") else name
-    return bare.startswith("train-") and bare.endswith(".parquet")
+    """A shard (``train-*.parquet``) or one of its temporaries (``.train-*.parquet.<pid>.tmp``)."""
+    if name.startswith(".") and name.endswith(".tmp"):
+        return name.startswith(".train-") and ".parquet." in name
+    return name.startswith("train-") and name.endswith(".parquet")
 
 
 def claim_out(out: str, build_id: str, overwrite: bool) -> str:

@@ -81,7 +81,8 @@ class ShardWriter:
 
     def __init__(self, path: str, config: BakeConfig, classes, footer: dict):
         self.path = path
-        self.tmp_path = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+        # The pid keeps an orphaned worker of a killed run from sharing a temporary with a resumed one.
+        self.tmp_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
         self.config = config
         self.schema = shard_schema(config, classes, footer)
         self.ext = imaging.extension(config.image_format)
