@@ -42,6 +42,10 @@ def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> 
         return fit(payload, size, resize)
     if payload is None or len(payload) == 0:
         raise DecodeError("empty image data (0 bytes)")
+    if payload[:3] == b"\xff\xd8\xff":
+        fast = _load_jpeg_fast(payload, size, resize, max_pixels)
+        if fast is not None:
+            return fast
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -73,6 +77,66 @@ def _load_opened(im: Image.Image, payload: bytes, size, resize, max_pixels) -> n
             im.draft(im.mode, (_ceil_div(width, factor), _ceil_div(height, factor)))
         rgb = to_rgb(im)
     return fit(orient(rgb, orientation), size, resize)
+
+
+def _load_jpeg_fast(payload: bytes, size, resize, max_pixels):
+    """The hot path: RGB/gray JPEGs straight through libjpeg-turbo, no Pillow object at all.
+
+    Returns None to fall back to Pillow (CMYK/YCCK JPEGs, or a header simplejpeg cannot parse,
+    which Pillow then reports precisely).
+    """
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(payload)
+    except ValueError:
+        return None
+    if colorspace not in ("YCbCr", "Gray", "RGB"):
+        return None
+    if width * height > max_pixels:
+        raise DecodeError(f"image is {width}x{height} = {width * height} pixels, above the limit of "
+                          f"{max_pixels} (--max-pixels)")
+    orientation = jpeg_orientation(payload)
+    oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    factor = dct_factor(oriented, size, resize)
+    try:
+        rgb = simplejpeg.decode_jpeg(payload, colorspace="RGB", strict=True,
+                                     min_height=_ceil_div(height, factor), min_width=_ceil_div(width, factor))
+    except ValueError as exc:
+        raise DecodeError(f"cannot decode JPEG: {exc}") from None
+    return fit(orient(rgb, orientation), size, resize)
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """EXIF orientation (1..8) from a JPEG's APP1 segment, read without decoding anything.
+
+    Any malformed EXIF gives 1: a broken EXIF block is not a broken image.
+    """
+    pos, n = 2, len(data)
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker in (0xDA, 0xD9):  # start of scan / end of image: no EXIF before the pixels
+            return 1
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\0\0":
+            return _tiff_orientation(data[pos + 10:pos + 2 + length])
+        pos += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return 1
+    order = "little" if tiff[:2] == b"II" else "big"
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    for i in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(tiff):
+            return 1
+        if int.from_bytes(tiff[entry:entry + 2], order) == EXIF_ORIENTATION:
+            value = int.from_bytes(tiff[entry + 8:entry + 10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -182,7 +246,9 @@ def _resize(rgb: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
         return np.ascontiguousarray(rgb)
     shrink = min(w / out_w, h / out_h)
     interp = cv2.INTER_AREA if shrink >= 2 else cv2.INTER_LINEAR
-    return cv2.resize(np.ascontiguousarray(rgb), (out_w, out_h), interpolation=interp)
+    if rgb.strides[1] != rgb.shape[2] or rgb.strides[2] != 1:
+        rgb = np.ascontiguousarray(rgb)  # rotated/flipped views; a plain crop (ROI) is resized in place
+    return cv2.resize(rgb, (out_w, out_h), interpolation=interp)
 
 
 # ---------------------------------------------------------------- encode
