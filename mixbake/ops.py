@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # cv2 is the fast path; the numpy fallback gives identical results (both round half to even)
+try:  # cv2 is the fast path; the numpy fallback rounds the same way (half to even) in float64
     import cv2
 except ImportError:  # pragma: no cover - opencv is a hard dependency, kept optional for pure-maths use
     cv2 = None
@@ -70,6 +70,20 @@ def soft_label(label_a: int, label_b, lam: float, num_classes: int, smoothing: f
         y[label_b] += 1.0 - lam
     else:
         y[label_a] += 1.0 - lam
+    if smoothing:
+        y = y * (1.0 - smoothing) + smoothing / num_classes
+    return y.astype(np.float32)
+
+
+def soft_labels(label_a, label_b, lam, num_classes: int, smoothing: float = 0.0) -> np.ndarray:
+    """Row-wise :func:`soft_label` (label_b < 0: no partner); the same float64 arithmetic, then float32."""
+    label_a = np.asarray(label_a, dtype=np.int64)
+    label_b = np.asarray(label_b, dtype=np.int64)
+    lam = np.asarray(lam, dtype=np.float64)
+    rows = np.arange(len(label_a))
+    y = np.zeros((len(label_a), num_classes), dtype=np.float64)
+    y[rows, label_a] += lam
+    y[rows, np.where(label_b >= 0, label_b, label_a)] += 1.0 - lam
     if smoothing:
         y = y * (1.0 - smoothing) + smoothing / num_classes
     return y.astype(np.float32)

@@ -15,7 +15,7 @@ from . import imaging, ops
 from .config import OPS, BakeConfig
 from .errors import ItemError
 from .plan import CUTMIX, CUTOUT, MIXUP, ORIGINAL, ShardPlan, plan_shard
-from .writers.parquet import ShardWriter
+from .writers.parquet import ShardWriter, rows_per_group
 
 
 @dataclass(frozen=True)
@@ -116,29 +116,40 @@ def render(config: BakeConfig, plan: ShardPlan, r: int, images) -> np.ndarray:
     return image_a
 
 
+def label_columns(task: ShardTask, plan: ShardPlan) -> dict:
+    """Every non-pixel column of the shard, vectorised over the plan's rows."""
+    has_b = plan.b >= 0
+    label_a = task.labels[plan.a]
+    label_b = np.where(has_b, task.labels[np.maximum(plan.b, 0)], -1)
+    soft = ops.soft_labels(label_a, label_b, plan.lam, len(task.classes), task.config.label_smoothing)
+    src_a = task.items[plan.a]
+    return {
+        "key": [_key(int(i), int(c)) for i, c in zip(src_a, plan.copy)],
+        "label": np.argmax(soft, axis=1), "soft_label": soft,
+        "op": [OPS[o] for o in plan.op], "lam": plan.lam,
+        "src_a": src_a, "src_b": np.where(has_b, task.items[np.maximum(plan.b, 0)], -1),
+        "label_a": label_a, "label_b": label_b, "boxes": list(plan.boxes),
+    }
+
+
 def bake_shard(task: ShardTask) -> ShardResult:
     config = task.config
     images, bad = load_pool(task)
     valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
     plan = plan_shard(config, task.shard_id, task.labels, valid)
-    num_classes = len(task.classes)
+    columns = label_columns(task, plan)
     errors = [(task.refs[p], reason) for p, reason in sorted(bad.items())]
     footer = {"build": task.build_id, "shard": task.shard_id, "items": len(task.items), "errors": errors}
+    step = rows_per_group(config)
     with ShardWriter(task.path, config, task.classes, footer) as writer:
-        for r in range(len(plan)):
-            a, b, lam = int(plan.a[r]), int(plan.b[r]), float(plan.lam[r])
-            label_a = int(task.labels[a])
-            label_b = int(task.labels[b]) if b >= 0 else None
-            soft = ops.soft_label(label_a, label_b, lam, num_classes, config.label_smoothing)
-            writer.add(
-                key=_key(int(task.items[a]), int(plan.copy[r])),
-                image=imaging.encode(render(config, plan, r, images), config.image_format, config.quality),
-                label=int(np.argmax(soft)), soft_label=soft, op=OPS[plan.op[r]], lam=lam,
-                src_a=int(task.items[a]), src_b=int(task.items[b]) if b >= 0 else None,
-                label_a=label_a, label_b=label_b, boxes=plan.boxes[r],
-            )
-            if r % 16 == 15:
-                _tick(16)
+        for start in range(0, len(plan), step):
+            rows = range(start, min(start + step, len(plan)))
+            encoded = []
+            for r in rows:
+                encoded.append(imaging.encode(render(config, plan, r, images), config.image_format, config.quality))
+                if r % 16 == 15:
+                    _tick(16)
+            writer.write({name: values[rows.start:rows.stop] for name, values in columns.items()}, encoded)
         _tick(len(plan) % 16)
     counts = {name: int(np.sum(plan.op == code)) for code, name in enumerate(OPS)}
     return ShardResult(

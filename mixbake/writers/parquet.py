@@ -86,8 +86,6 @@ class ShardWriter:
         self.config = config
         self.schema = shard_schema(config, classes, footer)
         self.ext = imaging.extension(config.image_format)
-        self._rows: List[dict] = []
-        self._bytes = 0
         self._writer = None
 
     def __enter__(self):
@@ -101,27 +99,35 @@ class ShardWriter:
         )
         return self
 
-    def add(self, *, key: str, image: bytes, boxes: np.ndarray, soft_label: np.ndarray, **columns) -> None:
-        row = dict(columns, key=key, image={"bytes": image, "path": None if self.ext == "raw" else f"{key}.{self.ext}"},
-                   soft_label=soft_label.tolist(), boxes=np.asarray(boxes, dtype=np.int32).tolist())
+    def write(self, columns: dict, images: List[bytes]) -> None:
+        """Write one row group: ``columns`` are row-aligned arrays (see ``label_columns``)."""
+        n = len(images)
+        keys = columns["key"]
+        paths = [None] * n if self.ext == "raw" else [f"{k}.{self.ext}" for k in keys]
+        arrays = {
+            "key": pa.array(keys, pa.string()),
+            "image": pa.StructArray.from_arrays(
+                [pa.array(images, pa.binary()), pa.array(paths, pa.string())], fields=list(IMAGE_TYPE)),
+            "label": pa.array(columns["label"], pa.int64()),
+            "soft_label": _list_array(columns["soft_label"].astype(np.float32)),
+            "op": pa.array(columns["op"], pa.string()),
+            "lam": pa.array(columns["lam"].astype(np.float32), pa.float32()),
+            "src_a": pa.array(columns["src_a"], pa.int64()),
+            "src_b": _nullable(columns["src_b"]),
+            "label_a": pa.array(columns["label_a"], pa.int64()),
+            "label_b": _nullable(columns["label_b"]),
+            "boxes": _boxes_array(columns["boxes"]),
+        }
         if self.ext == "raw":
-            height, width = self.config.size[1], self.config.size[0]
-            row.update(height=height, width=width, channels=3)
-        self._rows.append(row)
-        self._bytes += len(image)
-        if len(self._rows) >= ROW_GROUP_ROWS or self._bytes >= ROW_GROUP_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema),
-                                     row_group_size=len(self._rows))
-        self._rows, self._bytes = [], 0
+            width, height = self.config.size
+            arrays.update(height=pa.array(np.full(n, height, np.int32)),
+                          width=pa.array(np.full(n, width, np.int32)),
+                          channels=pa.array(np.full(n, 3, np.int32)))
+        table = pa.Table.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
+        self._writer.write_table(table, row_group_size=max(1, n))
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            if exc_type is None:
-                self._flush()
             self._writer.close()
         finally:
             if exc_type is None:
@@ -138,3 +144,34 @@ def _fsync(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def rows_per_group(config: BakeConfig) -> int:
+    """Row-group size: ~1000 rows, fewer when raw pixels would push a group past ~100 MB."""
+    width, height = config.size
+    row_bytes = width * height * 3 if config.image_format == "raw" else width * height // 2
+    return int(max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // max(1, row_bytes))))
+
+
+def _nullable(values: np.ndarray) -> pa.Array:
+    """int64 with -1 meaning 'none' -> a nullable Arrow column."""
+    values = np.asarray(values, dtype=np.int64)
+    return pa.array(values, pa.int64(), mask=values < 0)
+
+
+def _list_array(matrix: np.ndarray) -> pa.Array:
+    """(n, k) -> list<...> with k entries per row, built from offsets (no Python lists)."""
+    n, k = matrix.shape
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel()))
+
+
+def _boxes_array(boxes) -> pa.Array:
+    """Per row an (m, 4) int array -> list<list<int32>>."""
+    counts = np.fromiter((len(b) for b in boxes), dtype=np.int32, count=len(boxes))
+    outer = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    flat = np.concatenate([np.asarray(b, dtype=np.int32).reshape(-1, 4) for b in boxes]) if len(boxes) \
+        else np.zeros((0, 4), np.int32)
+    inner = pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) * 4 + 1, 4, dtype=np.int32)),
+                                     pa.array(flat.ravel(), pa.int32()))
+    return pa.ListArray.from_arrays(pa.array(outer), inner)
