@@ -6,7 +6,7 @@ import logging
 import click
 
 from . import __version__
-from .config import CUTOUT_FILLS, ERROR_POLICIES, IMAGE_FORMATS, PAIRINGS, RESIZE_MODES
+from .config import CUTOUT_FILLS, ERROR_POLICIES, IMAGE_FORMATS, OUTPUT_FORMATS, PAIRINGS, RESIZE_MODES
 from .errors import MixbakeError
 
 BAKE_EPILOG = """\b
@@ -71,6 +71,9 @@ def bake_options(f):
                      help="Output image size: N for NxN, or WIDTHxHEIGHT."),
         click.option("--resize", type=_choice(RESIZE_MODES), default="crop", show_default=True,
                      help="Fit to --size: centre-crop to cover, pad (black) to fit, or stretch."),
+        click.option("--format", "format", type=_choice(OUTPUT_FORMATS), default="parquet", show_default=True,
+                     help="parquet: data/train-*.parquet shards (HF datasets, DuckDB, Polars, Arrow); "
+                          "webdataset: train-*.tar; folder: images/<class>/<key>.<ext> + labels.csv."),
         click.option("--image-format", type=_choice(IMAGE_FORMATS), default="jpeg", show_default=True,
                      help="Encoding of output images; raw = uint8 HxWx3 bytes (+height/width/channels)."),
         click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True,

@@ -21,6 +21,7 @@ IMAGE_FORMATS = ("jpeg", "png", "webp", "raw")
 CUTOUT_FILLS = ("zero", "mean", "noise")
 PAIRINGS = ("random", "cross-class")
 ERROR_POLICIES = ("fail", "skip")
+OUTPUT_FORMATS = ("parquet", "webdataset", "folder")
 # Pillow's own decompression-bomb threshold: big enough for any real photo, small enough to refuse
 # a 20000x20000 header that would need 1.2 GB to decode.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -114,7 +115,7 @@ def _validate(c: BakeConfig) -> None:
     _choice(c.image_format, "image-format", IMAGE_FORMATS)
     _choice(c.cutout_fill, "cutout-fill", CUTOUT_FILLS)
     _choice(c.pairing, "pairing", PAIRINGS)
-    _choice(c.format, "format", ("parquet",))
+    _choice(c.format, "format", OUTPUT_FORMATS)
     _require(1 <= c.quality <= 100, f"--quality must be in 1..100, got {c.quality}.")
     for op in OPS:
         share = getattr(c, op)

@@ -1,8 +1,12 @@
 """The output directory's bookkeeping: claiming OUT, resume checks, labels.parquet, manifest.json.
 
 ``manifest.json`` is written last and atomically: it is the commit marker of a finished build.
-While a build is unfinished, ``OUT/.mixbake-build.json`` records which build owns the directory,
-so a re-run of the same command resumes and a different one is refused.
+While a build is unfinished, ``OUT/.mixbake/build.json`` records which build owns the directory,
+so a re-run of the same command resumes and a different one is refused, and each finished shard
+has a sidecar ``OUT/.mixbake/shards/shard-NNNNN.parquet``: its label rows, with the shard's result
+(path, rows, bytes, sha256, skipped items) in the footer. A sidecar is written after its shard is in
+place, so it is the shard's commit record; ``labels.parquet`` is the concatenation of the sidecars.
+The ``.mixbake`` directory is removed once ``manifest.json`` is written.
 """
 from __future__ import annotations
 
@@ -23,9 +27,13 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LABELS = "labels.parquet"
 ERRORS = "errors.jsonl"
-CLAIM = ".mixbake-build.json"
+LABELS_CSV = "labels.csv"
+STATE = ".mixbake"
+CLAIM = os.path.join(STATE, "build.json")
 DATA = "data"
-OWN_FILES = (MANIFEST, LABELS, ERRORS, CLAIM, "README.md", ".manifest.json.tmp", ".labels.parquet.tmp")
+IMAGES = "images"
+OWN_FILES = (MANIFEST, LABELS, LABELS_CSV, ERRORS, "README.md", ".manifest.json.tmp", ".labels.parquet.tmp",
+             ".labels.csv.tmp")
 
 
 def read_json(path: str) -> dict:
@@ -50,7 +58,7 @@ def _foreign_entries(out: str) -> List[str]:
     """Entries of OUT that mixbake did not write."""
     foreign = []
     for name in sorted(os.listdir(out)):
-        if name in OWN_FILES:
+        if name in OWN_FILES or name in (STATE, IMAGES) or _is_shard_name(name) or _is_tar_name(name):
             continue
         if name == DATA and os.path.isdir(os.path.join(out, DATA)):
             foreign += [f"{DATA}/{n}" for n in sorted(os.listdir(os.path.join(out, DATA)))
@@ -61,10 +69,16 @@ def _foreign_entries(out: str) -> List[str]:
 
 
 def _is_shard_name(name: str) -> bool:
-    """A shard (``train-*.parquet``) or one of its temporaries (``.train-*.parquet.<pid>.tmp``)."""
+    """A Parquet shard (``train-*.parquet``) or one of its temporaries (``.train-*.parquet.<pid>.tmp``)."""
     if name.startswith(".") and name.endswith(".tmp"):
         return name.startswith(".train-") and ".parquet." in name
     return name.startswith("train-") and name.endswith(".parquet")
+
+
+def _is_tar_name(name: str) -> bool:
+    if name.startswith(".") and name.endswith(".tmp"):
+        return name.startswith(".train-") and ".tar." in name
+    return name.startswith("train-") and name.endswith(".tar")
 
 
 def claim_out(out: str, build_id: str, overwrite: bool) -> str:
@@ -84,8 +98,9 @@ def claim_out(out: str, build_id: str, overwrite: bool) -> str:
         remove_own_files(out)
         owner = None
     if owner is None:
+        os.makedirs(os.path.join(out, STATE), exist_ok=True)
         write_json_atomic(os.path.join(out, CLAIM), {"build_id": build_id})
-        return "new" if not os.path.isdir(os.path.join(out, DATA)) else "resume"
+        return "new"
     if os.path.exists(os.path.join(out, MANIFEST)):
         return "complete"
     return "resume"
@@ -101,37 +116,81 @@ def _owner(out: str) -> Optional[str]:
 
 def remove_own_files(out: str) -> None:
     """Remove only what mixbake writes (never a foreign file)."""
-    for name in OWN_FILES:
+    for name in os.listdir(out):
         path = os.path.join(out, name)
-        if os.path.isfile(path):
+        if name in OWN_FILES or _is_tar_name(name):
             os.remove(path)
+        elif name in (STATE, IMAGES):
+            shutil.rmtree(path)
     data = os.path.join(out, DATA)
     if os.path.isdir(data):
         for name in os.listdir(data):
             if _is_shard_name(name):
                 os.remove(os.path.join(data, name))
         if not os.listdir(data):
-            shutil.rmtree(data)
+            os.rmdir(data)
 
 
 def remove_stale_temporaries(out: str) -> int:
-    data = os.path.join(out, DATA)
-    stale = [n for n in os.listdir(data)] if os.path.isdir(data) else []
-    stale = [n for n in stale if n.startswith(".") and n.endswith(".tmp")]
-    for name in stale:
-        os.remove(os.path.join(data, name))
+    """Temporaries of a killed run: dot-named ``*.tmp`` files in OUT, data/ and images/<class>/."""
+    stale = []
+    for dirpath, dirnames, filenames in os.walk(out):
+        rel = os.path.relpath(dirpath, out)
+        if rel != "." and rel.split(os.sep)[0] not in (DATA, IMAGES, STATE):
+            dirnames[:] = []
+            continue
+        stale += [os.path.join(dirpath, n) for n in filenames if n.startswith(".") and n.endswith(".tmp")]
+    for path in stale:
+        os.remove(path)
     return len(stale)
+
+
+def finish_state(out: str) -> None:
+    """After manifest.json is in place the bookkeeping is no longer needed."""
+    shutil.rmtree(os.path.join(out, STATE), ignore_errors=True)
+
+
+# ---------------------------------------------------------------- per-shard sidecars
+
+def sidecar_path(out: str, shard_id: int) -> str:
+    return os.path.join(out, STATE, "shards", f"shard-{shard_id:05d}.parquet")
+
+
+def write_sidecar(out: str, shard_id: int, table: pa.Table, result: dict) -> None:
+    from .writers import commit, temporary_name
+    path = sidecar_path(out, shard_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = temporary_name(path)
+    table = table.replace_schema_metadata({b"mixbake": json.dumps(result, sort_keys=True).encode()})
+    pq.write_table(table, tmp, compression="zstd")
+    commit(tmp, path)
+
+
+def read_sidecar(out: str, shard_id: int) -> Optional[dict]:
+    """The result recorded for a finished shard, or None (missing or unreadable: redo the shard)."""
+    path = sidecar_path(out, shard_id)
+    if not os.path.exists(path):
+        return None
+    try:
+        return json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"mixbake"])
+    except (pa.ArrowException, OSError, KeyError, ValueError, TypeError):
+        return None
 
 
 # ---------------------------------------------------------------- labels.parquet
 
-def write_labels(out: str, shard_paths: Iterable[str], refs) -> dict:
-    """Concatenate every shard's label columns (no image bytes), plus shard, row and source references."""
+def write_labels(out: str, num_shards: int, refs, extra=None) -> dict:
+    """Concatenate the shards' label rows (no image bytes), plus shard, row and source references.
+
+    ``extra(shard_id, table) -> table`` may add format-specific columns (the folder format's paths).
+    """
     path, tmp = os.path.join(out, LABELS), os.path.join(out, ".labels.parquet.tmp")
     writer, rows = None, 0
     try:
-        for shard_id, rel in enumerate(shard_paths):
-            table = _label_table(os.path.join(out, rel), shard_id, refs)
+        for shard_id in range(num_shards):
+            table = _label_table(sidecar_path(out, shard_id), shard_id, refs)
+            if extra is not None:
+                table = extra(shard_id, table)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
             writer.write_table(table, row_group_size=max(1, table.num_rows))
@@ -139,38 +198,36 @@ def write_labels(out: str, shard_paths: Iterable[str], refs) -> dict:
     finally:
         if writer is not None:
             writer.close()
-    os.replace(tmp, path)
-    from .worker import sha256_file
+    from .writers import commit, sha256_file
+    commit(tmp, path)
     return {"path": LABELS, "rows": rows, "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
 
 
-def _label_table(shard_path: str, shard_id: int, refs) -> pa.Table:
-    pf = pq.ParquetFile(shard_path)
-    columns = [n for n in pf.schema_arrow.names if n not in ("image", "height", "width", "channels")]
-    table = pf.read(columns=columns)
-    table = table.replace_schema_metadata(None)
+def _label_table(sidecar: str, shard_id: int, refs) -> pa.Table:
+    table = pq.read_table(sidecar).replace_schema_metadata(None)
     n = table.num_rows
     src_a = table.column("src_a").to_numpy(zero_copy_only=False)
-    src_b = table.column("src_b")
-    ref_b = [None if v is None else display_ref(refs[v]) for v in src_b.to_pylist()]
+    ref_b = [None if v is None else display_ref(refs[v]) for v in table.column("src_b").to_pylist()]
     table = table.add_column(0, "shard", pa.array(np.full(n, shard_id, dtype=np.int32)))
     table = table.add_column(1, "row", pa.array(np.arange(n, dtype=np.int64)))
     table = table.append_column("ref_a", pa.array([display_ref(refs[int(v)]) for v in src_a], pa.string()))
     return table.append_column("ref_b", pa.array(ref_b, pa.string()))
 
 
-# ---------------------------------------------------------------- shard bookkeeping
-
-def shard_footer(path: str) -> Optional[dict]:
-    """The ``mixbake`` footer record of a finished shard, or None if it is unreadable."""
-    try:
-        metadata = pq.ParquetFile(path).schema_arrow.metadata or {}
-        return json.loads(metadata[b"mixbake"])
-    except (pa.ArrowException, OSError, KeyError, ValueError):
-        return None
 
 
-def op_counts(path: str, ops: Iterable[str]) -> Dict[str, int]:
-    column = pq.read_table(path, columns=["op"]).column("op")
-    counts = {str(v["values"]): int(v["counts"]) for v in pc.value_counts(column).to_pylist()}
-    return {op: counts.get(op, 0) for op in ops}
+def write_labels_csv(out: str, classes) -> None:
+    """labels.csv for people who just want files: one row per image, soft label as a JSON list."""
+    import csv
+    table = pq.read_table(os.path.join(out, LABELS))
+    tmp, path = os.path.join(out, ".labels.csv.tmp"), os.path.join(out, LABELS_CSV)
+    columns = ["path", "key", "label", "class", "op", "lam", "label_a", "label_b", "src_a", "src_b",
+               "ref_a", "ref_b", "soft_label"]
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(columns)
+        for row in table.to_pylist():
+            row["class"] = classes[row["label"]]
+            row["soft_label"] = json.dumps([round(v, 7) for v in row["soft_label"]])
+            writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    os.replace(tmp, path)

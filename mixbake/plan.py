@@ -25,10 +25,6 @@ MIXUP, CUTMIX, CUTOUT, NONE = range(4)
 ORIGINAL = -1  # the copy index recorded for --keep-originals rows
 
 
-def shard_name(shard_id: int, num_shards: int) -> str:
-    return f"train-{shard_id:05d}-of-{num_shards:05d}.parquet"
-
-
 def pool_target(config: BakeConfig) -> int:
     """Source items per pool, so that a shard holds about ``shard_size`` rows."""
     return max(2, math.ceil(config.shard_size / config.rows_per_item))

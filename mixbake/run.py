@@ -17,7 +17,7 @@ from .errors import ItemError, MixbakeError
 from .imaging import codec_versions
 from .plan import check_pairable, make_pools
 from .sources import Catalog, display_ref, open_source
-from .worker import ShardResult, ShardTask, bake_shard, init_worker, sha256_file
+from .worker import ShardResult, ShardTask, bake_shard, init_worker
 
 log = logging.getLogger("mixbake")
 
@@ -108,6 +108,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     build_id = fingerprint(identity)
     state = manifest.claim_out(out, build_id, overwrite)
     if state == "complete":
+        manifest.finish_state(out)  # a run killed just after writing manifest.json left it behind
         done = manifest.read_json(os.path.join(out, manifest.MANIFEST))
         totals = done["totals"]
         return BakeSummary(out, "complete", totals["rows"], len(done["shards"]), totals["bytes"],
@@ -126,17 +127,15 @@ def default_workers() -> int:
 
 
 def finished_result(task: ShardTask) -> Optional[ShardResult]:
-    """A shard already on disk from an earlier run of the same build, or None."""
-    footer = manifest.shard_footer(task.path) if os.path.exists(task.path) else None
-    if not footer or footer.get("build") != task.build_id or footer.get("shard") != task.shard_id:
+    """A shard finished by an earlier run of the same build (its sidecar is its commit record), or None."""
+    recorded = manifest.read_sidecar(task.out_dir, task.shard_id)
+    if not recorded or recorded.pop("build", None) != task.build_id:
         return None
-    import pyarrow.parquet as pq
-    return ShardResult(
-        shard_id=task.shard_id, path=os.path.relpath(task.path, task.out_dir).replace(os.sep, "/"),
-        rows=pq.ParquetFile(task.path).metadata.num_rows, bytes=os.path.getsize(task.path),
-        sha256=sha256_file(task.path), op_counts=manifest.op_counts(task.path, OPS),
-        errors=[tuple(e) for e in footer.get("errors", [])], items=footer.get("items", len(task.items)),
-    )
+    result = ShardResult(**recorded)
+    if result.path.startswith(manifest.IMAGES + "#"):
+        return result
+    path = os.path.join(task.out_dir, result.path)
+    return result if os.path.exists(path) and os.path.getsize(path) == result.bytes else None
 
 
 def run_tasks(tasks: List[ShardTask], workers: int, quiet: bool, catalog: Catalog) -> List[ShardResult]:
@@ -202,9 +201,26 @@ def _stop(pool: cf.ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _folder_paths(config: BakeConfig, catalog: Catalog):
+    """The folder format's labels also say where each image file is."""
+    if config.format != "folder":
+        return None
+    import pyarrow as pa
+    from .imaging import extension
+    from .writers.folder import class_dirs, image_relpath
+    dirs, ext = class_dirs(catalog.classes), extension(config.image_format)
+
+    def add_path(shard_id, table):
+        paths = [image_relpath(dirs[label], key, ext) for key, label in
+                 zip(table.column("key").to_pylist(), table.column("label").to_pylist())]
+        return table.append_column("path", pa.array(paths, pa.string()))
+    return add_path
+
+
 def finish(out, config, catalog, identity, build_id, tasks, results) -> BakeSummary:
-    shard_paths = [r.path for r in results]
-    labels = manifest.write_labels(out, shard_paths, catalog.refs)
+    labels = manifest.write_labels(out, len(results), catalog.refs, _folder_paths(config, catalog))
+    if config.format == "folder":
+        manifest.write_labels_csv(out, catalog.classes)
     errors = [e for r in results for e in r.errors]
     errors_path = os.path.join(out, manifest.ERRORS)
     if errors:
@@ -231,8 +247,6 @@ def finish(out, config, catalog, identity, build_id, tasks, results) -> BakeSumm
         "errors": {"count": len(errors), "path": manifest.ERRORS if errors else None},
     }
     manifest.write_json_atomic(os.path.join(out, manifest.MANIFEST), doc)
-    claim = os.path.join(out, manifest.CLAIM)
-    if os.path.exists(claim):
-        os.remove(claim)
+    manifest.finish_state(out)
     return BakeSummary(out, "baked", totals["rows"], len(results), totals["bytes"], len(catalog),
                        len(errors), 0.0, op_totals)

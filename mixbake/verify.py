@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from . import manifest
 from .config import BakeConfig
 from .errors import MixbakeError
-from .worker import sha256_file
+from .writers import sha256_file, shard_relpath
 
 TOLERANCE = 1e-5
 
@@ -39,22 +39,45 @@ def verify(out: str, deep: bool = False) -> List[str]:
 
 def _check_files(out: str, doc: dict, problems: List[str]) -> List[str]:
     listed = []
-    for entry in doc["shards"] + [doc["labels"]]:
-        file_path = os.path.join(out, entry["path"])
+    for shard_id, entry in enumerate(doc["shards"]):
+        if entry["path"].startswith(manifest.IMAGES + "#"):
+            _check_folder_shard(out, shard_id, entry, problems)
+        else:
+            _check_file(out, entry, problems)
         listed.append(entry["path"])
-        if not os.path.exists(file_path):
-            problems.append(f"{entry['path']}: missing")
-            continue
-        if os.path.getsize(file_path) != entry["bytes"]:
-            problems.append(f"{entry['path']}: {os.path.getsize(file_path)} bytes, manifest says {entry['bytes']}")
-        if sha256_file(file_path) != entry["sha256"]:
-            problems.append(f"{entry['path']}: sha256 differs from the manifest (file changed or corrupt)")
-        elif pq.ParquetFile(file_path).metadata.num_rows != entry["rows"]:
-            problems.append(f"{entry['path']}: row count differs from the manifest")
+    _check_file(out, doc["labels"], problems)
+    listed.append(doc["labels"]["path"])
     data = os.path.join(out, manifest.DATA)
     extra = sorted(set(f"{manifest.DATA}/{n}" for n in os.listdir(data)) - set(listed)) if os.path.isdir(data) else []
     problems += [f"{name}: in data/ but not listed in the manifest" for name in extra]
     return listed
+
+
+def _check_folder_shard(out: str, shard_id: int, entry: dict, problems: List[str]) -> None:
+    from .writers.folder import digest
+    table = pq.read_table(os.path.join(out, manifest.LABELS), columns=["path", "shard"],
+                          filters=[("shard", "=", shard_id)])
+    relpaths = table.column("path").to_pylist()
+    missing = [p for p in relpaths if not os.path.exists(os.path.join(out, p))]
+    if missing:
+        problems += [f"{p}: missing" for p in missing[:20]]
+        return
+    total, sha = digest(out, relpaths)
+    if (total, sha) != (entry["bytes"], entry["sha256"]):
+        problems.append(f"images of shard {shard_id}: bytes or sha256 differ from the manifest")
+
+
+def _check_file(out: str, entry: dict, problems: List[str]) -> None:
+    file_path = os.path.join(out, entry["path"])
+    if not os.path.exists(file_path):
+        problems.append(f"{entry['path']}: missing")
+        return
+    if os.path.getsize(file_path) != entry["bytes"]:
+        problems.append(f"{entry['path']}: {os.path.getsize(file_path)} bytes, manifest says {entry['bytes']}")
+    if sha256_file(file_path) != entry["sha256"]:
+        problems.append(f"{entry['path']}: sha256 differs from the manifest (file changed or corrupt)")
+    elif entry["path"].endswith(".parquet") and pq.ParquetFile(file_path).metadata.num_rows != entry["rows"]:
+        problems.append(f"{entry['path']}: row count differs from the manifest")
 
 
 def _check_rows(out: str, doc: dict, listed: List[str], problems: List[str]) -> None:
@@ -62,9 +85,9 @@ def _check_rows(out: str, doc: dict, listed: List[str], problems: List[str]) -> 
     num_classes = len(doc["classes"])
     width, height = config.size
     keys, total, op_totals = set(), 0, {}
-    for entry in doc["shards"]:
-        table = pq.read_table(os.path.join(out, entry["path"]), columns=[
-            "key", "label", "soft_label", "op", "lam", "label_a", "label_b", "boxes"]).to_pydict()
+    for entry_index, entry in enumerate(doc["shards"]):
+        table = _shard_labels(out, doc, entry_index, [
+            "key", "label", "soft_label", "op", "lam", "label_a", "label_b", "boxes"])
         for r in range(len(table["key"])):
             where = f"{entry['path']} row {r}"
             for problem in _row_problems(table, r, config, num_classes, width, height):
@@ -126,21 +149,21 @@ def _check_plan(out: str, doc: dict, problems: List[str]) -> None:
         return
     config = BakeConfig.from_dict(doc["config"])
     tasks = make_tasks(config, catalog, out, doc["build_id"])
-    if [manifest.DATA + "/" + os.path.basename(t.path) for t in tasks] != [s["path"] for s in doc["shards"]]:
+    if [shard_relpath(config.format, t.shard_id, t.num_shards) for t in tasks] != [s["path"] for s in doc["shards"]]:
         problems.append("the re-planned shards differ from the manifest's shards")
         return
     skipped = {ref for ref, _ in _errors(out)}
     for task in tasks:
         valid = np.array([ref not in skipped for ref in task.refs], dtype=bool)
         plan = plan_shard(config, task.shard_id, task.labels, valid)
-        t = pq.read_table(task.path, columns=["op", "src_a", "src_b", "lam", "boxes"]).to_pydict()
+        t = _shard_labels(out, doc, task.shard_id, ["op", "src_a", "src_b", "lam", "boxes"])
         expected = {
             "op": [OPS[o] for o in plan.op],
             "src_a": task.items[plan.a].tolist(),
             "src_b": [int(task.items[b]) if b >= 0 else None for b in plan.b],
             "boxes": [bx.tolist() for bx in plan.boxes],
         }
-        name = os.path.basename(task.path)
+        name = doc["shards"][task.shard_id]["path"]
         for column, values in expected.items():
             if t[column] != values:
                 problems.append(f"{name}: column {column} differs from the re-planned provenance")
@@ -155,3 +178,14 @@ def _errors(out: str):
         return []
     with open(path, encoding="utf-8") as f:
         return [(d["ref"], d["reason"]) for d in map(json.loads, f)]
+
+
+def _shard_labels(out: str, doc: dict, shard_id: int, columns) -> dict:
+    """A shard's label columns: from the Parquet shard itself (what trainers read), else from
+    labels.parquet (whose sha256 was checked against the manifest)."""
+    path = doc["shards"][shard_id]["path"]
+    if path.endswith(".parquet"):
+        return pq.read_table(os.path.join(out, path), columns=columns).to_pydict()
+    table = pq.read_table(os.path.join(out, manifest.LABELS), columns=columns + ["shard"],
+                          filters=[("shard", "=", shard_id)])
+    return table.drop(["shard"]).to_pydict()

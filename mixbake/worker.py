@@ -4,8 +4,7 @@ The output of a shard is a function of the task alone; workers send back a small
 """
 from __future__ import annotations
 
-import hashlib
-import os
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -15,7 +14,9 @@ from . import imaging, ops
 from .config import OPS, BakeConfig
 from .errors import ItemError
 from .plan import CUTMIX, CUTOUT, MIXUP, ORIGINAL, ShardPlan, plan_shard
-from .writers.parquet import ShardWriter, rows_per_group
+from .manifest import write_sidecar
+from .writers import open_writer
+from .writers.parquet import label_table, rows_per_group
 
 
 @dataclass(frozen=True)
@@ -35,21 +36,16 @@ class ShardTask:
     build_id: str
     on_error: str = "fail"            # execution policy: raise on the first bad item, or skip it
 
-    @property
-    def path(self) -> str:
-        from .plan import shard_name
-        return os.path.join(self.out_dir, "data", shard_name(self.shard_id, self.num_shards))
-
 
 @dataclass
 class ShardResult:
     shard_id: int
-    path: str                         # relative to OUT
+    path: str                         # relative to OUT (the manifest's name for the shard)
     rows: int
     bytes: int
     sha256: str
     op_counts: Dict[str, int]
-    errors: List[Tuple[str, str]] = field(default_factory=list)   # (reference, reason) of skipped items
+    errors: List[List[str]] = field(default_factory=list)   # [reference, reason] of skipped items
     items: int = 0                    # source items in the pool
 
 
@@ -138,10 +134,10 @@ def bake_shard(task: ShardTask) -> ShardResult:
     valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
     plan = plan_shard(config, task.shard_id, task.labels, valid)
     columns = label_columns(task, plan)
-    errors = [(task.refs[p], reason) for p, reason in sorted(bad.items())]
-    footer = {"build": task.build_id, "shard": task.shard_id, "items": len(task.items), "errors": errors}
+    errors = [[task.refs[p], reason] for p, reason in sorted(bad.items())]
+    footer = {"build": task.build_id, "shard": task.shard_id}
     step = rows_per_group(config)
-    with ShardWriter(task.path, config, task.classes, footer) as writer:
+    with open_writer(task.out_dir, task.shard_id, task.num_shards, config, task.classes, footer) as writer:
         for start in range(0, len(plan), step):
             rows = range(start, min(start + step, len(plan)))
             encoded = []
@@ -151,23 +147,16 @@ def bake_shard(task: ShardTask) -> ShardResult:
                     _tick(16)
             writer.write({name: values[rows.start:rows.stop] for name, values in columns.items()}, encoded)
         _tick(len(plan) % 16)
-    counts = {name: int(np.sum(plan.op == code)) for code, name in enumerate(OPS)}
-    return ShardResult(
-        shard_id=task.shard_id, path=os.path.relpath(task.path, task.out_dir).replace(os.sep, "/"),
-        rows=len(plan), bytes=os.path.getsize(task.path), sha256=sha256_file(task.path),
-        op_counts=counts, errors=errors,
-        items=len(task.items),
+    result = ShardResult(
+        shard_id=task.shard_id, path=writer.relpath, rows=len(plan), bytes=writer.bytes,
+        sha256=writer.sha256, op_counts={name: int(np.sum(plan.op == code)) for code, name in enumerate(OPS)},
+        errors=errors, items=len(task.items),
     )
+    write_sidecar(task.out_dir, task.shard_id, label_table(columns),
+                  dict(dataclasses.asdict(result), build=task.build_id))
+    return result
 
 
 def _key(item: int, copy: int) -> str:
     """Unique and stable: each item lives in exactly one pool, and its copies are numbered."""
     return f"{item:09d}_{'orig' if copy == ORIGINAL else f'c{copy}'}"
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from .. import imaging
 from ..config import BakeConfig
+from . import commit, sha256_file, temporary_name
 
 ROW_GROUP_ROWS = 1000
 ROW_GROUP_BYTES = 100 << 20
@@ -77,16 +78,17 @@ def shard_schema(config: BakeConfig, classes, footer: Optional[dict] = None) -> 
 
 
 class ShardWriter:
-    """``with ShardWriter(path, ...) as w: w.add(...)``; the file appears at ``path`` on clean exit only."""
+    """``with ShardWriter(out, relpath, ...) as w: w.write(...)``; the file appears on clean exit only."""
 
-    def __init__(self, path: str, config: BakeConfig, classes, footer: dict):
-        self.path = path
-        # The pid keeps an orphaned worker of a killed run from sharing a temporary with a resumed one.
-        self.tmp_path = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    def __init__(self, out: str, relpath: str, config: BakeConfig, classes, footer: dict):
+        self.relpath = relpath
+        self.path = os.path.join(out, relpath)
+        self.tmp_path = temporary_name(self.path)
         self.config = config
         self.schema = shard_schema(config, classes, footer)
         self.ext = imaging.extension(config.image_format)
         self._writer = None
+        self.bytes, self.sha256 = 0, ""
 
     def __enter__(self):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -100,50 +102,52 @@ class ShardWriter:
         return self
 
     def write(self, columns: dict, images: List[bytes]) -> None:
-        """Write one row group: ``columns`` are row-aligned arrays (see ``label_columns``)."""
-        n = len(images)
+        """Write one row group: ``columns`` are row-aligned label arrays, ``images`` the encoded bytes."""
         keys = columns["key"]
-        paths = [None] * n if self.ext == "raw" else [f"{k}.{self.ext}" for k in keys]
-        arrays = {
-            "key": pa.array(keys, pa.string()),
-            "image": pa.StructArray.from_arrays(
-                [pa.array(images, pa.binary()), pa.array(paths, pa.string())], fields=list(IMAGE_TYPE)),
-            "label": pa.array(columns["label"], pa.int64()),
-            "soft_label": _list_array(columns["soft_label"].astype(np.float32)),
-            "op": pa.array(columns["op"], pa.string()),
-            "lam": pa.array(columns["lam"].astype(np.float32), pa.float32()),
-            "src_a": pa.array(columns["src_a"], pa.int64()),
-            "src_b": _nullable(columns["src_b"]),
-            "label_a": pa.array(columns["label_a"], pa.int64()),
-            "label_b": _nullable(columns["label_b"]),
-            "boxes": _boxes_array(columns["boxes"]),
-        }
+        paths = [None] * len(keys) if self.ext == "raw" else [f"{k}.{self.ext}" for k in keys]
+        arrays = label_arrays(columns)
+        arrays["image"] = pa.StructArray.from_arrays(
+            [pa.array(images, pa.binary()), pa.array(paths, pa.string())], fields=list(IMAGE_TYPE))
         if self.ext == "raw":
             width, height = self.config.size
+            n = len(images)
             arrays.update(height=pa.array(np.full(n, height, np.int32)),
                           width=pa.array(np.full(n, width, np.int32)),
                           channels=pa.array(np.full(n, 3, np.int32)))
         table = pa.Table.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
-        self._writer.write_table(table, row_group_size=max(1, n))
+        self._writer.write_table(table, row_group_size=max(1, len(images)))
 
     def __exit__(self, exc_type, exc, tb):
         try:
             self._writer.close()
         finally:
             if exc_type is None:
-                _fsync(self.tmp_path)
-                os.replace(self.tmp_path, self.path)
+                commit(self.tmp_path, self.path)
+                self.bytes, self.sha256 = os.path.getsize(self.path), sha256_file(self.path)
             elif os.path.exists(self.tmp_path):
                 os.remove(self.tmp_path)
         return False
 
 
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def label_arrays(columns: dict) -> dict:
+    """The label columns as Arrow arrays, built from numpy without per-row Python objects."""
+    return {
+        "key": pa.array(columns["key"], pa.string()),
+        "label": pa.array(columns["label"], pa.int64()),
+        "soft_label": _list_array(columns["soft_label"].astype(np.float32)),
+        "op": pa.array(columns["op"], pa.string()),
+        "lam": pa.array(columns["lam"].astype(np.float32), pa.float32()),
+        "src_a": pa.array(columns["src_a"], pa.int64()),
+        "src_b": _nullable(columns["src_b"]),
+        "label_a": pa.array(columns["label_a"], pa.int64()),
+        "label_b": _nullable(columns["label_b"]),
+        "boxes": _boxes_array(columns["boxes"]),
+    }
+
+
+def label_table(columns: dict) -> pa.Table:
+    arrays = label_arrays(columns)
+    return pa.Table.from_arrays([arrays[f.name] for f in LABEL_FIELDS], schema=pa.schema(LABEL_FIELDS))
 
 
 def rows_per_group(config: BakeConfig) -> int:
