@@ -71,6 +71,12 @@ class BakeConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "size", parse_size(self.size))
+        # One spelling per value: mixup=1 (API) and --mixup 1 (CLI) must be the same build.
+        for name in _FLOAT_FIELDS:
+            _coerce(self, name, float)
+        for name in _INT_FIELDS:
+            _coerce(self, name, int)
+        object.__setattr__(self, "keep_originals", bool(self.keep_originals))
         if self.cutmix_minmax is not None:
             object.__setattr__(self, "cutmix_minmax", tuple(float(v) for v in self.cutmix_minmax))
         _validate(self)
@@ -99,6 +105,22 @@ class BakeConfig:
         if unknown:
             raise MixbakeError(f"Unknown bake option(s): {', '.join(unknown)}.")
         return cls(**d)
+
+
+_FLOAT_FIELDS = ("mixup", "cutmix", "cutout", "none", "mixup_alpha", "cutmix_alpha", "cutout_size",
+                 "label_smoothing")
+_INT_FIELDS = ("quality", "cutout_holes", "copies", "shard_size", "seed", "max_pixels")
+
+
+def _coerce(config, name: str, kind) -> None:
+    value = getattr(config, name)
+    try:
+        converted = kind(value)
+    except (TypeError, ValueError):
+        raise MixbakeError(f"--{name.replace('_', '-')} must be a number, got {value!r}.") from None
+    if kind is int and isinstance(value, float) and value != converted:
+        raise MixbakeError(f"--{name.replace('_', '-')} must be a whole number, got {value!r}.")
+    object.__setattr__(config, name, converted)
 
 
 def _require(cond: bool, message: str) -> None:

@@ -48,6 +48,8 @@ def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> 
         fast = _load_jpeg_fast(payload, size, resize, max_pixels)
         if fast is not None:
             return fast
+    elif payload[:8] == _PNG_SIGNATURE:
+        check_png_chunks(payload)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -139,6 +141,24 @@ def _tiff_orientation(tiff: bytes) -> int:
             value = int.from_bytes(tiff[entry + 8:entry + 10], order)
             return value if 1 <= value <= 8 else 1
     return 1
+
+
+def check_png_chunks(data: bytes) -> None:
+    """Verify every chunk's CRC, as libpng does (Pillow skips the IDAT CRCs and would decode a
+    corrupted file without a word)."""
+    pos, n = 8, len(data)
+    while pos + 12 <= n:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        end = pos + 8 + length
+        if end + 4 > n:
+            raise DecodeError("PNG is truncated")
+        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            raise DecodeError(f"PNG chunk {data[pos + 4:pos + 8].decode('latin-1')!r} fails its CRC check "
+                              f"(corrupt file)")
+        if data[pos + 4:pos + 8] == b"IEND":
+            return
+        pos = end + 4
+    raise DecodeError("PNG is truncated (no IEND chunk)")
 
 
 def _ceil_div(a: int, b: int) -> int:

@@ -32,8 +32,6 @@ STATE = ".mixbake"
 CLAIM = os.path.join(STATE, "build.json")
 DATA = "data"
 IMAGES = "images"
-OWN_FILES = (MANIFEST, LABELS, LABELS_CSV, ERRORS, "README.md", ".manifest.json.tmp", ".labels.parquet.tmp",
-             ".labels.csv.tmp")
 
 
 def read_json(path: str) -> dict:
@@ -54,17 +52,27 @@ def write_json_atomic(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def _foreign_entries(out: str) -> List[str]:
+def _is_own(name: str, fmt: Optional[str]) -> bool:
+    """Is top-level entry ``name`` something a build of format ``fmt`` writes? (None: no build here.)"""
+    if name == STATE or (name.startswith(".") and name.endswith(".tmp")):
+        return True
+    if fmt is None:
+        return False
+    return (name in (MANIFEST, LABELS, ERRORS, ".manifest.json.tmp", ".labels.parquet.tmp")
+            or (fmt == "parquet" and name == DATA)
+            or (fmt == "webdataset" and _is_tar_name(name))
+            or (fmt == "folder" and name in (IMAGES, LABELS_CSV, ".labels.csv.tmp")))
+
+
+def _foreign_entries(out: str, fmt: Optional[str]) -> List[str]:
     """Entries of OUT that mixbake did not write."""
     foreign = []
     for name in sorted(os.listdir(out)):
-        if name in OWN_FILES or name in (STATE, IMAGES) or _is_shard_name(name) or _is_tar_name(name):
-            continue
-        if name == DATA and os.path.isdir(os.path.join(out, DATA)):
+        if not _is_own(name, fmt):
+            foreign.append(name)
+        elif name == DATA and os.path.isdir(os.path.join(out, DATA)):
             foreign += [f"{DATA}/{n}" for n in sorted(os.listdir(os.path.join(out, DATA)))
                         if not _is_shard_name(n)]
-            continue
-        foreign.append(name)
     return foreign
 
 
@@ -81,49 +89,64 @@ def _is_tar_name(name: str) -> bool:
     return name.startswith("train-") and name.endswith(".tar")
 
 
-def claim_out(out: str, build_id: str, overwrite: bool) -> str:
+def claim_out(out: str, build_id: str, fmt: str, overwrite: bool) -> str:
     """Make OUT ours for ``build_id``. Returns 'new', 'resume' or 'complete'."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise MixbakeError(f"OUT {out!r} exists and is not a directory.")
     os.makedirs(out, exist_ok=True)
-    foreign = _foreign_entries(out)
+    owner = _owner(out)
+    owner_id, owner_format = owner if owner else (None, None)
+    foreign = _foreign_entries(out, owner_format)
     if foreign:
         raise MixbakeError(f"OUT {out!r} holds files mixbake did not write ({', '.join(foreign[:3])}"
                            f"{', ...' if len(foreign) > 3 else ''}): choose an empty or new directory.")
-    owner = _owner(out)
-    if owner is not None and owner != build_id:
-        if not overwrite:
+    if owner_id is not None and owner_id != build_id:
+        if overwrite or not _has_finished_work(out):
+            # --overwrite, or an earlier attempt stopped before finishing any shard: nothing to protect
+            remove_own_files(out, owner_format)
+            owner_id = None
+        else:
             raise MixbakeError(f"OUT {out!r} holds a different build (another config, seed or source): "
                                f"use --overwrite to replace it, or choose another directory.")
-        remove_own_files(out)
-        owner = None
-    if owner is None:
+    if owner_id is None:
         os.makedirs(os.path.join(out, STATE), exist_ok=True)
-        write_json_atomic(os.path.join(out, CLAIM), {"build_id": build_id})
+        write_json_atomic(os.path.join(out, CLAIM), {"build_id": build_id, "format": fmt})
         return "new"
     if os.path.exists(os.path.join(out, MANIFEST)):
         return "complete"
     return "resume"
 
 
-def _owner(out: str) -> Optional[str]:
-    for name in (MANIFEST, CLAIM):
-        path = os.path.join(out, name)
-        if os.path.exists(path):
-            return read_json(path).get("build_id")
+def _has_finished_work(out: str) -> bool:
+    shards = os.path.join(out, STATE, "shards")
+    return os.path.exists(os.path.join(out, MANIFEST)) or (os.path.isdir(shards) and bool(os.listdir(shards)))
+
+
+def _owner(out: str):
+    """(build id, format) of the build in OUT, from manifest.json or the claim; None if there is none."""
+    path = os.path.join(out, MANIFEST)
+    if os.path.exists(path):
+        doc = read_json(path)
+        return doc.get("build_id"), doc.get("config", {}).get("format", "parquet")
+    path = os.path.join(out, CLAIM)
+    if os.path.exists(path):
+        doc = read_json(path)
+        return doc.get("build_id"), doc.get("format", "parquet")
     return None
 
 
-def remove_own_files(out: str) -> None:
-    """Remove only what mixbake writes (never a foreign file)."""
+def remove_own_files(out: str, fmt: Optional[str]) -> None:
+    """Remove only what a build of format ``fmt`` writes (never a foreign file)."""
     for name in os.listdir(out):
+        if not _is_own(name, fmt) or name == DATA:
+            continue
         path = os.path.join(out, name)
-        if name in OWN_FILES or _is_tar_name(name):
-            os.remove(path)
-        elif name in (STATE, IMAGES):
+        if os.path.isdir(path):
             shutil.rmtree(path)
+        else:
+            os.remove(path)
     data = os.path.join(out, DATA)
-    if os.path.isdir(data):
+    if fmt == "parquet" and os.path.isdir(data):
         for name in os.listdir(data):
             if _is_shard_name(name):
                 os.remove(os.path.join(data, name))

@@ -6,8 +6,9 @@ and the fill seed. Each shard draws from its own generator,
 ``SeedSequence(seed, spawn_key=(1, shard_id))``, so any shard can be re-planned alone, on any
 machine, in any order; the chunk shuffle uses ``spawn_key=(0,)``.
 
-Every random array is drawn for every row whatever its op, so changing one op's option does not
-move the others' draws, and an item found bad only changes the partners chosen, reproducibly.
+Every random array is drawn for every row whatever its op, each kind of decision from its own child
+stream (``shard_streams``), so changing one op's option does not move the others' draws, and an
+item found bad only changes the partners chosen, reproducibly.
 """
 from __future__ import annotations
 
@@ -69,27 +70,36 @@ class ShardPlan:
         return len(self.op)
 
 
-def shard_rng(seed: int, shard_id: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, shard_id)))
+STREAMS = ("op", "partner", "mixup", "cutmix", "box", "cutout", "order")
+
+
+def shard_streams(seed: int, shard_id: int) -> dict:
+    """One generator per kind of decision, all children of ``SeedSequence(seed, spawn_key=(1, shard))``.
+
+    Separate streams matter: ``Generator.beta`` consumes a data-dependent number of raw draws, so
+    with a single stream a new --mixup-alpha would move every later draw (boxes, holes, row order).
+    """
+    children = np.random.SeedSequence(seed, spawn_key=(1, shard_id)).spawn(len(STREAMS))
+    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
 
 
 def plan_shard(config: BakeConfig, shard_id: int, labels: np.ndarray, valid: np.ndarray) -> ShardPlan:
     """Every decision for one shard, from (config, shard_id, pool labels, which pool items are usable)."""
-    rng = shard_rng(config.seed, shard_id)
+    streams = shard_streams(config.seed, shard_id)
     n, copies = len(labels), config.copies
     width, height = config.size
     a = np.repeat(np.arange(n, dtype=np.int64), copies)
     rows = len(a)
-    op = rng.choice(len(OPS), size=rows, p=config.shares).astype(np.int8)
-    b = _partners(rng, a, labels, valid, config.pairing)
-    lam_mix = rng.beta(config.mixup_alpha, config.mixup_alpha, size=rows)
-    lam_cut = rng.beta(config.cutmix_alpha, config.cutmix_alpha, size=rows)
-    centres = rng.integers(0, [height, width], size=(rows, 2))
-    side_fracs = rng.random((rows, 2))
-    hole_centres = rng.integers(0, [height, width], size=(rows, config.cutout_holes, 2))
-    fill_seed = rng.integers(0, 2**63, size=rows, dtype=np.int64).astype(np.uint64)
+    op = streams["op"].choice(len(OPS), size=rows, p=config.shares).astype(np.int8)
+    b = _partners(streams["partner"], a, labels, valid, config.pairing)
+    lam_mix = streams["mixup"].beta(config.mixup_alpha, config.mixup_alpha, size=rows)
+    lam_cut = streams["cutmix"].beta(config.cutmix_alpha, config.cutmix_alpha, size=rows)
+    centres = streams["box"].integers(0, [height, width], size=(rows, 2))
+    side_fracs = streams["box"].random((rows, 2))
+    hole_centres = streams["cutout"].integers(0, [height, width], size=(rows, config.cutout_holes, 2))
+    fill_seed = streams["cutout"].integers(0, 2**63, size=rows, dtype=np.int64).astype(np.uint64)
     total = rows + (n if config.keep_originals else 0)
-    order = rng.permutation(total)
+    order = streams["order"].permutation(total)
 
     cut_boxes = ops.cutmix_boxes(lam_cut, centres[:, 0], centres[:, 1], height, width,
                                  config.cutmix_minmax, side_fracs)

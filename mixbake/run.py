@@ -106,7 +106,8 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     out = os.path.abspath(os.fspath(out))
     identity = build_identity(config, catalog)
     build_id = fingerprint(identity)
-    state = manifest.claim_out(out, build_id, overwrite)
+    tasks = make_tasks(config, catalog, out, build_id, on_error)  # validates before OUT is touched
+    state = manifest.claim_out(out, build_id, config.format, overwrite)
     if state == "complete":
         manifest.finish_state(out)  # a run killed just after writing manifest.json left it behind
         done = manifest.read_json(os.path.join(out, manifest.MANIFEST))
@@ -114,7 +115,6 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         return BakeSummary(out, "complete", totals["rows"], len(done["shards"]), totals["bytes"],
                            totals["items"], totals["skipped"], 0.0, totals["ops"])
     manifest.remove_stale_temporaries(out)
-    tasks = make_tasks(config, catalog, out, build_id, on_error)
     results = run_tasks(tasks, workers or default_workers(), quiet, catalog)
     summary = finish(out, config, catalog, identity, build_id, tasks, results)
     summary.state = "resumed" if state == "resume" else "baked"

@@ -78,24 +78,28 @@ def _is_label_type(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
-def _pick(schema: pa.Schema, wanted: Optional[str], accept, preferred, what: str, flag: str,
+def _pick(schema: pa.Schema, wanted: Optional[str], accept, preferred, what: str, flag: str, where: str,
           exclude: Sequence[str] = ()) -> str:
-    names = [n for n in schema.names if n not in exclude]
+    """The column holding ``what``: the one asked for, else the only candidate, else the only
+    candidate with a conventional name. Errors name the file and every column with its type."""
+    listing = ", ".join(f"{n} ({schema.field(n).type})" for n in schema.names)
     if wanted is not None:
         if wanted not in schema.names:
-            raise MixbakeError(f"{flag} {wanted!r} is not a column; columns are: {', '.join(schema.names)}.")
+            raise MixbakeError(f"{where}: {flag} {wanted!r} is not a column; columns are: {listing}.")
         if not accept(schema.field(wanted).type):
-            raise MixbakeError(f"{flag} {wanted!r} has type {schema.field(wanted).type}, which is not {what}.")
+            raise MixbakeError(f"{where}: {flag} {wanted!r} has type {schema.field(wanted).type}, "
+                               f"which is not {what}.")
         return wanted
-    candidates = [n for n in names if accept(schema.field(n).type)]
+    candidates = [n for n in schema.names if n not in exclude and accept(schema.field(n).type)]
     named = [n for n in candidates if n.lower() in preferred]
     if len(candidates) == 1:
         return candidates[0]
     if len(named) == 1:
         return named[0]
     if not candidates:
-        raise MixbakeError(f"No column holds {what}; columns are: {', '.join(schema.names)} (use {flag}).")
-    raise MixbakeError(f"Several columns could hold {what} ({', '.join(candidates)}): choose one with {flag}.")
+        raise MixbakeError(f"{where}: no column holds {what}; columns are: {listing} (choose with {flag}).")
+    raise MixbakeError(f"{where}: several columns could hold {what} ({', '.join(candidates)}): "
+                       f"choose one with {flag}.")
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,9 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
     handles = [_open(f) for f in files]
     schema = handles[0].schema_arrow
     image_column = _pick(schema, image_column, _is_image_type, IMAGE_NAMES,
-                         "images (struct<bytes, path> or binary)", "--image-column")
+                         "images (struct<bytes, path> or binary)", "--image-column", files[0])
     label_column = _pick(schema, label_column, _is_label_type, LABEL_NAMES,
-                         "labels (integer or string)", "--label-column", exclude=(image_column,))
+                         "labels (integer or string)", "--label-column", files[0], exclude=(image_column,))
     for f, pf in zip(files, handles):
         s = pf.schema_arrow
         for col, ok in ((image_column, _is_image_type), (label_column, _is_label_type)):
