@@ -64,6 +64,15 @@ def cli():
     training, into Parquet shards any framework can read. Same inputs + same seed => same bytes."""
 
 
+def clean_options(options: dict) -> dict:
+    """Click's spelling of the dataset options -> BakeConfig fields."""
+    options = dict(options)
+    options["cutmix_minmax"] = options.get("cutmix_minmax") or None
+    if options.get("max_pixels") is None:
+        options.pop("max_pixels", None)
+    return options
+
+
 def bake_options(f):
     """The options that decide the dataset (they go into BakeConfig and the manifest)."""
     options = [
@@ -116,9 +125,38 @@ def bake_options(f):
     return f
 
 
+def _load_recipe(ctx, param, value):
+    """Eager: a recipe becomes the defaults of every other option, so flags still override it."""
+    if value is None:
+        return None
+    from .recipe import load_recipe, manifest_recipe
+    try:
+        recipe = manifest_recipe(value) if param.name == "from_manifest" else load_recipe(value)
+    except MixbakeError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    ctx.meta.setdefault("recipe", {}).update(recipe)
+    ctx.default_map = {**(ctx.default_map or {}), **recipe}
+    return value
+
+
+def _source_and_out(ctx, paths):
+    recipe_source = ctx.meta.get("recipe", {}).get("source")
+    if len(paths) == 2:
+        return paths
+    if len(paths) == 1 and recipe_source is not None:
+        return recipe_source, paths[0]
+    raise click.UsageError("expected SOURCE OUT (or OUT alone with a --recipe/--from-manifest that names "
+                           "the source).", ctx=ctx)
+
+
 @cli.command(epilog=BAKE_EPILOG)
-@click.argument("source")
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, metavar="SOURCE OUT")
+@click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_load_recipe, help="A TOML file holding bake options (and optionally the source); "
+                                          "flags given here override it.")
+@click.option("--from-manifest", type=click.Path(), is_eager=True, callback=_load_recipe,
+              help="Rebuild a finished build bit for bit from its manifest.json: "
+                   "mixbake bake --from-manifest OLD/manifest.json NEW_OUT.")
 @click.option("--image-column", default=None, help="Parquet: the image column (struct<bytes, path> or binary).")
 @click.option("--label-column", default=None, help="Parquet: the label column (int class index or string name).")
 @bake_options
@@ -129,16 +167,18 @@ def bake_options(f):
                    "the manifest).")
 @click.option("--overwrite", is_flag=True, help="Replace a different build in OUT (removes only mixbake's files).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
 @friendly_errors
-def bake(source, out, image_column, label_column, workers, overwrite, quiet, on_error, **options):
+def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwrite, quiet, on_error, **options):
     """Bake SOURCE into augmented shards + label manifest in OUT."""
     from .run import bake as run_bake
 
-    options["cutmix_minmax"] = options["cutmix_minmax"] or None
-    if options["max_pixels"] is None:
-        options.pop("max_pixels")
+    source, out = _source_and_out(ctx, paths)
+    options = clean_options(options)
+    expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
     summary = run_bake(source, out, workers=workers, quiet=quiet, overwrite=overwrite, on_error=on_error,
-                       image_column=image_column, label_column=label_column, **options)
+                       image_column=image_column, label_column=label_column,
+                       expect_fingerprint=expect, **options)
     click.echo(summary.line())
 
 

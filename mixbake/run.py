@@ -92,7 +92,7 @@ def make_tasks(config: BakeConfig, catalog: Catalog, out: str, build_id: str,
 
 def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
          on_error: str = "fail", image_column: Optional[str] = None, label_column: Optional[str] = None,
-         **options) -> BakeSummary:
+         expect_fingerprint: Optional[str] = None, **options) -> BakeSummary:
     """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options).
 
     ``workers``, ``quiet`` and ``on_error`` ('fail' or 'skip') only decide how the build runs, never
@@ -103,6 +103,9 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         raise MixbakeError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, got {on_error!r}.")
     config = options.pop("config", None) or BakeConfig(**options)
     catalog = open_source(source, image_column, label_column)
+    if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
+        raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its fingerprint "
+                           f"differs), so the build cannot be reproduced bit for bit.")
     out = os.path.abspath(os.fspath(out))
     identity = build_identity(config, catalog)
     build_id = fingerprint(identity)

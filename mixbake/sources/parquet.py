@@ -29,7 +29,10 @@ def looks_like_parquet(source: str) -> bool:
     if os.path.isfile(source):
         return source.endswith(".parquet") or _has_parquet_magic(source)
     if os.path.isdir(source):
-        return bool(glob.glob(os.path.join(glob.escape(source), "*.parquet")))
+        # a directory of *.parquet; one with (class) sub-folders is an image folder, whatever else it holds
+        entries = list(os.scandir(source))
+        has_dirs = any(e.is_dir() and not e.name.startswith(".") for e in entries)
+        return not has_dirs and any(e.name.endswith(".parquet") for e in entries)
     return source.endswith(".parquet")
 
 

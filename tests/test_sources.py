@@ -1,0 +1,436 @@
+"""Sources: image folders and Parquet (file, directory, glob) as mixbake lists and reads them.
+
+Every source item is a solid colour, so a baked row's pixels say which item(s) it really came from:
+the tests check that ``ref_a``/``src_a``/``label_a`` (and ``src_b``) name the item whose pixels are in
+the row, not only that the bookkeeping is self-consistent.
+"""
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+import mixbake
+from mixbake.errors import MixbakeError
+from mixbake.sources import open_source
+
+SIZE = 16
+FAST = dict(size=SIZE, image_format="png", workers=2, quiet=True)
+
+
+# ---------------------------------------------------------------- helpers
+
+def colour(i):
+    """A distinct, saturated-enough RGB colour for item i (i < 64)."""
+    return (40 + (i * 53) % 200, 30 + (i * 97) % 210, 20 + (i * 151) % 220)
+
+
+def save(im, path, **kw):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, **kw)
+
+
+def solid(rgb, mode="RGB"):
+    return Image.new(mode, (SIZE, SIZE), rgb)
+
+
+def png_bytes(rgb):
+    buf = io.BytesIO()
+    solid(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode(image_bytes):
+    return np.asarray(Image.open(io.BytesIO(image_bytes)).convert("RGB"))
+
+
+def uniform_colour(arr):
+    """The single colour of a uniform image (asserts it is uniform)."""
+    flat = arr.reshape(-1, 3)
+    assert (flat == flat[0]).all(), f"image is not uniform: {np.unique(flat, axis=0)[:4]}"
+    return tuple(int(v) for v in flat[0])
+
+
+def read_labels(out):
+    return pq.read_table(out / "labels.parquet").to_pylist()
+
+
+def read_shards(out):
+    """All shard rows (with image bytes) keyed by ``key``."""
+    rows = {}
+    for path in sorted((out / "data").glob("train-*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            assert row["key"] not in rows
+            rows[row["key"]] = row
+    return rows
+
+
+def manifest(out):
+    return json.loads((out / "manifest.json").read_text())
+
+
+def hf_metadata(names, column="label"):
+    return {b"huggingface": json.dumps(
+        {"info": {"features": {column: {"names": names, "_type": "ClassLabel"}}}}).encode()}
+
+
+def write_parquet(path, columns, row_group_size, metadata=None):
+    table = pa.table(columns)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, row_group_size=row_group_size)
+
+
+IMAGE_STRUCT = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+
+def struct_images(rgbs):
+    return pa.array([{"bytes": png_bytes(c), "path": f"img{i}.png"} for i, c in enumerate(rgbs)],
+                    IMAGE_STRUCT)
+
+
+# ---------------------------------------------------------------- image folder
+
+# relative path -> (writer, expected decoded colour, exact?)
+def _folder_files():
+    files = {}
+    plain = ["apple/b.png", "apple/a10.png", "apple/a2.png", "apple/sub/z.png", "apple/sub/deeper/x.png",
+             "apple/sub-x.png", "apple/sub.png", "zebra/z1.png", "zebra/y.png", "zebra/deep/er/w.png", "zebra/CAPS.PNG"]
+    for i, rel in enumerate(plain):
+        c = colour(i)
+        files[rel] = (lambda p, c=c: save(solid(c), p), c, True)
+
+    def palette_image(rgb):
+        im = Image.new("P", (SIZE, SIZE), 1)
+        im.putpalette([0, 0, 0] + list(rgb) + [0, 0, 0] * 254)
+        return im
+
+    kinds = {
+        "Mango/k_jpeg.jpg": (lambda p: save(solid((200, 60, 40)), p, quality=95), (200, 60, 40), False),
+        "Mango/k_webp.webp": (lambda p: save(solid((30, 160, 90)), p, lossless=True), (30, 160, 90), True),
+        "Mango/k_bmp.bmp": (lambda p: save(solid((90, 30, 160)), p), (90, 30, 160), True),
+        "Mango/k_tiff.tiff": (lambda p: save(solid((160, 90, 30)), p), (160, 90, 30), True),
+        "Mango/k_gif.gif": (lambda p: save(palette_image((10, 200, 220)), p), (10, 200, 220), True),
+        "Mango/k_grey_l.png": (lambda p: save(solid(100, "L"), p), (100, 100, 100), True),
+        "Mango/k_grey_l.jpg": (lambda p: save(solid(140, "L"), p, quality=95), (140, 140, 140), False),
+        "Mango/k_palette.png": (lambda p: save(palette_image((250, 120, 5)), p), (250, 120, 5), True),
+        "Mango/k_rgba_clear.png": (lambda p: save(solid((10, 20, 30, 0), "RGBA"), p), (255, 255, 255), True),
+        # alpha 128 of black over white: (255 * 127 + 127) // 255 = 127
+        "Mango/k_rgba_half.png": (lambda p: save(solid((0, 0, 0, 128), "RGBA"), p), (127, 127, 127), True),
+        "Mango/k_cmyk.jpg": (lambda p: save(solid((0, 255, 255, 0), "CMYK"), p, quality=95), (255, 0, 0), False),
+        "Mango/k_cmyk.tif": (lambda p: save(solid((255, 0, 255, 0), "CMYK"), p), (0, 255, 0), True),
+        "Mango/k_g16_max.png": (lambda p: save(Image.fromarray(np.full((SIZE, SIZE), 65535, np.uint16)), p),
+                                (255, 255, 255), True),
+        "Mango/k_g16_mid.png": (lambda p: save(Image.fromarray(np.full((SIZE, SIZE), 32896, np.uint16)), p),
+                                (128, 128, 128), True),
+        "Mango/k_g16_mid.tif": (lambda p: save(Image.fromarray(np.full((SIZE, SIZE), 32896, np.uint16)), p),
+                                (128, 128, 128), True),
+    }
+    files.update(kinds)
+    return files
+
+
+FOLDER_FILES = _folder_files()
+FOLDER_CLASSES = ["Mango", "apple", "zebra"]           # sorted by name (code point order)
+# expected listing order: classes by name, then relative path (plain string order inside a class)
+FOLDER_ORDER = [rel for cls in FOLDER_CLASSES for rel in sorted(r for r in FOLDER_FILES if r.startswith(cls + "/"))]
+IGNORED = ["README.txt", "apple/Thumbs.db", "zebra/notes.md", "empty/only.txt"]
+
+
+@pytest.fixture(scope="module")
+def folder_src(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folder_src")
+    for rel, (write, _, _) in FOLDER_FILES.items():
+        write(root / rel)
+    for rel in IGNORED:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("not an image")
+    save(solid((1, 2, 3)), root / "apple" / ".hidden.png")      # dot-files are skipped, not counted
+    save(solid((1, 2, 3)), root / ".git" / "x.png")             # dot-dirs are not classes
+    save(solid((1, 2, 3)), root / "zebra" / ".cache" / "x.png")  # nor walked inside a class
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder_out(folder_src, tmp_path_factory):
+    out = tmp_path_factory.mktemp("folder_out") / "out"
+    # every item once unaugmented (exact pixels) and once mixed with a partner (checks src_b)
+    mixbake.bake(str(folder_src), str(out), mixup=1, cutmix=0, keep_originals=True, seed=3, **FAST)
+    return out
+
+
+def test_folder_classes_sorted_and_empty_or_hidden_dirs_are_not_classes(folder_out):
+    doc = manifest(folder_out)
+    assert doc["classes"] == FOLDER_CLASSES
+    footer = json.loads(pq.ParquetFile(next((folder_out / "data").glob("*.parquet"))).schema_arrow
+                        .metadata[b"huggingface"])
+    assert footer["info"]["features"]["label"]["names"] == FOLDER_CLASSES
+
+
+def test_folder_non_images_ignored_and_counted(folder_out):
+    doc = manifest(folder_out)
+    assert doc["source"]["kind"] == "folder"
+    assert doc["source"]["items"] == len(FOLDER_FILES)
+    assert doc["source"]["ignored_files"] == len(IGNORED)
+    refs = {r["ref_a"] for r in read_labels(folder_out)}
+    assert refs == set(FOLDER_FILES)                       # no .txt, no dot-file, nested files found
+
+
+def test_folder_items_sorted_by_relative_path(folder_out):
+    rows = read_labels(folder_out)
+    assert len(rows) == 2 * len(FOLDER_FILES)
+    for r in rows:
+        assert r["ref_a"] == FOLDER_ORDER[r["src_a"]]
+        assert r["label_a"] == FOLDER_CLASSES.index(r["ref_a"].split("/")[0])
+        if r["op"] == "mixup":
+            assert r["ref_b"] == FOLDER_ORDER[r["src_b"]]
+            assert r["label_b"] == FOLDER_CLASSES.index(r["ref_b"].split("/")[0])
+            assert r["src_b"] != r["src_a"]
+    originals = sorted(r["src_a"] for r in rows if r["key"].endswith("_orig"))
+    assert originals == list(range(len(FOLDER_FILES)))
+
+
+def test_folder_pixels_follow_the_references(folder_out):
+    """Orig rows hold the item's own pixels; mixup rows blend the pixels of src_a and src_b by lam."""
+    shards = read_shards(folder_out)
+    got = {}
+    for row in shards.values():
+        if row["key"].endswith("_orig"):
+            got[row["src_a"]] = uniform_colour(decode(row["image"]["bytes"]))
+    for index, rel in enumerate(FOLDER_ORDER):
+        _, want, exact = FOLDER_FILES[rel]
+        if exact:
+            assert got[index] == want, rel
+        else:
+            assert np.abs(np.subtract(got[index], want)).max() <= 4, (rel, got[index], want)
+    mixed = [r for r in shards.values() if r["op"] == "mixup"]
+    assert len(mixed) == len(FOLDER_FILES)
+    for row in mixed:
+        lam = row["lam"]
+        want = lam * np.array(got[row["src_a"]]) + (1 - lam) * np.array(got[row["src_b"]])
+        pixels = decode(row["image"]["bytes"]).reshape(-1, 3)
+        assert np.abs(pixels - want).max() <= 1.0, (row["key"], lam)
+
+
+@pytest.mark.parametrize("rel", ["Mango/k_grey_l.png", "Mango/k_rgba_clear.png", "Mango/k_g16_max.png",
+                                 "Mango/k_g16_mid.png"])
+def test_folder_simple_mode_conversions(folder_out, rel):
+    """Grey L -> grey RGB; fully transparent RGBA -> white; 16-bit 65535 -> 255, 32896 -> 128."""
+    index = FOLDER_ORDER.index(rel)
+    (row,) = [r for r in read_shards(folder_out).values() if r["src_a"] == index and r["key"].endswith("_orig")]
+    assert row["image"]["path"] == row["key"] + ".png"
+    pixels = decode(row["image"]["bytes"])
+    assert pixels.shape == (SIZE, SIZE, 3)
+    assert uniform_colour(pixels) == FOLDER_FILES[rel][1]
+
+
+def test_folder_keys_labels_and_soft_labels(folder_out):
+    rows = read_labels(folder_out)
+    for r in rows:
+        assert r["key"] in (f"{r['src_a']:09d}_orig", f"{r['src_a']:09d}_c0")
+        expected = np.zeros(len(FOLDER_CLASSES))
+        expected[r["label_a"]] += r["lam"]
+        expected[r["label_b"] if r["label_b"] is not None else r["label_a"]] += 1 - r["lam"]
+        assert np.allclose(r["soft_label"], expected, atol=1e-6)
+        assert r["label"] == int(np.argmax(r["soft_label"]))
+
+
+def test_empty_class_folder_alone_is_an_error(tmp_path):
+    (tmp_path / "src" / "cls").mkdir(parents=True)
+    (tmp_path / "src" / "cls" / "a.txt").write_text("x")
+    with pytest.raises(MixbakeError, match=r"holds no images"):
+        open_source(str(tmp_path / "src"))
+
+
+# ---------------------------------------------------------------- parquet
+
+N_PQ = 30
+
+
+@pytest.fixture(scope="module")
+def pq_single(tmp_path_factory):
+    """One file, HF image struct, int64 labels named by a huggingface ClassLabel footer, 5 row groups."""
+    base = tmp_path_factory.mktemp("pq_single")
+    labels = [(i * 7) % 3 for i in range(N_PQ)]
+    write_parquet(base / "train.parquet",
+                  {"image": struct_images([colour(i) for i in range(N_PQ)]),
+                   "label": pa.array(labels, pa.int64())},
+                  row_group_size=7, metadata=hf_metadata(["cat", "dog", "eel"]))
+    assert pq.ParquetFile(base / "train.parquet").metadata.num_row_groups == 5
+    out = base / "out"
+    mixbake.bake(str(base / "train.parquet"), str(out), none=1, mixup=0, cutmix=0, shard_size=10, **FAST)
+    return out, labels
+
+
+def check_parquet_bake(out, refs, labels, colours, classes):
+    """Every item baked exactly once as src_a, with its own label, reference and pixels."""
+    rows = read_labels(out)
+    assert sorted(r["src_a"] for r in rows) == list(range(len(refs)))
+    shards = read_shards(out)
+    assert len(shards) == len(refs)
+    for r in rows:
+        i = r["src_a"]
+        assert r["ref_a"] == refs[i]
+        assert r["label_a"] == r["label"] == labels[i]
+        assert r["op"] == "none" and r["src_b"] is None and r["lam"] == 1.0
+        assert uniform_colour(decode(shards[r["key"]]["image"]["bytes"])) == colours[i]
+    assert manifest(out)["classes"] == classes
+
+
+def test_parquet_single_file_with_classlabel_names_and_row_groups(pq_single):
+    out, labels = pq_single
+    check_parquet_bake(out, [f"train.parquet#{i}" for i in range(N_PQ)], labels,
+                       [colour(i) for i in range(N_PQ)], ["cat", "dog", "eel"])
+    doc = manifest(out)
+    assert doc["source"]["kind"] == "parquet"
+    assert doc["source"]["items"] == N_PQ
+    assert doc["source"]["options"] == {"image_column": "image", "label_column": "label"}
+    assert len(doc["shards"]) >= 2
+
+
+def test_output_shard_schema(pq_single):
+    out, _ = pq_single
+    paths = sorted((out / "data").glob("train-*.parquet"))
+    assert len(paths) >= 2
+    for path in paths:
+        schema = pq.read_schema(path)
+        assert schema.field("image").type == pa.struct([pa.field("bytes", pa.binary()),
+                                                        pa.field("path", pa.string())])
+        assert schema.field("label").type == pa.int64()
+        assert schema.field("soft_label").type == pa.list_(pa.float32())
+        assert schema.field("boxes").type == pa.list_(pa.list_(pa.int32()))
+        assert schema.field("lam").type == pa.float32()
+        features = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
+        assert features["label"] == {"names": ["cat", "dog", "eel"], "_type": "ClassLabel"}
+        assert features["image"] == {"_type": "Image"}
+        assert features["soft_label"] == {"feature": {"dtype": "float32", "_type": "Value"},
+                                          "_type": "Sequence"}
+        for row in pq.read_table(path).to_pylist():
+            assert len(row["soft_label"]) == 3
+    labels_schema = pq.read_schema(out / "labels.parquet")
+    assert "image" not in labels_schema.names
+
+
+@pytest.fixture(scope="module")
+def pq_directory(tmp_path_factory):
+    """A directory of three files; plain binary image column and int labels without metadata;
+    column names that only their types identify."""
+    base = tmp_path_factory.mktemp("pq_dir")
+    d = base / "src"
+    labels, colours, refs = [], [], []
+    for f in range(3):
+        n = 6 + f
+        file_labels = [(0, 1, 3)[(f + j) % 3] for j in range(n)]   # class 2 has no items
+        file_colours = [colour(len(colours) + j) for j in range(n)]
+        write_parquet(d / f"part-{f}.parquet",
+                      {"score": pa.array(np.linspace(0, 1, n)),
+                       "blob": pa.array([png_bytes(c) for c in file_colours], pa.binary()),
+                       "cls": pa.array(file_labels, pa.int64())}, row_group_size=4)
+        labels += file_labels
+        colours += file_colours
+        refs += [f"part-{f}.parquet#{j}" for j in range(n)]
+    (d / "notes.txt").write_text("not parquet")
+    assert set(labels) == {0, 1, 3}
+    out = base / "out"
+    mixbake.bake(str(d), str(out), none=1, mixup=0, cutmix=0, **FAST)
+    return out, refs, labels, colours
+
+
+def test_parquet_directory_binary_column_int_labels_without_names(pq_directory):
+    out, refs, labels, colours = pq_directory
+    check_parquet_bake(out, refs, labels, colours, ["0", "1", "2", "3"])
+    assert manifest(out)["source"]["options"] == {"image_column": "blob", "label_column": "cls"}
+
+
+@pytest.fixture(scope="module")
+def pq_glob(tmp_path_factory):
+    """A glob over two of three files; string labels."""
+    base = tmp_path_factory.mktemp("pq_glob")
+    d = base / "src"
+    names = ["zebra", "ant", "moose", "ant", "zebra", "zebra", "moose"]
+    refs, labels, colours = [], [], []
+    for f in range(2):
+        file_names = names[f:] if f else names
+        file_colours = [colour(20 + len(colours) + j) for j in range(len(file_names))]
+        write_parquet(d / f"shard-{f}.parquet", {"image": struct_images(file_colours),
+                                                  "label": pa.array(file_names, pa.string())},
+                      row_group_size=3)
+        refs += [f"shard-{f}.parquet#{j}" for j in range(len(file_names))]
+        labels += [sorted(set(names)).index(n) for n in file_names]
+        colours += file_colours
+    write_parquet(d / "extra.parquet", {"image": struct_images([(1, 1, 1)]),
+                                        "label": pa.array(["zzz"], pa.string())}, row_group_size=1)
+    out = base / "out"
+    mixbake.bake(str(d / "shard-*.parquet"), str(out), none=1, mixup=0, cutmix=0, **FAST)
+    return out, refs, labels, colours
+
+
+def test_parquet_glob_with_string_labels(pq_glob):
+    out, refs, labels, colours = pq_glob
+    check_parquet_bake(out, refs, labels, colours, ["ant", "moose", "zebra"])
+    assert manifest(out)["source"]["items"] == len(refs)
+
+
+def test_parquet_two_binary_columns_are_ambiguous(tmp_path):
+    path = tmp_path / "two.parquet"
+    write_parquet(path, {"front": pa.array([png_bytes(colour(i)) for i in range(4)], pa.binary()),
+                         "back": pa.array([png_bytes(colour(9 - i)) for i in range(4)], pa.binary()),
+                         "label": pa.array([0, 1, 0, 1], pa.int64())}, row_group_size=4)
+    with pytest.raises(MixbakeError) as info:
+        open_source(str(path))
+    assert str(info.value) == (f"{path}: several columns could hold images (struct<bytes, path> or binary) "
+                               f"(front, back): choose one with --image-column.")
+    catalog = open_source(str(path), image_column="back")
+    assert catalog.options == {"image_column": "back", "label_column": "label"}
+    assert catalog.reader.read_chunk(catalog.chunk_locators[0])[2] == png_bytes(colour(7))
+
+
+def test_parquet_preferred_names_resolve_two_candidates(tmp_path):
+    """With two binary and two int columns, the conventional names 'image' and 'label' win."""
+    path = tmp_path / "named.parquet"
+    write_parquet(path, {"thumb": pa.array([b"x"] * 3, pa.binary()),
+                         "image": struct_images([colour(i) for i in range(3)]),
+                         "id": pa.array([10, 11, 12], pa.int64()),
+                         "label": pa.array([2, 0, 1], pa.int64())}, row_group_size=3)
+    catalog = open_source(str(path))
+    assert catalog.options == {"image_column": "image", "label_column": "label"}
+    assert catalog.classes == ("0", "1", "2")
+    assert catalog.labels.tolist() == [2, 0, 1]
+    assert catalog.refs == ["named.parquet#0", "named.parquet#1", "named.parquet#2"]
+
+
+def test_parquet_listing_counts_row_groups_as_chunks(tmp_path):
+    path = tmp_path / "rg.parquet"
+    write_parquet(path, {"image": struct_images([colour(i) for i in range(10)]),
+                         "label": pa.array(["b", "a"] * 5)}, row_group_size=3)
+    catalog = open_source(str(path))
+    assert catalog.chunk_bounds.tolist() == [0, 3, 6, 9, 10]
+    assert catalog.classes == ("a", "b")
+    assert catalog.labels.tolist() == [1, 0] * 5
+    payloads = [p for loc in catalog.chunk_locators for p in catalog.reader.read_chunk(loc)]
+    assert payloads == [png_bytes(colour(i)) for i in range(10)]
+
+
+def test_parquet_label_names_come_from_the_chosen_label_column(tmp_path):
+    """CIFAR-100 style: two ClassLabel columns; auto-detection refuses to guess, the choice names them."""
+    path = tmp_path / "cifar.parquet"
+    features = {"fine_label": {"names": ["maple", "oak", "rose"], "_type": "ClassLabel"},
+                "coarse_label": {"names": ["flowers", "trees"], "_type": "ClassLabel"}}
+    table = pa.table({"img": struct_images([colour(i) for i in range(3)]),
+                      "fine_label": pa.array([2, 0, 1], pa.int64()),
+                      "coarse_label": pa.array([0, 1, 1], pa.int64())})
+    table = table.replace_schema_metadata({b"huggingface": json.dumps({"info": {"features": features}}).encode()})
+    pq.write_table(table, path)
+    with pytest.raises(MixbakeError) as info:
+        open_source(str(path))
+    assert str(info.value) == (f"{path}: several columns could hold labels (integer or string) "
+                               f"(fine_label, coarse_label): choose one with --label-column.")
+    coarse = open_source(str(path), label_column="coarse_label")
+    assert coarse.classes == ("flowers", "trees") and coarse.labels.tolist() == [0, 1, 1]
+    fine = open_source(str(path), label_column="fine_label")
+    assert fine.classes == ("maple", "oak", "rose") and fine.labels.tolist() == [2, 0, 1]
+    assert fine.options == {"image_column": "img", "label_column": "fine_label"}
