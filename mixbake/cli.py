@@ -182,6 +182,29 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
     click.echo(summary.line())
 
 
+@cli.command("plan")
+@click.argument("source")
+@click.option("--image-column", default=None, help="Parquet: the image column.")
+@click.option("--label-column", default=None, help="Parquet: the label column.")
+@bake_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan summary as JSON.")
+@friendly_errors
+def plan_command(source, image_column, label_column, as_json, **options):
+    """Show what `mixbake bake SOURCE ...` would produce, without decoding anything: samples and
+    shards, counts per op, classes, estimated size. Takes the same options as bake.
+
+    \b
+    Example:
+      mixbake plan ~/data/pets --size 224 --cutout 0.2 --copies 2
+    """
+    import json
+
+    from .dryrun import format_plan, plan_summary
+
+    summary = plan_summary(source, image_column, label_column, **clean_options(options))
+    click.echo(json.dumps(summary, indent=2) if as_json else format_plan(summary))
+
+
 @cli.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.option("--deep", is_flag=True, help="Also list the source again, re-plan every shard and check "
