@@ -10,18 +10,18 @@ The ``.mixbake`` directory is removed once ``manifest.json`` is written.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
-import os
-import shutil
-from typing import Dict, Iterable, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import MixbakeError
 from .sources import display_ref
+from .storage import Store
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -29,27 +29,27 @@ LABELS = "labels.parquet"
 ERRORS = "errors.jsonl"
 LABELS_CSV = "labels.csv"
 STATE = ".mixbake"
-CLAIM = os.path.join(STATE, "build.json")
+CLAIM = STATE + "/build.json"
 DATA = "data"
 IMAGES = "images"
 
 
-def read_json(path: str) -> dict:
+def read_json(path) -> dict:
+    """A JSON file: a path or URI, or (store, relpath)."""
+    if isinstance(path, tuple):
+        store, rel = path
+    else:
+        parent, _, rel = str(path).rpartition("/")
+        store = Store.open(parent or ".")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(store.read_bytes(rel))
     except (OSError, ValueError) as exc:
-        raise MixbakeError(f"{path}: cannot read ({exc}).") from None
+        raise MixbakeError(f"{store.display(rel)}: cannot read ({exc}).") from None
 
 
-def write_json_atomic(path: str, obj) -> None:
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def write_json(store: Store, rel: str, obj) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    store.write_bytes(rel, text.encode("utf-8"))
 
 
 def _is_own(name: str, fmt: Optional[str]) -> bool:
@@ -58,21 +58,20 @@ def _is_own(name: str, fmt: Optional[str]) -> bool:
         return True
     if fmt is None:
         return False
-    return (name in (MANIFEST, LABELS, ERRORS, ".manifest.json.tmp", ".labels.parquet.tmp")
+    return (name in (MANIFEST, LABELS, ERRORS)
             or (fmt == "parquet" and name == DATA)
             or (fmt == "webdataset" and _is_tar_name(name))
-            or (fmt == "folder" and name in (IMAGES, LABELS_CSV, ".labels.csv.tmp")))
+            or (fmt == "folder" and name in (IMAGES, LABELS_CSV)))
 
 
-def _foreign_entries(out: str, fmt: Optional[str]) -> List[str]:
+def _foreign_entries(store: Store, fmt: Optional[str]) -> List[str]:
     """Entries of OUT that mixbake did not write."""
     foreign = []
-    for name in sorted(os.listdir(out)):
+    for name in store.listdir():
         if not _is_own(name, fmt):
             foreign.append(name)
-        elif name == DATA and os.path.isdir(os.path.join(out, DATA)):
-            foreign += [f"{DATA}/{n}" for n in sorted(os.listdir(os.path.join(out, DATA)))
-                        if not _is_shard_name(n)]
+        elif name == DATA:
+            foreign += [f"{DATA}/{n}" for n in store.listdir(DATA) if not _is_shard_name(n)]
     return foreign
 
 
@@ -89,145 +88,132 @@ def _is_tar_name(name: str) -> bool:
     return name.startswith("train-") and name.endswith(".tar")
 
 
-def claim_out(out: str, build_id: str, fmt: str, overwrite: bool) -> str:
+def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool) -> str:
     """Make OUT ours for ``build_id``. Returns 'new', 'resume' or 'complete'."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise MixbakeError(f"OUT {out!r} exists and is not a directory.")
-    os.makedirs(out, exist_ok=True)
-    owner = _owner(out)
+    if store.local and store.exists() and not store.isdir():
+        raise MixbakeError(f"OUT {store.uri!r} exists and is not a directory.")
+    store.makedirs()
+    owner = _owner(store)
     owner_id, owner_format = owner if owner else (None, None)
-    foreign = _foreign_entries(out, owner_format)
+    foreign = _foreign_entries(store, owner_format)
     if foreign:
-        raise MixbakeError(f"OUT {out!r} holds files mixbake did not write ({', '.join(foreign[:3])}"
+        raise MixbakeError(f"OUT {store.uri!r} holds files mixbake did not write ({', '.join(foreign[:3])}"
                            f"{', ...' if len(foreign) > 3 else ''}): choose an empty or new directory.")
     if owner_id is not None and owner_id != build_id:
-        if overwrite or not _has_finished_work(out):
+        if overwrite or not _has_finished_work(store):
             # --overwrite, or an earlier attempt stopped before finishing any shard: nothing to protect
-            remove_own_files(out, owner_format)
+            remove_own_files(store, owner_format)
             owner_id = None
         else:
-            raise MixbakeError(f"OUT {out!r} holds a different build (another config, seed or source): "
+            raise MixbakeError(f"OUT {store.uri!r} holds a different build (another config, seed or source): "
                                f"use --overwrite to replace it, or choose another directory.")
     if owner_id is None:
-        os.makedirs(os.path.join(out, STATE), exist_ok=True)
-        write_json_atomic(os.path.join(out, CLAIM), {"build_id": build_id, "format": fmt})
+        write_json(store, CLAIM, {"build_id": build_id, "format": fmt})
         return "new"
-    if os.path.exists(os.path.join(out, MANIFEST)):
-        return "complete"
-    return "resume"
+    return "complete" if store.exists(MANIFEST) else "resume"
 
 
-def _has_finished_work(out: str) -> bool:
-    shards = os.path.join(out, STATE, "shards")
-    return os.path.exists(os.path.join(out, MANIFEST)) or (os.path.isdir(shards) and bool(os.listdir(shards)))
+def _has_finished_work(store: Store) -> bool:
+    return store.exists(MANIFEST) or bool(store.listdir(STATE + "/shards"))
 
 
-def _owner(out: str):
+def _owner(store: Store):
     """(build id, format) of the build in OUT, from manifest.json or the claim; None if there is none."""
-    path = os.path.join(out, MANIFEST)
-    if os.path.exists(path):
-        doc = read_json(path)
+    if store.exists(MANIFEST):
+        doc = read_json((store, MANIFEST))
         return doc.get("build_id"), doc.get("config", {}).get("format", "parquet")
-    path = os.path.join(out, CLAIM)
-    if os.path.exists(path):
-        doc = read_json(path)
+    if store.exists(CLAIM):
+        doc = read_json((store, CLAIM))
         return doc.get("build_id"), doc.get("format", "parquet")
     return None
 
 
-def remove_own_files(out: str, fmt: Optional[str]) -> None:
+def remove_own_files(store: Store, fmt: Optional[str]) -> None:
     """Remove only what a build of format ``fmt`` writes (never a foreign file)."""
-    for name in os.listdir(out):
+    for name in store.listdir():
         if not _is_own(name, fmt) or name == DATA:
             continue
-        path = os.path.join(out, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
+        if store.isdir(name):
+            store.rmtree(name)
         else:
-            os.remove(path)
-    data = os.path.join(out, DATA)
-    if fmt == "parquet" and os.path.isdir(data):
-        for name in os.listdir(data):
+            store.remove(name)
+    if fmt == "parquet":
+        for name in store.listdir(DATA):
             if _is_shard_name(name):
-                os.remove(os.path.join(data, name))
-        if not os.listdir(data):
-            os.rmdir(data)
+                store.remove(f"{DATA}/{name}")
+        if store.local and store.isdir(DATA) and not store.listdir(DATA):
+            store.rmtree(DATA)
 
 
-def remove_stale_temporaries(out: str) -> int:
-    """Temporaries of a killed run: dot-named ``*.tmp`` files in OUT, data/ and images/<class>/."""
-    stale = []
-    for dirpath, dirnames, filenames in os.walk(out):
-        rel = os.path.relpath(dirpath, out)
-        if rel != "." and rel.split(os.sep)[0] not in (DATA, IMAGES, STATE):
-            dirnames[:] = []
-            continue
-        stale += [os.path.join(dirpath, n) for n in filenames if n.startswith(".") and n.endswith(".tmp")]
-    for path in stale:
-        os.remove(path)
+def remove_stale_temporaries(store: Store) -> int:
+    """Temporaries of a killed run: dot-named ``*.tmp`` files in OUT, data/, images/ and .mixbake/."""
+    stale = [rel for top in ("", DATA, IMAGES, STATE) for rel in _tmp_files(store, top)]
+    for rel in stale:
+        store.remove(rel)
     return len(stale)
 
 
-def finish_state(out: str) -> None:
+def _tmp_files(store: Store, top: str):
+    for rel in (store.listdir() if not top else (r for r, _ in store.walk_files(top))):
+        if rel.rsplit("/", 1)[-1].startswith(".") and rel.endswith(".tmp"):
+            yield rel
+
+
+def finish_state(store: Store) -> None:
     """After manifest.json is in place the bookkeeping is no longer needed."""
-    shutil.rmtree(os.path.join(out, STATE), ignore_errors=True)
+    store.rmtree(STATE)
 
 
 # ---------------------------------------------------------------- per-shard sidecars
 
-def sidecar_path(out: str, shard_id: int) -> str:
-    return os.path.join(out, STATE, "shards", f"shard-{shard_id:05d}.parquet")
+def sidecar_relpath(shard_id: int) -> str:
+    return f"{STATE}/shards/shard-{shard_id:05d}.parquet"
 
 
-def write_sidecar(out: str, shard_id: int, table: pa.Table, result: dict) -> None:
-    from .writers import commit, temporary_name
-    path = sidecar_path(out, shard_id)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = temporary_name(path)
+def write_sidecar(store: Store, shard_id: int, table: pa.Table, result: dict) -> None:
     table = table.replace_schema_metadata({b"mixbake": json.dumps(result, sort_keys=True).encode()})
-    pq.write_table(table, tmp, compression="zstd")
-    commit(tmp, path)
+    with store.atomic_output(sidecar_relpath(shard_id)) as f:
+        pq.write_table(table, f, compression="zstd")
 
 
-def read_sidecar(out: str, shard_id: int) -> Optional[dict]:
+def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
     """The result recorded for a finished shard, or None (missing or unreadable: redo the shard)."""
-    path = sidecar_path(out, shard_id)
-    if not os.path.exists(path):
+    rel = sidecar_relpath(shard_id)
+    if not store.exists(rel):
         return None
     try:
-        return json.loads(pq.ParquetFile(path).schema_arrow.metadata[b"mixbake"])
+        with store.open_input(rel) as f:
+            return json.loads(pq.ParquetFile(f).schema_arrow.metadata[b"mixbake"])
     except (pa.ArrowException, OSError, KeyError, ValueError, TypeError):
         return None
 
 
-# ---------------------------------------------------------------- labels.parquet
+# ---------------------------------------------------------------- labels.parquet / labels.csv
 
-def write_labels(out: str, num_shards: int, refs, extra=None) -> dict:
+def write_labels(store: Store, num_shards: int, refs, extra=None) -> dict:
     """Concatenate the shards' label rows (no image bytes), plus shard, row and source references.
 
     ``extra(shard_id, table) -> table`` may add format-specific columns (the folder format's paths).
     """
-    path, tmp = os.path.join(out, LABELS), os.path.join(out, ".labels.parquet.tmp")
-    writer, rows = None, 0
-    try:
+    rows = 0
+    with store.atomic_output(LABELS) as f:
+        writer = None
         for shard_id in range(num_shards):
-            table = _label_table(sidecar_path(out, shard_id), shard_id, refs)
+            table = _label_table(store, shard_id, refs)
             if extra is not None:
                 table = extra(shard_id, table)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer = pq.ParquetWriter(f, table.schema, compression="zstd")
             writer.write_table(table, row_group_size=max(1, table.num_rows))
             rows += table.num_rows
-    finally:
         if writer is not None:
             writer.close()
-    from .writers import commit, sha256_file
-    commit(tmp, path)
-    return {"path": LABELS, "rows": rows, "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+    return {"path": LABELS, "rows": rows, "bytes": f.bytes, "sha256": f.sha256}
 
 
-def _label_table(sidecar: str, shard_id: int, refs) -> pa.Table:
-    table = pq.read_table(sidecar).replace_schema_metadata(None)
+def _label_table(store: Store, shard_id: int, refs) -> pa.Table:
+    with store.open_input(sidecar_relpath(shard_id)) as f:
+        table = pq.read_table(f).replace_schema_metadata(None)
     n = table.num_rows
     src_a = table.column("src_a").to_numpy(zero_copy_only=False)
     ref_b = [None if v is None else display_ref(refs[v]) for v in table.column("src_b").to_pylist()]
@@ -237,20 +223,35 @@ def _label_table(sidecar: str, shard_id: int, refs) -> pa.Table:
     return table.append_column("ref_b", pa.array(ref_b, pa.string()))
 
 
+def read_labels(store: Store, columns=None, filters=None) -> pa.Table:
+    with store.open_input(LABELS) as f:
+        return pq.read_table(f, columns=columns, filters=filters)
 
 
-def write_labels_csv(out: str, classes) -> None:
+def write_labels_csv(store: Store, classes) -> None:
     """labels.csv for people who just want files: one row per image, soft label as a JSON list."""
-    import csv
-    table = pq.read_table(os.path.join(out, LABELS))
-    tmp, path = os.path.join(out, ".labels.csv.tmp"), os.path.join(out, LABELS_CSV)
     columns = ["path", "key", "label", "class", "op", "lam", "label_a", "label_b", "src_a", "src_b",
                "ref_a", "ref_b", "soft_label"]
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(columns)
-        for row in table.to_pylist():
-            row["class"] = classes[row["label"]]
-            row["soft_label"] = json.dumps([round(v, 7) for v in row["soft_label"]])
-            writer.writerow(["" if row[c] is None else row[c] for c in columns])
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for row in read_labels(store).to_pylist():
+        row["class"] = classes[row["label"]]
+        row["soft_label"] = json.dumps([round(v, 7) for v in row["soft_label"]])
+        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    store.write_bytes(LABELS_CSV, text.getvalue().encode("utf-8"))
+
+
+def write_errors(store: Store, errors) -> None:
+    if errors:
+        lines = "".join(json.dumps({"reason": r, "ref": ref}, sort_keys=True, ensure_ascii=False) + "\n"
+                        for ref, r in errors)
+        store.write_bytes(ERRORS, lines.encode("utf-8"))
+    else:
+        store.remove(ERRORS)
+
+
+def read_errors(store: Store):
+    if not store.exists(ERRORS):
+        return []
+    return [(d["ref"], d["reason"]) for d in map(json.loads, store.read_bytes(ERRORS).decode().splitlines())]

@@ -12,11 +12,12 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import __version__, manifest
-from .config import ERROR_POLICIES, OPS, BakeConfig, canonical_json, fingerprint
+from .config import ERROR_POLICIES, OPS, BakeConfig, fingerprint
 from .errors import ItemError, MixbakeError
 from .imaging import codec_versions
 from .plan import check_pairable, make_pools
 from .sources import Catalog, display_ref, open_source
+from .storage import Store
 from .worker import ShardResult, ShardTask, bake_shard, init_worker
 
 log = logging.getLogger("mixbake")
@@ -70,8 +71,10 @@ def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
     }
 
 
-def make_tasks(config: BakeConfig, catalog: Catalog, out: str, build_id: str,
+def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
                on_error: str = "fail") -> List[ShardTask]:
+    """One task per pool. ``out`` is a path/URI or a Store (tasks carry the Store, which pickles)."""
+    store = out if isinstance(out, Store) else Store.open(out or ".")
     check_pairable(config, catalog.labels, catalog.classes)
     pools = make_pools(config, catalog.chunk_bounds)
     bounds = catalog.chunk_bounds
@@ -85,7 +88,7 @@ def make_tasks(config: BakeConfig, catalog: Catalog, out: str, build_id: str,
             items=items, labels=catalog.labels[items],
             refs=tuple(display_ref(catalog.refs[i]) for i in items),
             known_bad={p: catalog.bad[int(i)] for p, i in enumerate(items) if int(i) in catalog.bad},
-            out_dir=out, build_id=build_id, on_error=on_error,
+            store=store, build_id=build_id, on_error=on_error,
         ))
     return tasks
 
@@ -106,20 +109,20 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
         raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its fingerprint "
                            f"differs), so the build cannot be reproduced bit for bit.")
-    out = os.path.abspath(os.fspath(out))
+    store = Store.open(out)
     identity = build_identity(config, catalog)
     build_id = fingerprint(identity)
-    tasks = make_tasks(config, catalog, out, build_id, on_error)  # validates before OUT is touched
-    state = manifest.claim_out(out, build_id, config.format, overwrite)
+    tasks = make_tasks(config, catalog, store, build_id, on_error)  # validates before OUT is touched
+    state = manifest.claim_out(store, build_id, config.format, overwrite)
     if state == "complete":
-        manifest.finish_state(out)  # a run killed just after writing manifest.json left it behind
-        done = manifest.read_json(os.path.join(out, manifest.MANIFEST))
+        manifest.finish_state(store)  # a run killed just after writing manifest.json left it behind
+        done = manifest.read_json((store, manifest.MANIFEST))
         totals = done["totals"]
-        return BakeSummary(out, "complete", totals["rows"], len(done["shards"]), totals["bytes"],
+        return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]), totals["bytes"],
                            totals["items"], totals["skipped"], 0.0, totals["ops"])
-    manifest.remove_stale_temporaries(out)
+    manifest.remove_stale_temporaries(store)
     results = run_tasks(tasks, workers or default_workers(), quiet, catalog)
-    summary = finish(out, config, catalog, identity, build_id, tasks, results)
+    summary = finish(store, config, catalog, identity, build_id, tasks, results)
     summary.state = "resumed" if state == "resume" else "baked"
     summary.seconds = time.monotonic() - started
     return summary
@@ -131,14 +134,14 @@ def default_workers() -> int:
 
 def finished_result(task: ShardTask) -> Optional[ShardResult]:
     """A shard finished by an earlier run of the same build (its sidecar is its commit record), or None."""
-    recorded = manifest.read_sidecar(task.out_dir, task.shard_id)
+    recorded = manifest.read_sidecar(task.store, task.shard_id)
     if not recorded or recorded.pop("build", None) != task.build_id:
         return None
     result = ShardResult(**recorded)
     if result.path.startswith(manifest.IMAGES + "#"):
         return result
-    path = os.path.join(task.out_dir, result.path)
-    return result if os.path.exists(path) and os.path.getsize(path) == result.bytes else None
+    store = task.store
+    return result if store.exists(result.path) and store.size(result.path) == result.bytes else None
 
 
 def run_tasks(tasks: List[ShardTask], workers: int, quiet: bool, catalog: Catalog) -> List[ShardResult]:
@@ -220,18 +223,12 @@ def _folder_paths(config: BakeConfig, catalog: Catalog):
     return add_path
 
 
-def finish(out, config, catalog, identity, build_id, tasks, results) -> BakeSummary:
-    labels = manifest.write_labels(out, len(results), catalog.refs, _folder_paths(config, catalog))
+def finish(store: Store, config, catalog, identity, build_id, tasks, results) -> BakeSummary:
+    labels = manifest.write_labels(store, len(results), catalog.refs, _folder_paths(config, catalog))
     if config.format == "folder":
-        manifest.write_labels_csv(out, catalog.classes)
-    errors = [e for r in results for e in r.errors]
-    errors_path = os.path.join(out, manifest.ERRORS)
-    if errors:
-        with open(errors_path, "w", encoding="utf-8") as f:
-            for ref, reason in errors:
-                f.write(canonical_json({"ref": ref, "reason": reason}) + "\n")
-    elif os.path.exists(errors_path):
-        os.remove(errors_path)
+        manifest.write_labels_csv(store, catalog.classes)
+    errors = [tuple(e) for r in results for e in r.errors]
+    manifest.write_errors(store, errors)
     op_totals = {op: sum(r.op_counts.get(op, 0) for r in results) for op in OPS}
     totals = {"rows": sum(r.rows for r in results), "items": len(catalog), "skipped": len(errors),
               "bytes": sum(r.bytes for r in results), "ops": op_totals}
@@ -249,7 +246,7 @@ def finish(out, config, catalog, identity, build_id, tasks, results) -> BakeSumm
         "labels": labels,
         "errors": {"count": len(errors), "path": manifest.ERRORS if errors else None},
     }
-    manifest.write_json_atomic(os.path.join(out, manifest.MANIFEST), doc)
-    manifest.finish_state(out)
-    return BakeSummary(out, "baked", totals["rows"], len(results), totals["bytes"], len(catalog),
+    manifest.write_json(store, manifest.MANIFEST, doc)
+    manifest.finish_state(store)
+    return BakeSummary(store.display(), "baked", totals["rows"], len(results), totals["bytes"], len(catalog),
                        len(errors), 0.0, op_totals)

@@ -14,20 +14,21 @@ import pyarrow.parquet as pq
 from . import manifest
 from .config import BakeConfig
 from .errors import MixbakeError
-from .writers import sha256_file, shard_relpath
+from .storage import Store
+from .writers import shard_relpath
 
 TOLERANCE = 1e-5
 
 
-def verify(out: str, deep: bool = False) -> List[str]:
-    out = os.path.abspath(out)
-    path = os.path.join(out, manifest.MANIFEST)
-    if not os.path.exists(path):
-        if os.path.exists(os.path.join(out, manifest.CLAIM)):
-            raise MixbakeError(f"{out} holds an unfinished build (no manifest.json yet): re-run the bake "
-                               f"command to resume it.")
-        raise MixbakeError(f"{out} is not a mixbake output: it has no manifest.json.")
-    doc = manifest.read_json(path)
+def verify(out, deep: bool = False) -> List[str]:
+    """Problems found in the build at ``out`` (a path or URI); empty when everything holds."""
+    out = Store.open(out)
+    if not out.exists(manifest.MANIFEST):
+        if out.exists(manifest.CLAIM):
+            raise MixbakeError(f"{out.display()} holds an unfinished build (no manifest.json yet): re-run the "
+                               f"bake command to resume it.")
+        raise MixbakeError(f"{out.display()} is not a mixbake output: it has no manifest.json.")
+    doc = manifest.read_json((out, manifest.MANIFEST))
     problems: List[str] = []
     listed = _check_files(out, doc, problems)
     if not problems:
@@ -37,7 +38,7 @@ def verify(out: str, deep: bool = False) -> List[str]:
     return problems
 
 
-def _check_files(out: str, doc: dict, problems: List[str]) -> List[str]:
+def _check_files(out: Store, doc: dict, problems: List[str]) -> List[str]:
     listed = []
     for shard_id, entry in enumerate(doc["shards"]):
         if entry["path"].startswith(manifest.IMAGES + "#"):
@@ -47,18 +48,16 @@ def _check_files(out: str, doc: dict, problems: List[str]) -> List[str]:
         listed.append(entry["path"])
     _check_file(out, doc["labels"], problems)
     listed.append(doc["labels"]["path"])
-    data = os.path.join(out, manifest.DATA)
-    extra = sorted(set(f"{manifest.DATA}/{n}" for n in os.listdir(data)) - set(listed)) if os.path.isdir(data) else []
+    extra = sorted(set(f"{manifest.DATA}/{n}" for n in out.listdir(manifest.DATA)) - set(listed))
     problems += [f"{name}: in data/ but not listed in the manifest" for name in extra]
     return listed
 
 
-def _check_folder_shard(out: str, shard_id: int, entry: dict, problems: List[str]) -> None:
+def _check_folder_shard(out: Store, shard_id: int, entry: dict, problems: List[str]) -> None:
     from .writers.folder import digest
-    table = pq.read_table(os.path.join(out, manifest.LABELS), columns=["path", "shard"],
-                          filters=[("shard", "=", shard_id)])
+    table = manifest.read_labels(out, columns=["path", "shard"], filters=[("shard", "=", shard_id)])
     relpaths = table.column("path").to_pylist()
-    missing = [p for p in relpaths if not os.path.exists(os.path.join(out, p))]
+    missing = [p for p in relpaths if not out.exists(p)]
     if missing:
         problems += [f"{p}: missing" for p in missing[:20]]
         return
@@ -67,27 +66,33 @@ def _check_folder_shard(out: str, shard_id: int, entry: dict, problems: List[str
         problems.append(f"images of shard {shard_id}: bytes or sha256 differ from the manifest")
 
 
-def _check_file(out: str, entry: dict, problems: List[str]) -> None:
-    file_path = os.path.join(out, entry["path"])
-    if not os.path.exists(file_path):
-        problems.append(f"{entry['path']}: missing")
+def _check_file(out: Store, entry: dict, problems: List[str]) -> None:
+    rel = entry["path"]
+    if not out.exists(rel):
+        problems.append(f"{rel}: missing")
         return
-    if os.path.getsize(file_path) != entry["bytes"]:
-        problems.append(f"{entry['path']}: {os.path.getsize(file_path)} bytes, manifest says {entry['bytes']}")
-    if sha256_file(file_path) != entry["sha256"]:
-        problems.append(f"{entry['path']}: sha256 differs from the manifest (file changed or corrupt)")
-    elif entry["path"].endswith(".parquet") and pq.ParquetFile(file_path).metadata.num_rows != entry["rows"]:
-        problems.append(f"{entry['path']}: row count differs from the manifest")
+    if out.size(rel) != entry["bytes"]:
+        problems.append(f"{rel}: {out.size(rel)} bytes, manifest says {entry['bytes']}")
+    if out.sha256(rel) != entry["sha256"]:
+        problems.append(f"{rel}: sha256 differs from the manifest (file changed or corrupt)")
+    elif rel.endswith(".parquet"):
+        with out.open_input(rel) as f:
+            if pq.ParquetFile(f).metadata.num_rows != entry["rows"]:
+                problems.append(f"{rel}: row count differs from the manifest")
 
 
-def _check_rows(out: str, doc: dict, listed: List[str], problems: List[str]) -> None:
+def _check_rows(out: Store, doc: dict, listed: List[str], problems: List[str]) -> None:
     config = BakeConfig.from_dict(doc["config"])
     num_classes = len(doc["classes"])
     width, height = config.size
     keys, total, op_totals = set(), 0, {}
+    columns = ["key", "label", "soft_label", "op", "lam", "src_a", "src_b", "label_a", "label_b", "boxes"]
     for entry_index, entry in enumerate(doc["shards"]):
-        table = _shard_labels(out, doc, entry_index, [
-            "key", "label", "soft_label", "op", "lam", "label_a", "label_b", "boxes"])
+        table = _shard_labels(out, doc, entry_index, columns)
+        in_labels = manifest.read_labels(out, columns=columns + ["shard"],
+                                         filters=[("shard", "=", entry_index)]).drop(["shard"]).to_pydict()
+        if in_labels != table:
+            problems.append(f"labels.parquet: the rows of shard {entry_index} differ from {entry['path']}")
         for r in range(len(table["key"])):
             where = f"{entry['path']} row {r}"
             for problem in _row_problems(table, r, config, num_classes, width, height):
@@ -103,6 +108,18 @@ def _check_rows(out: str, doc: dict, listed: List[str], problems: List[str]) -> 
     for op, count in doc["totals"]["ops"].items():
         if op_totals.get(op, 0) != count:
             problems.append(f"op {op}: shards hold {op_totals.get(op, 0)} rows, manifest says {count}")
+    _check_totals(out, doc, problems)
+
+
+def _check_totals(out: Store, doc: dict, problems: List[str]) -> None:
+    totals = doc["totals"]
+    shard_bytes = sum(entry["bytes"] for entry in doc["shards"])
+    if totals["bytes"] != shard_bytes:
+        problems.append(f"totals.bytes is {totals['bytes']}, the shards hold {shard_bytes}")
+    errors = manifest.read_errors(out)
+    if not totals["skipped"] == doc["errors"]["count"] == len(errors):
+        problems.append(f"skipped items: totals say {totals['skipped']}, errors.count {doc['errors']['count']}, "
+                        f"errors.jsonl lists {len(errors)}")
 
 
 def _row_problems(t: dict, r: int, config: BakeConfig, num_classes: int, width: int, height: int):
@@ -134,7 +151,7 @@ def _row_problems(t: dict, r: int, config: BakeConfig, num_classes: int, width: 
             yield "cutmix lam is not 1 - pasted box area / image area"
 
 
-def _check_plan(out: str, doc: dict, problems: List[str]) -> None:
+def _check_plan(out: Store, doc: dict, problems: List[str]) -> None:
     """Re-list the source, re-plan each shard, and compare every row's provenance."""
     from .plan import plan_shard
     from .run import make_tasks
@@ -147,12 +164,14 @@ def _check_plan(out: str, doc: dict, problems: List[str]) -> None:
     if catalog.fingerprint != source["fingerprint"]:
         problems.append(f"source {source['uri']}: changed since the build (fingerprint differs)")
         return
+    if len(catalog) != doc["totals"]["items"]:
+        problems.append(f"totals.items is {doc['totals']['items']}, the source lists {len(catalog)} items")
     config = BakeConfig.from_dict(doc["config"])
     tasks = make_tasks(config, catalog, out, doc["build_id"])
     if [shard_relpath(config.format, t.shard_id, t.num_shards) for t in tasks] != [s["path"] for s in doc["shards"]]:
         problems.append("the re-planned shards differ from the manifest's shards")
         return
-    skipped = {ref for ref, _ in _errors(out)}
+    skipped = {ref for ref, _ in manifest.read_errors(out)}
     for task in tasks:
         valid = np.array([ref not in skipped for ref in task.refs], dtype=bool)
         plan = plan_shard(config, task.shard_id, task.labels, valid)
@@ -171,21 +190,12 @@ def _check_plan(out: str, doc: dict, problems: List[str]) -> None:
             problems.append(f"{name}: column lam differs from the re-planned values")
 
 
-def _errors(out: str):
-    import json
-    path = os.path.join(out, manifest.ERRORS)
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [(d["ref"], d["reason"]) for d in map(json.loads, f)]
-
-
-def _shard_labels(out: str, doc: dict, shard_id: int, columns) -> dict:
+def _shard_labels(out: Store, doc: dict, shard_id: int, columns) -> dict:
     """A shard's label columns: from the Parquet shard itself (what trainers read), else from
     labels.parquet (whose sha256 was checked against the manifest)."""
-    path = doc["shards"][shard_id]["path"]
-    if path.endswith(".parquet"):
-        return pq.read_table(os.path.join(out, path), columns=columns).to_pydict()
-    table = pq.read_table(os.path.join(out, manifest.LABELS), columns=columns + ["shard"],
-                          filters=[("shard", "=", shard_id)])
+    rel = doc["shards"][shard_id]["path"]
+    if rel.endswith(".parquet"):
+        with out.open_input(rel) as f:
+            return pq.read_table(f, columns=columns).to_pydict()
+    table = manifest.read_labels(out, columns=columns + ["shard"], filters=[("shard", "=", shard_id)])
     return table.drop(["shard"]).to_pydict()

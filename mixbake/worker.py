@@ -32,7 +32,7 @@ class ShardTask:
     labels: np.ndarray                # int64 label of each pool position (-1: bad label)
     refs: Tuple[str, ...]             # readable reference of each pool position
     known_bad: Dict[int, str]         # pool position -> reason found at listing time
-    out_dir: str
+    store: object                     # mixbake.storage.Store of OUT
     build_id: str
     on_error: str = "fail"            # execution policy: raise on the first bad item, or skip it
 
@@ -137,7 +137,7 @@ def bake_shard(task: ShardTask) -> ShardResult:
     errors = [[task.refs[p], reason] for p, reason in sorted(bad.items())]
     footer = {"build": task.build_id, "shard": task.shard_id}
     step = rows_per_group(config)
-    with open_writer(task.out_dir, task.shard_id, task.num_shards, config, task.classes, footer) as writer:
+    with open_writer(task.store, task.shard_id, task.num_shards, config, task.classes, footer) as writer:
         for start in range(0, len(plan), step):
             rows = range(start, min(start + step, len(plan)))
             encoded = []
@@ -152,7 +152,7 @@ def bake_shard(task: ShardTask) -> ShardResult:
         sha256=writer.sha256, op_counts={name: int(np.sum(plan.op == code)) for code, name in enumerate(OPS)},
         errors=errors, items=len(task.items),
     )
-    write_sidecar(task.out_dir, task.shard_id, label_table(columns),
+    write_sidecar(task.store, task.shard_id, label_table(columns),
                   dict(dataclasses.asdict(result), build=task.build_id))
     return result
 

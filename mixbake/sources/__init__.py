@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import MixbakeError
+from ..storage import Store
 
 
 @dataclass
@@ -57,14 +58,15 @@ def open_source(source: str, image_column: Optional[str] = None, label_column: O
     source = os.fspath(source)
     if source == "demo":
         return demo.demo_catalog()
+    store = Store.open(source) if not any(ch in source for ch in "*?[") else None
+    if store is not None and not store.exists():
+        raise MixbakeError(f"Source {source!r} does not exist (expected 'demo', an image folder, or Parquet).")
     if parquet.looks_like_parquet(source):
         return parquet.parquet_catalog(source, image_column, label_column)
-    if os.path.isdir(source):
+    if store.isdir():
         if image_column or label_column:
             raise MixbakeError("--image-column/--label-column apply to Parquet sources, not to an image folder.")
-        return folder.folder_catalog(source)
-    if not os.path.exists(source):
-        raise MixbakeError(f"Source {source!r} does not exist (expected 'demo', an image folder, or Parquet).")
+        return folder.folder_catalog(store)
     raise MixbakeError(f"Source {source!r} is neither an image folder nor a Parquet file.")
 
 

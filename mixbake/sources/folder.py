@@ -4,11 +4,12 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 
 from ..errors import MixbakeError
+from ..storage import Store
 from . import Catalog, display_ref
 
 IMAGE_EXTENSIONS = frozenset({
@@ -19,38 +20,28 @@ IMAGE_EXTENSIONS = frozenset({
 
 @dataclass(frozen=True)
 class FolderReader:
-    root: str
+    store: Store
 
     def read_chunk(self, locator: str) -> list:
         """A folder chunk is one file; returns [bytes]. OSError propagates to the worker's error policy."""
-        with open(os.path.join(self.root, locator), "rb") as f:
-            return [f.read()]
+        return [self.store.read_bytes(locator)]
 
 
-def _walk_class(root: str, class_name: str) -> Tuple[List[str], int]:
-    """Relative paths of image files under one class dir (sorted later), and how many were ignored."""
-    found, ignored = [], 0
-    for dirpath, dirnames, filenames in os.walk(os.path.join(root, class_name)):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in filenames:
+def folder_catalog(root) -> Catalog:
+    store = root if isinstance(root, Store) else Store.open(root)
+    class_dirs = [name for name, is_dir in store.entries() if is_dir and not name.startswith(".")]
+    ignored = sum(1 for name, is_dir in store.entries() if not is_dir and not name.startswith("."))
+    classes, paths, sizes, labels, notes = [], [], [], [], []
+    for class_name in class_dirs:
+        found, skipped = [], 0
+        for rel, size in store.walk_files(class_name, skip_hidden=True):
+            name = rel.rsplit("/", 1)[-1]
             if name.startswith("."):
                 continue
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                found.append(os.path.join(rel_dir, name).replace(os.sep, "/"))
+                found.append((rel, size))
             else:
-                ignored += 1
-    return found, ignored
-
-
-def folder_catalog(root: str) -> Catalog:
-    root = os.path.abspath(root)
-    entries = sorted(os.scandir(root), key=lambda e: e.name)
-    class_dirs = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-    ignored = sum(1 for e in entries if not e.is_dir() and not e.name.startswith("."))
-    classes, paths, labels, notes = [], [], [], []
-    for class_name in class_dirs:
-        found, skipped = _walk_class(root, class_name)
+                skipped += 1
         ignored += skipped
         if not found:
             notes.append(f"class folder {display_ref(class_name)!r} holds no images and is not a class")
@@ -58,36 +49,34 @@ def folder_catalog(root: str) -> Catalog:
         found.sort()
         labels.extend([len(classes)] * len(found))
         classes.append(class_name)
-        paths.extend(found)
+        paths.extend(rel for rel, _ in found)
+        sizes.extend(size for _, size in found)
     if not paths:
         raise MixbakeError(
-            f"Image folder {display_ref(root)!r} holds no images: expected root/<class>/<image> "
+            f"Image folder {display_ref(store.display())!r} holds no images: expected root/<class>/<image> "
             f"with extensions such as .jpg or .png.")
     return Catalog(
         kind="folder",
-        uri=display_ref(root),
+        uri=display_ref(store.display()),
         classes=tuple(display_ref(c) for c in classes),
         labels=np.asarray(labels, dtype=np.int64),
         refs=paths,
         chunk_bounds=np.arange(len(paths) + 1, dtype=np.int64),
         chunk_locators=paths,
-        reader=FolderReader(root),
-        fingerprint=_fingerprint(root, paths),
+        reader=FolderReader(store),
+        fingerprint=_fingerprint(paths, sizes),
         ignored_files=ignored,
         notes=tuple(notes),
     )
 
 
-def _fingerprint(root: str, paths: List[str]) -> str:
+def _fingerprint(paths: List[str], sizes: List[int]) -> str:
     """Relative path + size of every item: cheap to compute, changes when files are added/replaced.
 
-    Modification times are left out on purpose, so a copied dataset keeps its identity.
+    Modification times are left out on purpose, so a copied dataset keeps its identity (the price:
+    an image replaced in place by one of exactly the same size goes unnoticed).
     """
     h = hashlib.sha256()
-    for rel in paths:
-        try:
-            size = os.stat(os.path.join(root, rel)).st_size
-        except OSError:
-            size = -1  # a broken link is an item too; its error surfaces when it is read
+    for rel, size in zip(paths, sizes):  # size -1: a broken link is an item too, its error comes later
         h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + str(size).encode() + b"\n")
     return h.hexdigest()

@@ -4,6 +4,7 @@ Listing reads only footers and the label column; image bytes are read later, a r
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
 import hashlib
 import json
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import MixbakeError
+from ..storage import Store, is_uri
 from . import Catalog
 
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y")
@@ -26,14 +28,15 @@ IMAGE_NAMES = ("image", "img", "jpg", "png", "picture")
 def looks_like_parquet(source: str) -> bool:
     if any(ch in source for ch in "*?["):
         return True
-    if os.path.isfile(source):
-        return source.endswith(".parquet") or _has_parquet_magic(source)
-    if os.path.isdir(source):
-        # a directory of *.parquet; one with (class) sub-folders is an image folder, whatever else it holds
-        entries = list(os.scandir(source))
-        has_dirs = any(e.is_dir() and not e.name.startswith(".") for e in entries)
-        return not has_dirs and any(e.name.endswith(".parquet") for e in entries)
-    return source.endswith(".parquet")
+    if source.endswith(".parquet"):
+        return True
+    store = Store.open(source)
+    if store.local and os.path.isfile(store.root):
+        return _has_parquet_magic(store.root)
+    # a directory of *.parquet; one with (class) sub-folders is an image folder, whatever else it holds
+    entries = store.entries()
+    has_dirs = any(is_dir and not name.startswith(".") for name, is_dir in entries)
+    return not has_dirs and any(name.endswith(".parquet") for name, _ in entries)
 
 
 def _has_parquet_magic(path: str) -> bool:
@@ -44,26 +47,43 @@ def _has_parquet_magic(path: str) -> bool:
         return False
 
 
-def _list_files(source: str) -> Tuple[str, List[str]]:
-    if os.path.isdir(source):
-        base, files = source, sorted(glob.glob(os.path.join(glob.escape(source), "*.parquet")))
-    elif any(ch in source for ch in "*?["):
-        files = sorted(p for p in glob.glob(source, recursive=True) if os.path.isfile(p))
-        base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files]) if files else source
+def _list_files(source: str) -> Tuple[Store, List[str]]:
+    """The store holding the files and their paths relative to it, sorted."""
+    if any(ch in source for ch in "*?["):
+        return _glob(source)
+    store = Store.open(source)
+    if store.isdir():
+        files = [n for n, is_dir in store.entries() if not is_dir and n.endswith(".parquet")]
     else:
-        if not os.path.exists(source):
+        if not store.exists():
             raise MixbakeError(f"Parquet source {source!r} does not exist.")
-        base, files = os.path.dirname(os.path.abspath(source)), [source]
+        parent, _, name = source.rstrip("/").rpartition("/")
+        store, files = Store.open(parent or "."), [name]
     if not files:
-        raise MixbakeError(f"No Parquet files match {source!r}.")
-    return os.path.abspath(base), [os.path.abspath(f) for f in files]
+        raise MixbakeError(f"No Parquet files in {source!r}.")
+    return store, files
 
 
-def _open(path: str) -> pq.ParquetFile:
+def _glob(pattern: str) -> Tuple[Store, List[str]]:
+    if is_uri(pattern):  # object stores: a pattern in the last path component only
+        parent, _, name_pattern = pattern.rpartition("/")
+        store = Store.open(parent)
+        files = [n for n, is_dir in store.entries() if not is_dir and fnmatch.fnmatch(n, name_pattern)]
+    else:
+        matches = sorted(os.path.abspath(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        base = os.path.commonpath([os.path.dirname(p) for p in matches]) if matches else "."
+        store = Store.open(base)
+        files = [os.path.relpath(p, base).replace(os.sep, "/") for p in matches]
+    if not files:
+        raise MixbakeError(f"No Parquet files match {pattern!r}.")
+    return store, sorted(files)
+
+
+def _open(store: Store, rel: str) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(store.open_input(rel))
     except (pa.ArrowException, OSError) as exc:
-        raise MixbakeError(f"{path}: not a readable Parquet file ({exc}).") from None
+        raise MixbakeError(f"{store.display(rel)}: not a readable Parquet file ({exc}).") from None
 
 
 def _is_binary(t: pa.DataType) -> bool:
@@ -107,14 +127,16 @@ def _pick(schema: pa.Schema, wanted: Optional[str], accept, preferred, what: str
 
 @dataclass(frozen=True)
 class ParquetReader:
+    store: Store
     files: Tuple[str, ...]
     image_column: str
 
     def read_chunk(self, locator) -> list:
         """Payloads (bytes or None) of one row group, in row order."""
         file_index, row_group = locator
-        pf = pq.ParquetFile(self.files[file_index])
-        column = pf.read_row_group(row_group, columns=[self.image_column]).column(0).combine_chunks()
+        with self.store.open_input(self.files[file_index]) as f:
+            table = pq.ParquetFile(f).read_row_group(row_group, columns=[self.image_column])
+        column = table.column(0).combine_chunks()
         if pa.types.is_struct(column.type):
             column = pc.if_else(column.is_null(), pa.scalar(None, column.type.field("bytes").type),
                                 column.field("bytes"))
@@ -135,23 +157,24 @@ def _class_names(pf: pq.ParquetFile, label_column: str) -> Optional[List[str]]:
 
 
 def parquet_catalog(source: str, image_column: Optional[str], label_column: Optional[str]) -> Catalog:
-    base, files = _list_files(source)
-    handles = [_open(f) for f in files]
+    store, files = _list_files(source)
+    handles = [_open(store, f) for f in files]
     schema = handles[0].schema_arrow
+    where = store.display(files[0])
     image_column = _pick(schema, image_column, _is_image_type, IMAGE_NAMES,
-                         "images (struct<bytes, path> or binary)", "--image-column", files[0])
+                         "images (struct<bytes, path> or binary)", "--image-column", where)
     label_column = _pick(schema, label_column, _is_label_type, LABEL_NAMES,
-                         "labels (integer or string)", "--label-column", files[0], exclude=(image_column,))
+                         "labels (integer or string)", "--label-column", where, exclude=(image_column,))
     for f, pf in zip(files, handles):
         s = pf.schema_arrow
         for col, ok in ((image_column, _is_image_type), (label_column, _is_label_type)):
             if col not in s.names or not ok(s.field(col).type):
-                raise MixbakeError(f"{f}: column {col!r} is missing or has another type than in {files[0]}.")
-    raw_labels = [pq.read_table(f, columns=[label_column]).column(0) for f in files]
-    classes, labels, bad = _resolve_labels(handles[0], label_column, raw_labels, files, base)
+                raise MixbakeError(f"{store.display(f)}: column {col!r} is missing or has another type than "
+                                   f"in {files[0]}.")
+    raw_labels = [pf.read(columns=[label_column]).column(0) for pf in handles]
+    classes, labels, bad = _resolve_labels(handles[0], label_column, raw_labels)
     bounds, locators, refs = [0], [], []
-    for fi, (f, pf) in enumerate(zip(files, handles)):
-        rel = os.path.relpath(f, base).replace(os.sep, "/")
+    for fi, (rel, pf) in enumerate(zip(files, handles)):
         row_in_file = 0
         for rg in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows
@@ -165,13 +188,13 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
     return Catalog(
         kind="parquet", uri=source, classes=tuple(classes), labels=labels, refs=refs,
         chunk_bounds=np.asarray(bounds, dtype=np.int64), chunk_locators=locators,
-        reader=ParquetReader(tuple(files), image_column),
-        fingerprint=_fingerprint(files, handles, base),
+        reader=ParquetReader(store, tuple(files), image_column),
+        fingerprint=_fingerprint(store, files, handles),
         options={"image_column": image_column, "label_column": label_column}, bad=bad,
     )
 
 
-def _resolve_labels(pf, label_column, raw_labels, files, base):
+def _resolve_labels(pf, label_column, raw_labels):
     """Class names (HF ClassLabel metadata > distinct strings > 0..K-1) and int64 labels (-1: bad)."""
     column = pa.chunked_array([c for arr in raw_labels for c in arr.chunks], type=raw_labels[0].type)
     bad = {}
@@ -198,9 +221,8 @@ def _resolve_labels(pf, label_column, raw_labels, files, base):
     return names, labels.astype(np.int64), bad
 
 
-def _fingerprint(files, handles, base) -> str:
+def _fingerprint(store: Store, files, handles) -> str:
     h = hashlib.sha256()
-    for f, pf in zip(files, handles):
-        rel = os.path.relpath(f, base)
-        h.update(f"{rel}\0{os.path.getsize(f)}\0{pf.metadata.num_rows}\n".encode("utf-8", "surrogateescape"))
+    for rel, pf in zip(files, handles):
+        h.update(f"{rel}\0{store.size(rel)}\0{pf.metadata.num_rows}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()

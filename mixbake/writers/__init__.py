@@ -10,8 +10,7 @@ src_b, label_a, label_b, boxes (see ``worker.label_columns``).
 """
 from __future__ import annotations
 
-import hashlib
-import os
+import contextlib
 
 
 def shard_relpath(fmt: str, shard_id: int, num_shards: int) -> str:
@@ -25,37 +24,46 @@ def shard_relpath(fmt: str, shard_id: int, num_shards: int) -> str:
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def open_writer(out: str, shard_id: int, num_shards: int, config, classes, footer: dict):
+def open_writer(store, shard_id: int, num_shards: int, config, classes, footer: dict):
     relpath = shard_relpath(config.format, shard_id, num_shards)
     if config.format == "parquet":
         from .parquet import ShardWriter
-        return ShardWriter(out, relpath, config, classes, footer)
+        return ShardWriter(store, relpath, config, classes, footer)
     if config.format == "webdataset":
         from .webdataset import TarShardWriter
-        return TarShardWriter(out, relpath, config, classes, footer)
+        return TarShardWriter(store, relpath, config, classes, footer)
     from .folder import FolderShardWriter
-    return FolderShardWriter(out, relpath, config, classes, footer)
+    return FolderShardWriter(store, relpath, config, classes, footer)
 
 
-def temporary_name(path: str) -> str:
-    """Dot-named (readers and globs skip it) and unique per process, so an orphaned worker of a
-    killed run never shares a temporary with a resumed run."""
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+class AtomicFileWriter:
+    """Base for single-file shards: the file is opened through ``store.atomic_output`` on enter and
+    committed (or discarded, on an exception) on exit; ``bytes``/``sha256`` are known after."""
 
+    def __init__(self, store, relpath: str):
+        self.store, self.relpath = store, relpath
+        self.bytes, self.sha256 = 0, ""
+        self._stack = None
+        self.file = None
 
-def commit(tmp_path: str, path: str) -> None:
-    """fsync then rename into place: the final name only ever holds complete bytes."""
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp_path, path)
+    def __enter__(self):
+        self._stack = contextlib.ExitStack()
+        self.file = self._stack.enter_context(self.store.atomic_output(self.relpath))
+        self.open(self.file)
+        return self
 
+    def open(self, file) -> None:
+        raise NotImplementedError
 
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.close()
+        finally:
+            self._stack.__exit__(exc_type, exc, tb)
+        if exc_type is None:
+            self.bytes, self.sha256 = self.file.bytes, self.file.sha256
+        return False

@@ -6,12 +6,10 @@ temporary and renamed. A folder shard's digest is the sha256 of its "relative-pa
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from typing import List, Sequence
 
 from .. import imaging
-from . import sha256_file, temporary_name
 
 
 def class_dirs(classes: Sequence[str]) -> List[str]:
@@ -30,22 +28,28 @@ def image_relpath(class_dir: str, key: str, ext: str) -> str:
     return f"images/{class_dir}/{key}.{ext}"
 
 
-def digest(out: str, relpaths: Sequence[str]):
+def digest(store, relpaths: Sequence[str]):
     """(total bytes, sha256 over 'path sha256' lines) of a folder shard's files, in row order."""
     h, total = hashlib.sha256(), 0
     for rel in relpaths:
-        path = os.path.join(out, rel)
-        total += os.path.getsize(path)
-        h.update(f"{rel} {sha256_file(path)}\n".encode("utf-8"))
+        total += store.size(rel)
+        h.update(f"{rel} {store.sha256(rel)}\n".encode("utf-8"))
     return total, h.hexdigest()
 
 
+def _lines_digest(files) -> tuple:
+    h = hashlib.sha256()
+    for rel, sha in files:
+        h.update(f"{rel} {sha}\n".encode("utf-8"))
+    return h.hexdigest()
+
+
 class FolderShardWriter:
-    def __init__(self, out: str, relpath: str, config, classes, footer: dict):
-        self.out, self.relpath = out, relpath
+    def __init__(self, store, relpath: str, config, classes, footer: dict):
+        self.store, self.relpath = store, relpath
         self.ext = imaging.extension(config.image_format)
         self.dirs = class_dirs(classes)
-        self.written: List[str] = []
+        self.written: List[tuple] = []
         self.bytes, self.sha256 = 0, ""
 
     def __enter__(self):
@@ -54,18 +58,15 @@ class FolderShardWriter:
     def write(self, columns: dict, images: List[bytes]) -> None:
         for i, image in enumerate(images):
             rel = image_relpath(self.dirs[int(columns["label"][i])], columns["key"][i], self.ext)
-            path = os.path.join(self.out, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = temporary_name(path)
-            with open(tmp, "wb") as f:
-                f.write(image)
-            os.replace(tmp, path)  # no fsync per image: the shard's sidecar (fsynced) commits the set
-            self.written.append(rel)
+            # no fsync per image: the shard's sidecar (fsynced) is what commits the set
+            self.store.write_bytes(rel, image, fsync=False)
+            self.written.append((rel, hashlib.sha256(image).hexdigest()))
+            self.bytes += len(image)
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.bytes, self.sha256 = digest(self.out, self.written)
+            self.sha256 = _lines_digest(self.written)
         else:
-            for rel in self.written:  # an unfinished folder shard leaves nothing behind
-                os.remove(os.path.join(self.out, rel))
+            for rel, _ in self.written:  # an unfinished folder shard leaves nothing behind
+                self.store.remove(rel)
         return False

@@ -9,7 +9,6 @@ Schema and footer follow what Hugging Face ``datasets``, DuckDB and Polars read 
 from __future__ import annotations
 
 import json
-import os
 from typing import List, Optional
 
 import numpy as np
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 
 from .. import imaging
 from ..config import BakeConfig
-from . import commit, sha256_file, temporary_name
+from . import AtomicFileWriter
 
 ROW_GROUP_ROWS = 1000
 ROW_GROUP_BYTES = 100 << 20
@@ -77,29 +76,27 @@ def shard_schema(config: BakeConfig, classes, footer: Optional[dict] = None) -> 
     return pa.schema(fields, metadata=metadata)
 
 
-class ShardWriter:
-    """``with ShardWriter(out, relpath, ...) as w: w.write(...)``; the file appears on clean exit only."""
+class ShardWriter(AtomicFileWriter):
+    """``with ShardWriter(store, relpath, ...) as w: w.write(...)``; the file appears on clean exit only."""
 
-    def __init__(self, out: str, relpath: str, config: BakeConfig, classes, footer: dict):
-        self.relpath = relpath
-        self.path = os.path.join(out, relpath)
-        self.tmp_path = temporary_name(self.path)
+    def __init__(self, store, relpath: str, config: BakeConfig, classes, footer: dict):
+        super().__init__(store, relpath)
         self.config = config
         self.schema = shard_schema(config, classes, footer)
         self.ext = imaging.extension(config.image_format)
         self._writer = None
-        self.bytes, self.sha256 = 0, ""
 
-    def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    def open(self, file) -> None:
         non_image = [f.name for f in self.schema if f.name != "image"]
         self._writer = pq.ParquetWriter(
-            self.tmp_path, self.schema,
+            file, self.schema,
             compression={**{n: "zstd" for n in non_image}, "image.bytes": "none", "image.path": "zstd"},
             use_dictionary=["op", "image.path"],
             write_statistics=[n for n in non_image if n not in ("soft_label", "boxes")],
         )
-        return self
+
+    def close(self) -> None:
+        self._writer.close()
 
     def write(self, columns: dict, images: List[bytes]) -> None:
         """Write one row group: ``columns`` are row-aligned label arrays, ``images`` the encoded bytes."""
@@ -116,18 +113,6 @@ class ShardWriter:
                           channels=pa.array(np.full(n, 3, np.int32)))
         table = pa.Table.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
         self._writer.write_table(table, row_group_size=max(1, len(images)))
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self._writer.close()
-        finally:
-            if exc_type is None:
-                commit(self.tmp_path, self.path)
-                self.bytes, self.sha256 = os.path.getsize(self.path), sha256_file(self.path)
-            elif os.path.exists(self.tmp_path):
-                os.remove(self.tmp_path)
-        return False
-
 
 def label_arrays(columns: dict) -> dict:
     """The label columns as Arrow arrays, built from numpy without per-row Python objects."""

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from typing import List
 
 import numpy as np
 
 from .. import imaging
-from . import commit, sha256_file, temporary_name
+from . import AtomicFileWriter
 
 
 def sample_json(columns: dict, i: int) -> bytes:
@@ -34,20 +33,17 @@ def sample_json(columns: dict, i: int) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-class TarShardWriter:
-    def __init__(self, out: str, relpath: str, config, classes, footer: dict):
-        self.relpath = relpath
-        self.path = os.path.join(out, relpath)
-        self.tmp_path = temporary_name(self.path)
-        self.config = config
+class TarShardWriter(AtomicFileWriter):
+    def __init__(self, store, relpath: str, config, classes, footer: dict):
+        super().__init__(store, relpath)
         self.ext = imaging.extension(config.image_format)
         self._tar = None
-        self.bytes, self.sha256 = 0, ""
 
-    def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._tar = tarfile.open(self.tmp_path, "w", format=tarfile.USTAR_FORMAT)
-        return self
+    def open(self, file) -> None:
+        self._tar = tarfile.open(fileobj=file, mode="w", format=tarfile.USTAR_FORMAT)
+
+    def close(self) -> None:
+        self._tar.close()
 
     def _add(self, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
@@ -63,14 +59,3 @@ class TarShardWriter:
                        "json": sample_json(columns, i)}
             for ext in sorted(entries):
                 self._add(f"{key}.{ext}", entries[ext])
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            self._tar.close()
-        finally:
-            if exc_type is None:
-                commit(self.tmp_path, self.path)
-                self.bytes, self.sha256 = os.path.getsize(self.path), sha256_file(self.path)
-            elif os.path.exists(self.tmp_path):
-                os.remove(self.tmp_path)
-        return False

@@ -1,0 +1,250 @@
+"""Where bytes live: a local directory or a ``pyarrow.fs`` URI (``s3://bucket/prefix``, ``file://...``).
+
+A :class:`Store` is a small picklable handle on one directory. Paths given to its methods are
+relative to it, with ``/`` separators. Local stores use the os module directly (fast, and
+``os.replace`` is atomic); other stores go through ``pyarrow.fs``. Object stores have no atomic
+rename, but an object only becomes visible when its upload completes, so ``atomic_output`` writes
+straight to the final key there; what makes a shard part of a build is its sidecar and, in the end,
+the manifest listing it.
+
+Credentials and endpoints come from the standard AWS settings (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ``AWS_REGION``, ...), read by pyarrow itself.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import shutil
+from dataclasses import dataclass, field
+from typing import Iterator, List, Tuple
+
+from .errors import MixbakeError
+
+
+def is_uri(text: str) -> bool:
+    return "://" in str(text)
+
+
+@dataclass(frozen=True)
+class Store:
+    uri: str                     # as the user wrote it (for messages and the manifest)
+    root: str                    # local absolute path, or the filesystem path (e.g. "bucket/prefix")
+    local: bool
+    _fs: object = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def open(cls, location) -> "Store":
+        location = os.fspath(location)
+        if not is_uri(location) or location.startswith("file://"):
+            path = location[len("file://"):] if location.startswith("file://") else location
+            return cls(uri=location, root=os.path.abspath(path), local=True)
+        import pyarrow.fs as pafs
+        try:
+            fs, root = pafs.FileSystem.from_uri(location)
+        except Exception as exc:  # pyarrow raises several types here (ArrowInvalid, OSError, ...)
+            raise MixbakeError(f"Cannot open {location!r}: {exc}.") from None
+        return cls(uri=location, root=root.rstrip("/"), local=False, _fs=fs)
+
+    @property
+    def fs(self):
+        return self._fs
+
+    # ---------------------------------------------------------------- paths
+
+    def path(self, rel: str = "") -> str:
+        if not rel:
+            return self.root
+        return os.path.join(self.root, *rel.split("/")) if self.local else posixpath.join(self.root, rel)
+
+    def display(self, rel: str = "") -> str:
+        return self.path(rel) if self.local else posixpath.join(self.uri.rstrip("/"), rel) if rel else self.uri
+
+    def sub(self, rel: str) -> "Store":
+        return Store(uri=posixpath.join(self.uri, rel), root=self.path(rel), local=self.local, _fs=self._fs)
+
+    # ---------------------------------------------------------------- queries
+
+    def exists(self, rel: str = "") -> bool:
+        if self.local:
+            return os.path.exists(self.path(rel))
+        import pyarrow.fs as pafs
+        return self._fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def isdir(self, rel: str = "") -> bool:
+        if self.local:
+            return os.path.isdir(self.path(rel))
+        import pyarrow.fs as pafs
+        return self._fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
+
+    def size(self, rel: str) -> int:
+        return os.path.getsize(self.path(rel)) if self.local else self._fs.get_file_info(self.path(rel)).size
+
+    def listdir(self, rel: str = "") -> List[str]:
+        """Names directly inside ``rel`` (empty when it does not exist)."""
+        if self.local:
+            path = self.path(rel)
+            return sorted(os.listdir(path)) if os.path.isdir(path) else []
+        import pyarrow.fs as pafs
+        selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
+        return sorted(posixpath.basename(i.path) for i in self._fs.get_file_info(selector))
+
+    def entries(self, rel: str = "") -> List[Tuple[str, bool]]:
+        """(name, is_dir) of what is directly inside ``rel``, sorted by name."""
+        if self.local:
+            path = self.path(rel)
+            return sorted((e.name, e.is_dir()) for e in os.scandir(path)) if os.path.isdir(path) else []
+        import pyarrow.fs as pafs
+        selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
+        return sorted((posixpath.basename(i.path), i.type == pafs.FileType.Directory)
+                      for i in self._fs.get_file_info(selector))
+
+    def walk_files(self, rel: str = "", skip_hidden: bool = False) -> Iterator[Tuple[str, int]]:
+        """(relative path, size) of every file below ``rel``; size -1 for a broken link."""
+        if self.local:
+            for dirpath, dirnames, names in os.walk(self.path(rel)):
+                if skip_hidden:
+                    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for name in names:
+                    full = os.path.join(dirpath, name)
+                    try:
+                        size = os.stat(full).st_size
+                    except OSError:
+                        size = -1
+                    yield os.path.relpath(full, self.root).replace(os.sep, "/"), size
+            return
+        import pyarrow.fs as pafs
+        selector = pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
+        for info in self._fs.get_file_info(selector):
+            relpath = posixpath.relpath(info.path, self.root)
+            if info.type == pafs.FileType.File and not (skip_hidden and "/." in "/" + relpath):
+                yield relpath, info.size
+
+    # ---------------------------------------------------------------- reading
+
+    def read_bytes(self, rel: str) -> bytes:
+        if self.local:
+            with open(self.path(rel), "rb") as f:
+                return f.read()
+        with self._fs.open_input_stream(self.path(rel)) as f:
+            return f.read()
+
+    def open_input(self, rel: str):
+        """A seekable native (pyarrow) file, for Parquet readers and hashing."""
+        import pyarrow as pa
+        return pa.OSFile(self.path(rel), "r") if self.local else self._fs.open_input_file(self.path(rel))
+
+    def sha256(self, rel: str) -> str:
+        h = hashlib.sha256()
+        with self.open_input(rel) as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    # ---------------------------------------------------------------- writing
+
+    def makedirs(self, rel: str = "") -> None:
+        if self.local:
+            os.makedirs(self.path(rel), exist_ok=True)
+        else:
+            self._fs.create_dir(self.path(rel), recursive=True)
+
+    @contextlib.contextmanager
+    def atomic_output(self, rel: str, fsync: bool = True):
+        """A writable binary file that appears at ``rel`` only if the block exits cleanly.
+
+        It counts and hashes what passes through it (``.bytes``, ``.sha256``), so a shard's digest
+        never needs a second read (which on an object store would be a second download).
+        """
+        if not self.local:
+            stream = HashingFile(self._fs.open_output_stream(self.path(rel)))
+            try:
+                yield stream
+            except BaseException:
+                stream.raw.close()
+                self.remove(rel)  # completed by close(); never listed anywhere, so never part of a build
+                raise
+            stream.raw.close()
+            return
+        path = self.path(rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = temporary_name(path)
+        try:
+            with open(tmp, "wb") as raw:
+                stream = HashingFile(raw)
+                yield stream
+                if fsync:
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def write_bytes(self, rel: str, data: bytes, fsync: bool = True) -> None:
+        with self.atomic_output(rel, fsync=fsync) as f:
+            f.write(data)
+
+    def remove(self, rel: str) -> None:
+        if self.local:
+            if os.path.exists(self.path(rel)):
+                os.remove(self.path(rel))
+        elif self.exists(rel):
+            self._fs.delete_file(self.path(rel))
+
+    def rmtree(self, rel: str) -> None:
+        if self.local:
+            shutil.rmtree(self.path(rel), ignore_errors=True)
+        elif self.exists(rel):
+            self._fs.delete_dir(self.path(rel))
+
+
+def temporary_name(path: str) -> str:
+    """Dot-named (readers and globs skip it) and unique per process, so an orphaned worker of a
+    killed run never shares a temporary with a resumed run."""
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+
+
+class HashingFile:
+    """A write-only file wrapper that keeps a running sha256 and byte count.
+
+    ``close()`` is a no-op: the owner (``atomic_output``) decides when the real file is closed and
+    committed, even if a library (pyarrow, tarfile) closes what it was given.
+    """
+
+    def __init__(self, raw):
+        self.raw = raw
+        self._hash = hashlib.sha256()
+        self.bytes = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        data = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        self._hash.update(data)
+        self.bytes += len(data)
+        self.raw.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.bytes
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
