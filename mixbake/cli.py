@@ -230,6 +230,70 @@ def verify(out, deep):
     click.echo(f"{out}: OK ({'deep: provenance re-planned, ' if deep else ''}all files and rows check out).")
 
 
+@cli.command("preview")
+@click.argument("source_or_out", metavar="SOURCE|OUT")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
+@click.option("-n", "--samples", "n", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Samples to show.")
+@click.option("--boxes/--no-boxes", default=True, show_default=True,
+              help="Outline the cutmix box and cutout holes on each tile.")
+@click.option("--tile", type=click.IntRange(16, 4096), default=192, show_default=True,
+              help="Long side of a tile in pixels (small images are enlarged by a whole factor).")
+@click.option("--columns", type=click.IntRange(1, 256), default=None, help="Tiles per row [default: a square grid].")
+@click.option("--image-column", default=None, help="Parquet SOURCE: the image column.")
+@click.option("--label-column", default=None, help="Parquet SOURCE: the label column.")
+@bake_options
+@click.pass_context
+@friendly_errors
+def preview_command(ctx, source_or_out, output, n, boxes, tile, columns, image_column, label_column, **options):
+    """Draw a contact sheet PNG of samples, each captioned with its op, lam and soft label.
+
+    For an OUT (a directory with manifest.json) the samples are read back from the build: the first
+    N rows, or N rows drawn with --seed. For a SOURCE, the first N samples that `mixbake bake SOURCE`
+    with the same options would write are rendered in memory; nothing is written but the PNG.
+
+    \b
+    Examples:
+      mixbake preview demo -o grid.png --size 128 --cutout 0.3
+      mixbake preview out/ -o grid.png -n 36 --seed 1
+    """
+    from .preview import is_out, preview_sheet
+
+    explicit = {name for name in list(options) + ["image_column", "label_column"]
+                if ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
+                                                      click.core.ParameterSource.ENVIRONMENT)}
+    if is_out(source_or_out):
+        seed = options["seed"] if "seed" in explicit else None
+        given = {name: True for name in explicit - {"seed"}}
+        sheet = preview_sheet(source_or_out, n, seed, boxes=boxes, tile=tile, columns=columns, **given)
+    else:
+        options = clean_options(options)
+        sheet = preview_sheet(source_or_out, n, options.pop("seed"), boxes=boxes, tile=tile, columns=columns,
+                              image_column=image_column, label_column=label_column, **options)
+    try:
+        sheet.image.save(output, format="PNG")
+    except OSError as exc:
+        raise click.ClickException(f"Cannot write {output}: {exc.strerror or exc}.") from None
+    layout = sheet.layout
+    click.echo(f"Wrote {output}: {len(sheet.samples)} samples in {layout.columns}x{layout.rows} tiles, "
+               f"{layout.width}x{layout.height} px.")
+
+
+@cli.command("inspect")
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
+@friendly_errors
+def inspect_command(out, as_json):
+    """Summarise the finished build in OUT: rows, shards, size, counts per op, lam histograms,
+    soft-label mass per class, skipped items, config. Reads only manifest.json and labels.parquet."""
+    import json
+
+    from .inspect import format_inspect, inspect
+
+    info = inspect(out)
+    click.echo(json.dumps(info, indent=2, ensure_ascii=False) if as_json else format_inspect(info))
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="mixbake: %(message)s")
     cli.main(args=argv, prog_name="mixbake")

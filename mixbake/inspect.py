@@ -1,0 +1,224 @@
+"""``mixbake inspect OUT``: what a finished build holds, from labels.parquet and manifest.json only
+(no image is read, so it is fast on any size of build).
+
+``inspect(out) -> dict`` gathers the numbers (JSON-ready); ``format_inspect(info) -> str`` lays them
+out for people: sizes in human units, counts per op, lam histograms, soft-label mass per class.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import List, Optional
+
+import numpy as np
+
+from . import manifest
+from .config import OPS
+from .errors import MixbakeError
+
+LAM_BINS = 10
+MIXED_OPS = ("mixup", "cutmix")   # the ops whose lam varies
+ERROR_LINES = 5
+BAR = 30                          # characters of the longest bar
+
+
+def inspect(out) -> dict:
+    """The summary of the finished build in ``out``."""
+    import pyarrow.parquet as pq
+    from .preview import read_manifest
+
+    out = os.fspath(out)
+    doc = read_manifest(out)
+    labels_path = os.path.join(out, manifest.LABELS)
+    if not os.path.exists(labels_path):
+        raise MixbakeError(f"{out}: labels.parquet is missing (the manifest lists it).")
+    table = pq.read_table(labels_path, columns=["op", "lam", "label", "soft_label"])
+    classes = list(doc["classes"])
+    config = doc["config"]
+    rows = table.num_rows
+    ops = np.asarray(table.column("op").to_pylist(), dtype=object)
+    lam = table.column("lam").to_numpy().astype(np.float64)
+    soft = _soft_matrix(table, len(classes))
+    hard = np.bincount(table.column("label").to_numpy(), minlength=len(classes)) if rows else \
+        np.zeros(len(classes), np.int64)
+    mass = soft.sum(axis=0, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, LAM_BINS + 1)
+    errors = doc.get("errors") or {}
+    return {
+        "out": os.path.abspath(out),
+        "build_id": doc.get("build_id"),
+        "mixbake_version": doc.get("mixbake_version"),
+        "format": config.get("format", "parquet"),
+        "image_format": config["image_format"],
+        "size": list(config["size"]),
+        "rows": rows,
+        "shards": len(doc["shards"]),
+        "bytes": int(doc["totals"]["bytes"]),
+        "bytes_human": human_bytes(doc["totals"]["bytes"]),
+        "items": doc["totals"]["items"],
+        "skipped": doc["totals"]["skipped"],
+        "ops": {op: {"count": int(np.sum(ops == op)), "percent": _percent(np.sum(ops == op), rows)}
+                for op in OPS},
+        "lam": {
+            "edges": [round(float(e), 6) for e in edges],
+            **{op: {"count": int(np.sum(ops == op)),
+                    "mean": round(float(lam[ops == op].mean()), 6) if np.any(ops == op) else None,
+                    "histogram": np.histogram(lam[ops == op], bins=edges)[0].astype(int).tolist()}
+               for op in MIXED_OPS},
+        },
+        "classes": [{"name": name, "mass": round(float(mass[c]), 4), "percent": _percent(mass[c], rows),
+                     "label_count": int(hard[c])} for c, name in enumerate(classes)],
+        "errors": {"count": int(errors.get("count", doc["totals"]["skipped"])),
+                   "first": _first_errors(out, errors.get("path"))},
+        "seed": doc.get("seed"),
+        "config": config,
+        "source": {k: doc.get("source", {}).get(k) for k in ("kind", "uri", "items")},
+    }
+
+
+def _soft_matrix(table, num_classes: int) -> np.ndarray:
+    """soft_label as a (rows, classes) float32 matrix, without a Python list per row."""
+    column = table.column("soft_label").combine_chunks()
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    if len(values) != table.num_rows * num_classes:
+        raise MixbakeError(f"labels.parquet: soft_label rows do not all hold {num_classes} classes.")
+    return values.reshape(table.num_rows, num_classes)
+
+
+def _percent(part, whole) -> float:
+    return round(100.0 * float(part) / whole, 2) if whole else 0.0
+
+
+def _first_errors(out: str, relpath: Optional[str]) -> List[str]:
+    path = os.path.join(out, relpath or manifest.ERRORS)
+    if not os.path.exists(path):
+        return []
+    lines = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if len(lines) == ERROR_LINES:
+                break
+            try:
+                record = json.loads(line)
+                lines.append(f"{record['ref']}: {record['reason']}")
+            except (ValueError, KeyError, TypeError):
+                lines.append(line.rstrip("\n"))
+    return lines
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return str(n)
+
+
+# ---------------------------------------------------------------- text
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def bar(value: float, top: float, width: int = BAR) -> str:
+    """A horizontal bar in eighth-character steps, ``width`` characters for ``top``."""
+    if top <= 0 or value <= 0:
+        return ""
+    eighths = max(1, int(round(8 * width * value / top)))
+    full, rest = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[rest] if rest else "")
+
+
+def format_inspect(info: dict) -> str:
+    lines = _overview(info) + [""] + _ops(info)
+    if any(info["lam"][op]["count"] for op in MIXED_OPS):
+        lines += [""] + _lam(info)
+    lines += [""] + _classes(info) + [""] + _errors(info) + [""] + _config(info)
+    return "\n".join(lines)
+
+
+def _overview(info: dict) -> List[str]:
+    width, height = info["size"]
+    source = info["source"]
+    shards = f"{info['shards']} shard{'s' if info['shards'] != 1 else ''}"
+    return [
+        f"mixbake build {info['out']}",
+        f"  rows     {info['rows']:,} in {shards}, {info['bytes_human']}",
+        f"  format   {info['format']}, {info['image_format']} images {width}x{height}",
+        f"  source   {source['uri'] if source['uri'] == source['kind'] else source['kind'] + ' ' + source['uri']}"
+        f" ({source['items']:,} items, "
+        f"{info['skipped']:,} skipped)",
+        f"  seed     {info['seed']}",
+        f"  build    {info['build_id']} (mixbake {info['mixbake_version']})",
+    ]
+
+
+def _ops(info: dict) -> List[str]:
+    top = max([v["count"] for v in info["ops"].values()] + [1])
+    digits = len(f"{top:,}")
+    lines = ["ops"]
+    for op, v in info["ops"].items():
+        lines.append(f"  {op:<7} {v['count']:>{digits},} {v['percent']:6.1f}%  {bar(v['count'], top)}".rstrip())
+    return lines
+
+
+def _lam(info: dict) -> List[str]:
+    """Histograms of lam (the weight of source a) side by side, one column per mixing op."""
+    lam = info["lam"]
+    shown = [op for op in MIXED_OPS if lam[op]["count"]]
+    top = max(max(lam[op]["histogram"]) for op in shown)
+    digits = len(f"{top:,}")
+    width = BAR // 2
+    column = digits + 1 + width + 2
+    heads = [f"{op} ({lam[op]['count']:,} rows)" for op in shown]
+    lines = ["lam (weight of source a)", "  " + " " * 12 + "".join(f"{h:<{column}}" for h in heads).rstrip()]
+    edges = lam["edges"]
+    for k in range(len(edges) - 1):
+        close = "]" if k == len(edges) - 2 else ")"
+        counts = [lam[op]["histogram"][k] for op in shown]
+        cells = "".join(f"{c:>{digits},} {bar(c, top, width):<{width + 2}}" for c in counts)
+        lines.append(f"  [{edges[k]:.1f}, {edges[k + 1]:.1f}{close}  {cells}".rstrip())
+    means = "".join(f"{lam[op]['mean']:<{column}.3f}" for op in shown)
+    lines.append(f"  {'mean':<12}{means}".rstrip())
+    return lines
+
+
+def _classes(info: dict) -> List[str]:
+    name_w = min(28, max([len(c["name"]) for c in info["classes"]] + [5]))
+    top = max([c["mass"] for c in info["classes"]] + [1e-12])
+    total = sum(c["mass"] for c in info["classes"])
+    mass_w = len(f"{top:,.2f}")
+    lines = [f"soft-label mass per class (sums to {total:,.2f}, the row count; labels = argmax counts)"]
+    for c in info["classes"]:
+        name = c["name"] if len(c["name"]) <= name_w else c["name"][:name_w - 1] + "…"
+        lines.append(f"  {name:<{name_w}} {c['mass']:>{mass_w},.2f} {c['percent']:6.1f}%  "
+                     f"{bar(c['mass'], top):<{BAR}}  labels {c['label_count']:,}".rstrip())
+    return lines
+
+
+def _errors(info: dict) -> List[str]:
+    errors = info["errors"]
+    if not errors["count"]:
+        return ["errors   none (no source item was skipped)"]
+    lines = [f"errors   {errors['count']:,} source item(s) skipped (errors.jsonl); first:"]
+    lines += [f"  {line}" for line in errors["first"]]
+    return lines
+
+
+def _config(info: dict) -> List[str]:
+    config = info["config"]
+    items = [f"{k}={_spell(v)}" for k, v in sorted(config.items())]
+    lines, line = ["config"], " "
+    for item in items:
+        if len(line) + len(item) + 1 > 96:
+            lines.append(line)
+            line = " "
+        line += " " + item
+    return lines + [line]
+
+
+def _spell(value) -> str:
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
