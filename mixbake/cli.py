@@ -165,11 +165,17 @@ def _source_and_out(ctx, paths):
 @click.option("--on-error", type=_choice(ERROR_POLICIES), default="fail", show_default=True,
               help="Bad input item: stop naming it, or skip it (listed in OUT/errors.jsonl, counted in "
                    "the manifest).")
+@click.option("--executor", type=_choice(("local", "dask")), default="local", show_default=True,
+              help="Run shard tasks in a local process pool, or on Dask (a LocalCluster of --workers "
+                   "processes unless --scheduler is given; pip install 'mixbake[dask]'). Same bytes either way.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Address of a running Dask scheduler (implies --executor dask).")
 @click.option("--overwrite", is_flag=True, help="Replace a different build in OUT (removes only mixbake's files).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly_errors
-def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwrite, quiet, on_error, **options):
+def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwrite, quiet, on_error,
+         executor, scheduler, **options):
     """Bake SOURCE into augmented shards + label manifest in OUT."""
     from .run import bake as run_bake
 
@@ -178,7 +184,7 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
     expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
     summary = run_bake(source, out, workers=workers, quiet=quiet, overwrite=overwrite, on_error=on_error,
                        image_column=image_column, label_column=label_column,
-                       expect_fingerprint=expect, **options)
+                       expect_fingerprint=expect, executor=executor, scheduler=scheduler, **options)
     click.echo(summary.line())
 
 
@@ -206,7 +212,7 @@ def plan_command(source, image_column, label_column, as_json, **options):
 
 
 @cli.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out")
 @click.option("--deep", is_flag=True, help="Also list the source again, re-plan every shard and check "
                                            "each row's provenance (op, sources, lam, boxes).")
 @friendly_errors

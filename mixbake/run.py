@@ -1,9 +1,7 @@
 """Orchestration: source -> catalog -> tasks -> executor -> results -> labels.parquet + manifest.json."""
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -13,12 +11,13 @@ import numpy as np
 
 from . import __version__, manifest
 from .config import ERROR_POLICIES, OPS, BakeConfig, fingerprint
-from .errors import ItemError, MixbakeError
+from .errors import MixbakeError
 from .imaging import codec_versions
 from .plan import check_pairable, make_pools
 from .sources import Catalog, display_ref, open_source
 from .storage import Store
-from .worker import ShardResult, ShardTask, bake_shard, init_worker
+from .executors import EXECUTORS, ExecutorSpec, execute
+from .worker import ShardResult, ShardTask
 
 log = logging.getLogger("mixbake")
 
@@ -95,15 +94,18 @@ def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
 
 def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
          on_error: str = "fail", image_column: Optional[str] = None, label_column: Optional[str] = None,
-         expect_fingerprint: Optional[str] = None, **options) -> BakeSummary:
+         expect_fingerprint: Optional[str] = None, executor: str = "local", scheduler: Optional[str] = None,
+         **options) -> BakeSummary:
     """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options).
 
-    ``workers``, ``quiet`` and ``on_error`` ('fail' or 'skip') only decide how the build runs, never
-    what it produces.
+    ``workers``, ``quiet``, ``on_error`` ('fail' or 'skip'), ``executor`` ('local' or 'dask') and
+    ``scheduler`` (a Dask scheduler address) only decide how the build runs, never what it produces.
     """
     started = time.monotonic()
     if on_error not in ERROR_POLICIES:
         raise MixbakeError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, got {on_error!r}.")
+    if executor not in EXECUTORS:
+        raise MixbakeError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
     config = options.pop("config", None) or BakeConfig(**options)
     catalog = open_source(source, image_column, label_column)
     if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
@@ -121,7 +123,8 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]), totals["bytes"],
                            totals["items"], totals["skipped"], 0.0, totals["ops"])
     manifest.remove_stale_temporaries(store)
-    results = run_tasks(tasks, workers or default_workers(), quiet, catalog)
+    spec = ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler)
+    results = run_tasks(tasks, spec, quiet)
     summary = finish(store, config, catalog, identity, build_id, tasks, results)
     summary.state = "resumed" if state == "resume" else "baked"
     summary.seconds = time.monotonic() - started
@@ -144,7 +147,7 @@ def finished_result(task: ShardTask) -> Optional[ShardResult]:
     return result if store.exists(result.path) and store.size(result.path) == result.bytes else None
 
 
-def run_tasks(tasks: List[ShardTask], workers: int, quiet: bool, catalog: Catalog) -> List[ShardResult]:
+def run_tasks(tasks: List[ShardTask], spec: ExecutorSpec, quiet: bool) -> List[ShardResult]:
     from tqdm import tqdm
 
     results: Dict[int, ShardResult] = {}
@@ -162,49 +165,10 @@ def run_tasks(tasks: List[ShardTask], workers: int, quiet: bool, catalog: Catalo
             bar.n = min(total, initial + rows_in_workers)
             bar.refresh()
 
-        for result in _execute(pending, workers, progress):
+        for result in execute(pending, spec, progress):
             results[result.shard_id] = result
         progress(total)
     return [results[t.shard_id] for t in tasks]
-
-
-def _execute(tasks: List[ShardTask], workers: int, progress):
-    """Yield results as shards finish; on any failure stop the workers at once and re-raise."""
-    if not tasks:
-        return
-    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-    if os.name == "posix":
-        context.set_forkserver_preload(["mixbake.worker"])
-    rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
-    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
-                                  initializer=init_worker, initargs=(rows_done,))
-    try:
-        pending = {pool.submit(bake_shard, t) for t in tasks}
-        while pending:
-            finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
-            progress(rows_done.value)
-            for future in finished:
-                yield future.result()
-    except ItemError as exc:
-        _stop(pool)
-        raise MixbakeError(f"Bad input item {exc.ref}: {exc.reason} (use --on-error skip to leave such "
-                           f"items out).") from None
-    except cf.process.BrokenProcessPool:
-        _stop(pool)
-        raise MixbakeError("A worker process died (out of memory, or killed); re-run the same command "
-                           "to resume.") from None
-    except BaseException:
-        _stop(pool)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _stop(pool: cf.ProcessPoolExecutor) -> None:
-    # ProcessPoolExecutor has no terminate() before Python 3.14; waiting for running shards to finish
-    # would make Ctrl-C and --on-error fail slow, and their temporaries are removed on the next run.
-    for process in list(getattr(pool, "_processes", {}).values()):
-        process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _folder_paths(config: BakeConfig, catalog: Catalog):

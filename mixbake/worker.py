@@ -53,17 +53,28 @@ _rows_done = None  # shared counter for the parent's progress bar (None outside 
 
 
 def init_worker(rows_done=None) -> None:
-    """Per-process settings: one cv2 thread per process (no oversubscription), our own pixel guard,
-    and Ctrl-C handled by the parent alone (it stops the workers; no traceback per worker)."""
+    """Local pool initializer: Ctrl-C is handled by the parent alone (it stops the workers; no
+    traceback per worker), and a shared row counter feeds the parent's progress bar."""
     import signal
-
-    import cv2
-    from PIL import Image
     global _rows_done
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(0)
-    Image.MAX_IMAGE_PIXELS = None  # --max-pixels is checked before decoding instead
     _rows_done = rows_done
+    _prepare_process()
+
+
+_prepared = False
+
+
+def _prepare_process() -> None:
+    """Once per worker process, whatever the executor: one cv2 thread per process (no
+    oversubscription), and our own pixel guard instead of Pillow's (--max-pixels, checked first)."""
+    global _prepared
+    if not _prepared:
+        import cv2
+        from PIL import Image
+        cv2.setNumThreads(0)
+        Image.MAX_IMAGE_PIXELS = None
+        _prepared = True
 
 
 def _tick(rows: int) -> None:
@@ -129,6 +140,7 @@ def label_columns(task: ShardTask, plan: ShardPlan) -> dict:
 
 
 def bake_shard(task: ShardTask) -> ShardResult:
+    _prepare_process()
     config = task.config
     images, bad = load_pool(task)
     valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
