@@ -106,6 +106,7 @@ def _dask_client(spec: ExecutorSpec):
     except ImportError:
         raise MixbakeError("The Dask executor needs the 'distributed' package: pip install 'mixbake[dask]'.") from None
     if spec.scheduler:
+        _check_reachable(spec.scheduler)
         try:
             return Client(spec.scheduler, timeout=30), None
         except OSError as exc:
@@ -114,6 +115,19 @@ def _dask_client(spec: ExecutorSpec):
     cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
                            dashboard_address=None)
     return Client(cluster), cluster
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in a second, not after the client's 30 s of retries, when nothing listens there."""
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(address if "://" in address else "tcp://" + address)
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or not parts.port:
+        return
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    except OSError as exc:
+        raise MixbakeError(f"Cannot reach the Dask scheduler at {address}: {exc.strerror or exc}.") from None
 
 
 def _execute_dask(tasks, spec: ExecutorSpec, progress):
