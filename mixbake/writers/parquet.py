@@ -87,12 +87,13 @@ class ShardWriter(AtomicFileWriter):
         self._writer = None
 
     def open(self, file) -> None:
-        non_image = [f.name for f in self.schema if f.name != "image"]
+        paths = leaf_paths(self.schema)
         self._writer = pq.ParquetWriter(
             file, self.schema,
-            compression={**{n: "zstd" for n in non_image}, "image.bytes": "none", "image.path": "zstd"},
+            # per leaf column: nested columns are matched by their full path (soft_label.list.element)
+            compression={p: "none" if p == "image.bytes" else "zstd" for p in paths},
             use_dictionary=["op", "image.path"],
-            write_statistics=[n for n in non_image if n not in ("soft_label", "boxes")],
+            write_statistics=[p for p in paths if p.split(".")[0] not in ("image", "soft_label", "boxes")],
         )
 
     def close(self) -> None:
@@ -113,6 +114,14 @@ class ShardWriter(AtomicFileWriter):
                           channels=pa.array(np.full(n, 3, np.int32)))
         table = pa.Table.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
         self._writer.write_table(table, row_group_size=max(1, len(images)))
+
+def leaf_paths(schema: pa.Schema) -> list:
+    """The Parquet leaf column paths of an Arrow schema (what per-column writer options match)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), sink)
+    parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+    return [parquet_schema.column(i).path for i in range(len(parquet_schema))]
+
 
 def label_arrays(columns: dict) -> dict:
     """The label columns as Arrow arrays, built from numpy without per-row Python objects."""

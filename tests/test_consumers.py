@@ -1,0 +1,363 @@
+"""Every trainer can read a bake: Hugging Face datasets, DuckDB, Polars, webdataset, plain files,
+raw pixels, and the scripts in examples/ (PyTorch, DuckDB SQL, HF, webdataset).
+
+Each optional reader is skipped when its package is missing. Bakes are tiny (--size 32) and shared
+per module; nothing goes to the network (HF runs offline, with its caches under tmp).
+"""
+import csv
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CLASSES = ["bird", "cat", "dog", "fish"]  # the synthetic folder's classes (sorted, as a folder source lists them)
+DEMO_CLASSES = ["circle", "cross", "ring", "square", "star", "triangle"]
+
+
+# ---------------------------------------------------------------- helpers and bakes
+
+def bake(source, out, *args):
+    """``mixbake bake SOURCE OUT --size 32 -q ARGS`` (the CLI, in-process: bakes share one forkserver);
+    returns the manifest."""
+    from click.testing import CliRunner
+    from mixbake.cli import cli
+    argv = ["bake", str(source), str(out), "--size", "32", "-q", *[str(a) for a in args]]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, f"mixbake {' '.join(argv)}\n{result.output}\n{result.exception!r}"
+    return manifest_of(out)
+
+
+def manifest_of(out):
+    return json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
+
+
+def run_example(capsys, name, *args):
+    """Run an example's ``main(argv)`` in this process (one torch/datasets import for the module)."""
+    capsys.readouterr()
+    code = load_example(name).main([str(a) for a in args])
+    stdout = capsys.readouterr().out
+    assert code == 0, f"{name} exited {code}:\n{stdout}"
+    return stdout
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name.replace('.', '_')}", EXAMPLES / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def shard_rows(out, manifest):
+    """{key: row dict} over every Parquet shard, read with pyarrow (the reference reader)."""
+    rows = {}
+    for shard in manifest["shards"]:
+        for row in pq.read_table(Path(out) / shard["path"]).to_pylist():
+            rows[row["key"]] = row
+    return rows
+
+
+def labels_by_key(out):
+    return {r["key"]: r for r in pq.read_table(Path(out) / "labels.parquet").to_pylist()}
+
+
+def decode(data):
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def make_folder(root):
+    """20 small images, 5 per class, each with its own pattern (PNG, 48x40, so --size 32 crops)."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:40, 0:48]
+    for c, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            base = rng.integers(0, 256, 3)
+            img = (base + (xx * (c + 1) + yy * (i + 1))[..., None] * np.array([1, 2, 3])) % 256
+            x0, y0 = rng.integers(0, 30, 2)
+            img[y0:y0 + 12, x0:x0 + 12] = rng.integers(0, 256, 3)
+            Image.fromarray(img.astype(np.uint8)).save(root / name / f"{name}_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("consumers_src") / "animals")
+
+
+@pytest.fixture(scope="module")
+def parquet_out(tmp_path_factory):
+    """The demo in 3 Parquet shards (JPEG), with every op present."""
+    out = tmp_path_factory.mktemp("consumers") / "parquet"
+    bake("demo", out, "--shard-size", 100, "--mixup", 0.4, "--cutmix", 0.3, "--cutout", 0.2, "--none", 0.1,
+         "--seed", 3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def manifest(parquet_out):
+    return manifest_of(parquet_out)
+
+
+@pytest.fixture(scope="module")
+def reference(parquet_out, manifest):
+    return shard_rows(parquet_out, manifest)
+
+
+def test_parquet_bake_has_several_shards_and_every_op(parquet_out, manifest):
+    assert len(manifest["shards"]) == 3
+    assert manifest["classes"] == DEMO_CLASSES
+    assert all(manifest["totals"]["ops"][op] > 0 for op in ("mixup", "cutmix", "cutout", "none"))
+    assert sorted(os.listdir(parquet_out / "data")) == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
+
+
+# ---------------------------------------------------------------- Hugging Face datasets
+
+@pytest.fixture(scope="module")
+def hf_offline(tmp_path_factory):
+    """Offline HF with its caches under tmp, whether or not datasets was imported already."""
+    home = tmp_path_factory.mktemp("hf_home")
+    mp = pytest.MonkeyPatch()
+    for name, value in [("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("HF_HOME", str(home)),
+                        ("HF_HUB_DISABLE_TELEMETRY", "1")]:
+        mp.setenv(name, value)
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+    mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if hasattr(datasets.config, name):
+            mp.setattr(datasets.config, name, True)
+    yield datasets
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def hf_ds(hf_offline, parquet_out, tmp_path_factory):
+    return hf_offline.load_dataset("parquet", data_dir=str(parquet_out), split="train",
+                                   cache_dir=str(tmp_path_factory.mktemp("hf_cache")))
+
+
+def test_hf_rows_and_features(hf_offline, hf_ds, manifest):
+    datasets = hf_offline
+    assert hf_ds.num_rows == manifest["totals"]["rows"]
+    features = hf_ds.features
+    assert isinstance(features["image"], datasets.Image)
+    assert isinstance(features["label"], datasets.ClassLabel)
+    assert features["label"].names == manifest["classes"] == DEMO_CLASSES
+    soft = features["soft_label"]  # List(Value("float32")) in recent datasets, Sequence(...) in older ones
+    assert type(soft).__name__ in ("List", "Sequence") and soft.feature.dtype == "float32"
+    assert hf_ds.data.schema.field("soft_label").type == pa.list_(pa.float32())
+    assert features["lam"].dtype == "float32" and features["op"].dtype == "string"
+
+
+def test_hf_decodes_every_image_to_the_stored_pixels(hf_ds, reference):
+    seen = set()
+    for row in hf_ds:
+        ref = reference[row["key"]]
+        image = row["image"]
+        assert isinstance(image, Image.Image) and image.size == (32, 32)
+        assert np.array_equal(np.asarray(image.convert("RGB")), decode(ref["image"]["bytes"]))
+        assert row["label"] == ref["label"] and row["op"] == ref["op"]
+        assert np.array_equal(np.asarray(row["soft_label"], np.float32), np.asarray(ref["soft_label"], np.float32))
+        seen.add(row["key"])
+    assert seen == set(reference)
+
+
+# ---------------------------------------------------------------- DuckDB
+
+def test_duckdb_reads_shards_and_labels_with_no_options(parquet_out, manifest):
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    shards = f"read_parquet('{parquet_out}/data/*.parquet')"
+    labels = f"read_parquet('{parquet_out}/labels.parquet')"
+    types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {shards}").fetchall()}
+    assert types["soft_label"] == "FLOAT[]"
+    assert types["label"] == "BIGINT"
+    assert types["lam"] == "FLOAT"
+    assert types["image"] == "STRUCT(bytes BLOB, path VARCHAR)"
+    assert types["boxes"] == "INTEGER[][]"
+    label_types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {labels}").fetchall()}
+    assert label_types["soft_label"] == "FLOAT[]" and label_types["label"] == "BIGINT"
+
+    ops = {op: n for op, n in manifest["totals"]["ops"].items() if n}
+    assert dict(con.execute(f"SELECT op, count(*) FROM {shards} GROUP BY op").fetchall()) == ops
+    assert dict(con.execute(f"SELECT op, count(*) FROM {labels} GROUP BY op").fetchall()) == ops
+    total_image_bytes = con.execute(f"SELECT sum(octet_length(image.bytes)) FROM {shards}").fetchone()[0]
+    ref = sum(pc.sum(pc.binary_length(pq.read_table(parquet_out / s["path"], columns=["image"])
+                                      .column("image").combine_chunks().field("bytes"))).as_py()
+              for s in manifest["shards"])
+    assert total_image_bytes == ref
+    worst = con.execute(f"SELECT max(abs(list_sum(soft_label) - 1)) FROM {labels}").fetchone()[0]
+    assert worst < 1e-6
+
+
+# ---------------------------------------------------------------- Polars
+
+def test_polars_reads_shards_and_labels_with_no_options(parquet_out, manifest):
+    pl = pytest.importorskip("polars")
+    shards = pl.read_parquet(f"{parquet_out}/data/*.parquet")
+    labels = pl.read_parquet(parquet_out / "labels.parquet")
+    for df in (shards, labels):
+        assert df.height == manifest["totals"]["rows"]
+        assert df.schema["soft_label"] == pl.List(pl.Float32)
+        assert df.schema["label"] == pl.Int64
+        sums = df.select(pl.col("soft_label").list.sum()).to_series().to_numpy()
+        assert np.abs(sums - 1).max() < 1e-6
+    assert shards.schema["image"] == pl.Struct({"bytes": pl.Binary, "path": pl.String})
+    assert sorted(shards["key"].to_list()) == sorted(labels["key"].to_list())
+    counts = dict(shards.group_by("op").len().iter_rows())
+    assert counts == {op: n for op, n in manifest["totals"]["ops"].items() if n}
+
+
+# ---------------------------------------------------------------- webdataset
+
+@pytest.fixture(scope="module")
+def wds_outs(src, tmp_path_factory):
+    root = tmp_path_factory.mktemp("consumers_wds")
+    outs = []
+    for workers in (1, 2):
+        out = root / f"w{workers}"
+        bake(src, out, "--format", "webdataset", "--shard-size", 8, "--workers", workers, "--seed", 5,
+             "--cutout", 0.3)
+        outs.append(out)
+    return outs
+
+
+def test_webdataset_yields_every_key_once_with_its_soft_label(wds_outs):
+    wds = pytest.importorskip("webdataset")
+    out = wds_outs[0]
+    manifest = manifest_of(out)
+    urls = sorted(str(p) for p in out.glob("train-*.tar"))
+    assert len(urls) == len(manifest["shards"]) >= 2
+    labels = labels_by_key(out)
+    keys = Counter()
+    for sample in wds.WebDataset(urls, shardshuffle=False):
+        key = sample["__key__"]
+        keys[key] += 1
+        assert {"cls", "json", "jpg"} <= set(sample)
+        info = json.loads(sample["json"])
+        ref = labels[key]
+        assert info["key"] == key and int(sample["cls"]) == info["label"] == ref["label"]
+        assert np.array_equal(np.asarray(info["soft_label"], np.float32), np.asarray(ref["soft_label"], np.float32))
+        assert info["op"] == ref["op"] and np.float32(info["lam"]) == np.float32(ref["lam"])
+        assert decode(sample["jpg"]).shape == (32, 32, 3)
+    assert set(keys) == set(labels) and set(keys.values()) == {1}
+    assert sum(keys.values()) == manifest["totals"]["rows"]
+
+
+def test_webdataset_tars_are_identical_across_worker_counts(wds_outs):
+    a, b = wds_outs
+    tars = sorted(p.name for p in a.glob("train-*.tar"))
+    assert tars == sorted(p.name for p in b.glob("train-*.tar")) and tars
+    for name in tars + ["labels.parquet"]:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+# ---------------------------------------------------------------- folder format
+
+def test_folder_labels_csv_matches_the_files(src, tmp_path):
+    out = tmp_path / "folder"
+    manifest = bake(src, out, "--format", "folder", "--seed", 2)
+    with open(out / "labels.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    files = sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*") if p.is_file())
+    assert len(rows) == len(files) == manifest["totals"]["rows"]
+    assert sorted(r["path"] for r in rows) == files
+    for row in rows:
+        parts = Path(row["path"]).parts
+        assert parts[0] == "images" and parts[1] == row["class"] == manifest["classes"][int(row["label"])]
+        assert parts[2] == f"{row['key']}.jpg"
+        soft = json.loads(row["soft_label"])
+        assert len(soft) == len(CLASSES) and abs(sum(soft) - 1) < 1e-5
+    assert manifest["classes"] == CLASSES
+
+
+# ---------------------------------------------------------------- raw pixels
+
+def test_raw_pixels_equal_a_png_bake_of_the_same_config(src, tmp_path):
+    raw_manifest = bake(src, tmp_path / "raw", "--image-format", "raw", "--seed", 11, "--shard-size", 10)
+    png_manifest = bake(src, tmp_path / "png", "--image-format", "png", "--seed", 11, "--shard-size", 10)
+    schema = pq.read_schema(tmp_path / "raw" / raw_manifest["shards"][0]["path"])
+    for name in ("height", "width", "channels"):
+        assert schema.field(name).type == pa.int32()
+    assert schema.field("image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    raw, png = shard_rows(tmp_path / "raw", raw_manifest), shard_rows(tmp_path / "png", png_manifest)
+    assert set(raw) == set(png) and len(raw) == raw_manifest["totals"]["rows"]
+    for key, row in raw.items():
+        assert (row["height"], row["width"], row["channels"]) == (32, 32, 3)
+        pixels = np.frombuffer(row["image"]["bytes"], np.uint8).reshape(row["height"], row["width"], row["channels"])
+        assert np.array_equal(pixels, decode(png[key]["image"]["bytes"])), key
+        assert row["op"] == png[key]["op"] and row["soft_label"] == png[key]["soft_label"]
+
+
+# ---------------------------------------------------------------- the examples
+
+def test_example_torch_dataset(parquet_out, manifest, capsys):
+    torch = pytest.importorskip("torch")
+    example = load_example("torch_dataset.py")
+    ds = example.MixbakeParquet(str(parquet_out), provenance=True)
+    assert len(ds) == manifest["totals"]["rows"] and ds.classes == DEMO_CLASSES
+    in_order = [row for s in manifest["shards"] for row in pq.read_table(parquet_out / s["path"]).to_pylist()]
+    for i in (0, 99, 100, len(ds) - 1):  # across shard boundaries
+        image, soft, info = ds[i]
+        assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+        expected = torch.from_numpy(np.array(decode(in_order[i]["image"]["bytes"]))).permute(2, 0, 1).float() / 255
+        assert torch.equal(image, expected)
+        assert torch.equal(soft, torch.tensor(in_order[i]["soft_label"], dtype=torch.float32))
+        assert info["label_a"].item() == in_order[i]["label_a"]
+    order = list(example.GroupedShuffleSampler(ds))
+    assert sorted(order) == list(range(len(ds)))
+
+    stdout = run_example(capsys, "torch_dataset.py", parquet_out, "--steps", 3, "--batch-size", 32)
+    assert "step 3: soft-target CE" in stdout and "OK: the two loss forms agree" in stdout
+
+
+def test_example_duckdb_query(parquet_out, manifest):
+    pytest.importorskip("duckdb")
+    example = load_example("duckdb_query.py")
+    results = {title.split(",")[0]: (columns, rows) for title, columns, rows in
+               example.run(str(parquet_out), str(EXAMPLES / "duckdb_labels.sql"))}
+    columns, rows = results["Rows per op"]
+    assert {r[0]: r[1] for r in rows} == {op: n for op, n in manifest["totals"]["ops"].items() if n}
+    columns, rows = next(v for k, v in results.items() if k.startswith("Soft-label mass per class"))
+    assert [r[1] for r in rows] == DEMO_CLASSES
+    assert abs(sum(r[2] for r in rows) - manifest["totals"]["rows"]) < 0.01
+    columns, rows = next(v for k, v in results.items() if k.startswith("Sanity checks"))
+    check = dict(zip(columns, rows[0]))
+    assert check["rows"] == manifest["totals"]["rows"]
+    assert check["max_sum_error"] < 1e-6 and check["wrong_length"] == 0 and check["label_not_argmax"] == 0
+
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "duckdb_query.py"), str(parquet_out)],
+                          capture_output=True, text=True, timeout=120)  # the script as a user runs it
+    assert proc.returncode == 0, proc.stderr
+    assert "-- Rows per op" in proc.stdout and "cutout" in proc.stdout and "triangle" in proc.stdout
+
+
+def test_example_hf_datasets(hf_offline, parquet_out, manifest, tmp_path, capsys):
+    stdout = run_example(capsys, "hf_datasets.py", parquet_out, "--cache-dir", tmp_path / "hf_cache")
+    assert f"num_rows: {manifest['totals']['rows']}" in stdout
+    assert f"ClassLabel with 6 classes: {DEMO_CLASSES}" in stdout
+    assert "image: Image(" in stdout and "RGB 32x32" in stdout
+    assert "float32" in stdout
+
+
+def test_example_webdataset_reader(wds_outs, capsys):
+    pytest.importorskip("webdataset")
+    out = wds_outs[0]
+    manifest = manifest_of(out)
+    stdout = run_example(capsys, "webdataset_reader.py", out, "--batch-size", 4)
+    rows = manifest["totals"]["rows"]
+    assert f"{rows} samples in {len(manifest['shards'])} tar shards (manifest says {rows})" in stdout
+    assert "one batch: images (4, 32, 32, 3), soft labels (4, 4)" in stdout
