@@ -12,6 +12,7 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional
 
@@ -30,13 +31,50 @@ class ExecutorSpec:
     retries: int = 2
 
 
-def execute(tasks: List[ShardTask], spec: ExecutorSpec, progress: Callable[[int], None]) -> Iterator[ShardResult]:
-    """Yield results as shards finish; ``progress(rows)`` reports rows rendered so far."""
-    if not tasks:
-        return iter(())
-    if spec.kind == "dask" or spec.scheduler:
-        return _execute_dask(tasks, spec, progress)
-    return _execute_local(tasks, spec, progress)
+class Session:
+    """Runs shard tasks for one bake. A local session starts its worker processes at once, so their
+    start-up (a fresh interpreter importing numpy, pyarrow, OpenCV) overlaps the parent's listing
+    and planning instead of adding to it."""
+
+    def __init__(self, spec: ExecutorSpec):
+        self.spec = spec
+        self._local = _LocalPool(spec.workers) if spec.kind == "local" and not spec.scheduler else None
+
+    def execute(self, tasks: List[ShardTask], progress: Callable[[int], None]) -> Iterator[ShardResult]:
+        """Yield results as shards finish; ``progress(rows)`` reports rows rendered so far."""
+        if not tasks:
+            return iter(())
+        if self._local is None:
+            return _execute_dask(tasks, self.spec, progress)
+        return self._execute_local(tasks, progress)
+
+    def _execute_local(self, tasks, progress):
+        remaining = {t.shard_id: t for t in tasks}
+        for attempt in range(self.spec.retries + 1):
+            try:
+                for result in self._local.run(list(remaining.values()), progress):
+                    del remaining[result.shard_id]
+                    yield result
+                return
+            except _WorkerLost:
+                if attempt == self.spec.retries:
+                    raise MixbakeError(
+                        f"Worker processes kept dying ({self.spec.retries + 1} attempts): {len(remaining)} shards "
+                        f"unfinished. Out of memory? (A script calling mixbake.bake() must guard it with "
+                        f"if __name__ == '__main__'.) Re-run to resume.") from None
+                log.warning("a worker process died; retrying %d unfinished shards", len(remaining))
+                self._local = _LocalPool(self.spec.workers)
+
+    def close(self, failed: bool = False) -> None:
+        if self._local is not None:
+            self._local.close(failed)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close(failed=exc_type is not None)
+        return False
 
 
 def _item_error(exc: ItemError) -> MixbakeError:
@@ -49,53 +87,54 @@ class _WorkerLost(Exception):
     pass
 
 
-def _execute_local(tasks, spec: ExecutorSpec, progress):
-    remaining = {t.shard_id: t for t in tasks}
-    for attempt in range(spec.retries + 1):
+def _warm() -> None:
+    """A no-op task: submitting one per worker makes the pool start its processes now."""
+
+
+class _LocalPool:
+    def __init__(self, workers: int):
+        context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+        if os.name == "posix":
+            context.set_forkserver_preload(["mixbake.worker"])
+        self.rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                           initializer=init_worker, initargs=(self.rows_done,))
+        # Starting a forkserver blocks until it has imported mixbake.worker: do it on a thread, so the
+        # parent lists and plans meanwhile.
+        threading.Thread(target=self._start, args=(workers,), daemon=True).start()
+
+    def _start(self, workers: int) -> None:
         try:
-            for result in _local_round(list(remaining.values()), spec.workers, progress):
-                del remaining[result.shard_id]
-                yield result
-            return
-        except _WorkerLost:
-            if attempt == spec.retries:
-                raise MixbakeError(f"Worker processes kept dying ({spec.retries + 1} attempts; out of memory?): "
-                                   f"{len(remaining)} shards unfinished. Re-run the same command to resume.") from None
-            log.warning("a worker process died; retrying %d unfinished shards", len(remaining))
+            for _ in range(workers):
+                self.pool.submit(_warm)
+        except RuntimeError:  # the pool was shut down before it started (a quick error): fine
+            pass
 
+    def run(self, tasks, progress):
+        try:
+            pending = {self.pool.submit(bake_shard, t) for t in tasks}
+            while pending:
+                finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+                progress(self.rows_done.value)
+                for future in finished:
+                    yield future.result()
+        except ItemError as exc:
+            self.close(failed=True)
+            raise _item_error(exc) from None
+        except cf.process.BrokenProcessPool:
+            self.close(failed=True)
+            raise _WorkerLost() from None
+        except BaseException:
+            self.close(failed=True)
+            raise
 
-def _local_round(tasks, workers: int, progress):
-    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-    if os.name == "posix":
-        context.set_forkserver_preload(["mixbake.worker"])
-    rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
-    pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
-                                  initializer=init_worker, initargs=(rows_done,))
-    try:
-        pending = {pool.submit(bake_shard, t) for t in tasks}
-        while pending:
-            finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
-            progress(rows_done.value)
-            for future in finished:
-                yield future.result()
-    except ItemError as exc:
-        _stop(pool)
-        raise _item_error(exc) from None
-    except cf.process.BrokenProcessPool:
-        _stop(pool)
-        raise _WorkerLost() from None
-    except BaseException:
-        _stop(pool)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _stop(pool: cf.ProcessPoolExecutor) -> None:
-    # ProcessPoolExecutor has no terminate() before Python 3.14; waiting for running shards to finish
-    # would make Ctrl-C and --on-error fail slow, and their temporaries are removed on the next run.
-    for process in list(getattr(pool, "_processes", {}).values()):
-        process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, failed: bool = False) -> None:
+        if failed:
+            # ProcessPoolExecutor has no terminate() before Python 3.14; waiting for running shards
+            # would make Ctrl-C and --on-error fail slow; their temporaries go on the next run.
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- Dask

@@ -16,7 +16,7 @@ from .imaging import codec_versions
 from .plan import check_pairable, make_pools
 from .sources import Catalog, display_ref, open_source
 from .storage import Store
-from .executors import EXECUTORS, ExecutorSpec, execute
+from .executors import EXECUTORS, ExecutorSpec, Session
 from .worker import ShardResult, ShardTask
 
 log = logging.getLogger("mixbake")
@@ -107,24 +107,25 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     if executor not in EXECUTORS:
         raise MixbakeError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
     config = options.pop("config", None) or BakeConfig(**options)
-    catalog = open_source(source, image_column, label_column)
-    if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
-        raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its fingerprint "
-                           f"differs), so the build cannot be reproduced bit for bit.")
-    store = Store.open(out)
-    identity = build_identity(config, catalog)
-    build_id = fingerprint(identity)
-    tasks = make_tasks(config, catalog, store, build_id, on_error)  # validates before OUT is touched
-    state = manifest.claim_out(store, build_id, config.format, overwrite)
-    if state == "complete":
-        manifest.finish_state(store)  # a run killed just after writing manifest.json left it behind
-        done = manifest.read_json((store, manifest.MANIFEST))
-        totals = done["totals"]
-        return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]), totals["bytes"],
-                           totals["items"], totals["skipped"], 0.0, totals["ops"])
-    manifest.remove_stale_temporaries(store)
     spec = ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler)
-    results = run_tasks(tasks, spec, quiet)
+    with Session(spec) as session:
+        catalog = open_source(source, image_column, label_column)
+        if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
+            raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
+                               f"fingerprint differs), so the build cannot be reproduced bit for bit.")
+        store = Store.open(out)
+        identity = build_identity(config, catalog)
+        build_id = fingerprint(identity)
+        tasks = make_tasks(config, catalog, store, build_id, on_error)  # validates before OUT is touched
+        state = manifest.claim_out(store, build_id, config.format, overwrite)
+        if state == "complete":
+            manifest.finish_state(store)  # a run killed just after writing manifest.json left it behind
+            done = manifest.read_json((store, manifest.MANIFEST))
+            totals = done["totals"]
+            return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]),
+                               totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"])
+        manifest.remove_stale_temporaries(store)
+        results = run_tasks(tasks, session, quiet)
     summary = finish(store, config, catalog, identity, build_id, tasks, results)
     summary.state = "resumed" if state == "resume" else "baked"
     summary.seconds = time.monotonic() - started
@@ -147,7 +148,7 @@ def finished_result(task: ShardTask) -> Optional[ShardResult]:
     return result if store.exists(result.path) and store.size(result.path) == result.bytes else None
 
 
-def run_tasks(tasks: List[ShardTask], spec: ExecutorSpec, quiet: bool) -> List[ShardResult]:
+def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool) -> List[ShardResult]:
     from tqdm import tqdm
 
     results: Dict[int, ShardResult] = {}
@@ -165,7 +166,7 @@ def run_tasks(tasks: List[ShardTask], spec: ExecutorSpec, quiet: bool) -> List[S
             bar.n = min(total, initial + rows_in_workers)
             bar.refresh()
 
-        for result in execute(pending, spec, progress):
+        for result in session.execute(pending, progress):
             results[result.shard_id] = result
         progress(total)
     return [results[t.shard_id] for t in tasks]

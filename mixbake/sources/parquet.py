@@ -200,8 +200,9 @@ def _resolve_labels(pf, label_column, raw_labels):
     bad = {}
     if pa.types.is_integer(column.type):
         names = _class_names(pf, label_column)
-        values = column.to_numpy(zero_copy_only=False)
-        valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False))
+        # combine_chunks first: ChunkedArray.to_numpy imports pandas (0.4 s)
+        values = column.combine_chunks().to_numpy(zero_copy_only=False)
+        valid = ~np.asarray(column.is_null().combine_chunks().to_numpy(zero_copy_only=False))
         ints = np.where(valid, np.nan_to_num(values.astype(np.float64), nan=-1), -1).astype(np.int64)
         if names is None:
             top = int(ints[valid].max()) if valid.any() else -1
