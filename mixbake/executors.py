@@ -132,9 +132,9 @@ class _LocalPool:
         if failed:
             # ProcessPoolExecutor has no terminate() before Python 3.14; waiting for running shards
             # would make Ctrl-C and --on-error fail slow; their temporaries go on the next run.
-            for process in list(getattr(self.pool, "_processes", {}).values()):
+            for process in list((getattr(self.pool, "_processes", None) or {}).values()):
                 process.terminate()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)  # idempotent
 
 
 # ---------------------------------------------------------------- Dask
