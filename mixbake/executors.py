@@ -40,17 +40,25 @@ class Session:
         self.spec = spec
         self._local = _LocalPool(spec.workers) if spec.kind == "local" and not spec.scheduler else None
 
-    def execute(self, tasks: List[ShardTask], progress: Callable[[int], None]) -> Iterator[ShardResult]:
-        """Yield results as shards finish; ``progress(rows)`` reports rows rendered so far."""
+    def execute(self, tasks: List[ShardTask], progress: Callable[[int], None],
+                finished: Callable[[ShardTask], Optional[ShardResult]] = lambda task: None
+                ) -> Iterator[ShardResult]:
+        """Yield results as shards finish; ``progress(rows)`` reports rows rendered so far;
+        ``finished(task)`` recognises a shard that a lost worker completed before dying."""
         if not tasks:
             return iter(())
         if self._local is None:
             return _execute_dask(tasks, self.spec, progress)
-        return self._execute_local(tasks, progress)
+        return self._execute_local(tasks, progress, finished)
 
-    def _execute_local(self, tasks, progress):
+    def _execute_local(self, tasks, progress, finished):
         remaining = {t.shard_id: t for t in tasks}
         for attempt in range(self.spec.retries + 1):
+            for shard_id, task in list(remaining.items()) if attempt else ():
+                done = finished(task)  # on disk, but its result died with the pool
+                if done is not None:
+                    del remaining[shard_id]
+                    yield done
             try:
                 for result in self._local.run(list(remaining.values()), progress):
                     del remaining[result.shard_id]
@@ -95,7 +103,7 @@ class _LocalPool:
     def __init__(self, workers: int):
         context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
         if os.name == "posix":
-            context.set_forkserver_preload(["mixbake.worker"])
+            context.set_forkserver_preload(["mixbake._preload"])
         self.rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
         self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                            initializer=init_worker, initargs=(self.rows_done,))

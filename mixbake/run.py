@@ -126,6 +126,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
                                totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"])
         manifest.remove_stale_temporaries(store)
         results = run_tasks(tasks, session, quiet)
+        manifest.remove_stale_temporaries(store)  # left by workers lost (and retried) during this run
     summary = finish(store, config, catalog, identity, build_id, tasks, results)
     summary.state = "resumed" if state == "resume" else "baked"
     summary.seconds = time.monotonic() - started
@@ -166,7 +167,7 @@ def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool) -> List[Sha
             bar.n = min(total, initial + rows_in_workers)
             bar.refresh()
 
-        for result in session.execute(pending, progress):
+        for result in session.execute(pending, progress, finished_result):
             results[result.shard_id] = result
         progress(total)
     return [results[t.shard_id] for t in tasks]

@@ -340,9 +340,6 @@ def test_killed_worker_build_ends_with_the_reference_bytes(big, worker_killed):
         assert got[name] == want[name], name
 
 
-@pytest.mark.xfail(reason="BUG: when the local executor retries after a worker died, the dead worker's "
-                          "data/.train-*.parquet.<pid>.tmp stays in the finished build, and verify fails",
-                   strict=True)
 def test_killed_worker_leaves_no_temporary_in_the_finished_build(worker_killed):
     out = worker_killed["out"]
     left = [p for p in all_files(out) if p.endswith(".tmp")]
