@@ -68,9 +68,7 @@ def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> 
 
 def _load_opened(im: Image.Image, payload: bytes, size, resize, max_pixels) -> np.ndarray:
     width, height = im.size
-    if width * height > max_pixels:
-        raise DecodeError(f"image is {width}x{height} = {width * height} pixels, above the limit of "
-                          f"{max_pixels} (--max-pixels)")
+    _check_pixels(width, height, max_pixels)
     orientation = _orientation(im)
     oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     factor = dct_factor(oriented, size, resize)
@@ -96,9 +94,7 @@ def _load_jpeg_fast(payload: bytes, size, resize, max_pixels):
         return None
     if colorspace not in ("YCbCr", "Gray", "RGB"):
         return None
-    if width * height > max_pixels:
-        raise DecodeError(f"image is {width}x{height} = {width * height} pixels, above the limit of "
-                          f"{max_pixels} (--max-pixels)")
+    _check_pixels(width, height, max_pixels)
     orientation = jpeg_orientation(payload)
     oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     factor = dct_factor(oriented, size, resize)
@@ -184,6 +180,13 @@ def _decode_plain_png(data: bytes) -> np.ndarray:
     if bgr is None:
         raise DecodeError("cannot decode PNG")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """The decompression-bomb guard, from the header alone, before anything is decoded."""
+    if width * height > max_pixels:
+        raise DecodeError(f"image is {width}x{height} = {width * height} pixels, above the limit of "
+                          f"{max_pixels} (--max-pixels)")
 
 
 def _ceil_div(a: int, b: int) -> int:

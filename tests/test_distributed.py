@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from helpers import all_files as local_files
 
 BAKE = ["--size", "16", "--shard-size", "8", "--seed", "4", "-q"]
 
@@ -38,15 +39,6 @@ def mixbake(*args, env=None, check=True):
     if check:
         assert result.returncode == 0, result.stderr
     return result
-
-
-def local_files(root):
-    out = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            out[os.path.relpath(path, root).replace(os.sep, "/")] = open(path, "rb").read()
-    return out
 
 
 @pytest.fixture(scope="module")

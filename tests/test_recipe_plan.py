@@ -7,22 +7,13 @@ import pytest
 from click.testing import CliRunner
 
 from mixbake.cli import cli
+from helpers import all_files as files
 
 BASE = ["--size", "24", "--cutout", "0.3", "--seed", "5", "--shard-size", "100", "-q"]
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def files(root):
-    out = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = f.read()
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from PIL import Image
 import mixbake
 from mixbake import manifest as mb_manifest
 from mixbake.cli import cli
+from helpers import all_files
 
 try:
     from corpus import BOMB_SIZE, by_kind, make_bad_parquet, make_tricky_folder, quadrant_means
@@ -93,17 +94,6 @@ def manifest_of(out):
 
 def labels_of(out):
     return pq.read_table(os.path.join(out, "labels.parquet")).to_pydict()
-
-
-def all_files(root):
-    """{relative path: bytes} of every file under root (dot-files included)."""
-    files = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = f.read()
-    return files
 
 
 def tree(root):

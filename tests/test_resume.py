@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mixbake.cli import cli
+from helpers import all_files
 
 MIXBAKE = [sys.executable, "-m", "mixbake"]
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
@@ -31,17 +32,6 @@ NUM_SHARDS = 10
 
 
 # ---------------------------------------------------------------- helpers
-
-def all_files(root):
-    """{relative path: bytes} of every file under root, dot-files and dot-dirs included."""
-    files = {}
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = f.read()
-    return files
-
 
 def snapshot(root):
     """Every file under root with its bytes and mtime (a no-op must not even touch a file)."""
