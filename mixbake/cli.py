@@ -112,8 +112,10 @@ def bake_options(f):
         click.option("--keep-originals", is_flag=True, help="Also write each source item unaugmented."),
         click.option("--pairing", type=_choice(PAIRINGS), default="random", show_default=True,
                      help="Partner choice (never the item itself); cross-class: a partner of another class."),
-        click.option("--shard-size", type=int, default=1000, show_default=True,
-                     help="Rows per shard (about). Pairs are drawn within a shard's pool of source items."),
+        click.option("--shard-size", type=int, default=500, show_default=True,
+                     help="Rows per shard (about). Pairs are drawn within a shard's pool of source items, "
+                          "which a worker holds decoded: memory per worker ~ 150 MB + shard size x "
+                          "output pixels x 3 bytes."),
         click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
                      help="Everything random flows from this seed."),
         click.option("--max-pixels", type=int, default=None,

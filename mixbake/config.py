@@ -64,7 +64,7 @@ class BakeConfig:
     copies: int = 1
     keep_originals: bool = False
     pairing: str = "random"
-    shard_size: int = 1000
+    shard_size: int = 500  # rows; also the pairing pool, which a worker holds decoded: bounds memory
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
     format: str = "parquet"

@@ -25,7 +25,7 @@ class ShardTask:
     num_shards: int
     config: BakeConfig
     classes: Tuple[str, ...]
-    reader: object                    # source reader: read_chunk(locator) -> payloads
+    reader: object                    # source reader: read_chunk(locator) -> iterable of payloads
     locators: Tuple                   # the pool's chunks, in pool order
     chunk_sizes: Tuple[int, ...]
     items: np.ndarray                 # int64 catalog index of each pool position
@@ -71,9 +71,14 @@ def _prepare_process() -> None:
     global _prepared
     if not _prepared:
         import cv2
+        import pyarrow as pa
         from PIL import Image
         cv2.setNumThreads(0)
         Image.MAX_IMAGE_PIXELS = None
+        try:  # give freed Arrow buffers back to the OS at once: a worker's peak RSS is what matters
+            pa.jemalloc_set_decay_ms(0)
+        except (NotImplementedError, AttributeError):  # pyarrow built without jemalloc
+            pass
         _prepared = True
 
 
@@ -90,13 +95,7 @@ def load_pool(task: ShardTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, st
     bad = dict(task.known_bad)
     pos = 0
     for locator, n in zip(task.locators, task.chunk_sizes):
-        try:
-            payloads = task.reader.read_chunk(locator)
-        except OSError as exc:
-            payloads, reason = [None] * n, f"cannot read: {exc.strerror or exc}"
-            for p in range(pos, pos + n):
-                bad.setdefault(p, reason)
-        for p, payload in zip(range(pos, pos + n), payloads):
+        for p, payload in _chunk_payloads(task.reader, locator, range(pos, pos + n), bad):
             if p in bad:
                 continue
             try:
@@ -108,6 +107,24 @@ def load_pool(task: ShardTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, st
         first = min(bad, key=lambda p: task.items[p])  # the first bad item in catalog order
         raise ItemError(task.refs[first], bad[first])
     return images, bad
+
+
+def _chunk_payloads(reader, locator, positions, bad: Dict[int, str]):
+    """(position, payload) for a chunk; a chunk that cannot be read (or stops early) marks the rest
+    of its items bad with the reason, instead of failing the whole shard."""
+    import pyarrow as pa
+    done = 0
+    try:
+        for payload in reader.read_chunk(locator):
+            if done == len(positions):
+                break
+            yield positions[done], payload
+            done += 1
+        reason = "row missing from its row group"
+    except (OSError, pa.ArrowException) as exc:
+        reason = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+    for p in positions[done:]:
+        bad.setdefault(p, reason)
 
 
 def render(config: BakeConfig, plan: ShardPlan, r: int, images) -> np.ndarray:

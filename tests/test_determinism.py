@@ -108,7 +108,7 @@ def test_api_int_options_and_cli_are_the_same_build(source, tmp_path):
     """Regression: mixbake.bake(mixup=1) and `--mixup 1` once got different build ids."""
     root, _ = source
     out = tmp_path / "out"
-    mixbake.bake(str(root), str(out), size=16, mixup=1, cutmix=0, none=1, shard_size=1000, workers=2,
+    mixbake.bake(str(root), str(out), size=16, mixup=1, cutmix=0, none=1, shard_size=500, workers=2,
                  quiet=True)
     from click.testing import CliRunner
     from mixbake.cli import cli

@@ -386,7 +386,7 @@ def test_parquet_two_binary_columns_are_ambiguous(tmp_path):
                                f"(front, back): choose one with --image-column.")
     catalog = open_source(str(path), image_column="back")
     assert catalog.options == {"image_column": "back", "label_column": "label"}
-    assert catalog.reader.read_chunk(catalog.chunk_locators[0])[2] == png_bytes(colour(7))
+    assert list(catalog.reader.read_chunk(catalog.chunk_locators[0]))[2] == png_bytes(colour(7))
 
 
 def test_parquet_preferred_names_resolve_two_candidates(tmp_path):

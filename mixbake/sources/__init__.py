@@ -26,7 +26,7 @@ class Catalog:
     refs: Sequence[str]            # per item: relative path, or "file.parquet#row"
     chunk_bounds: np.ndarray       # int64, len = chunks + 1: chunk c holds items [b[c], b[c+1])
     chunk_locators: Sequence       # per chunk: what the reader needs to fetch it
-    reader: object                 # picklable, has read_chunk(locator) -> list of payloads
+    reader: object                 # picklable, has read_chunk(locator) -> iterable of payloads
     fingerprint: str
     options: Dict[str, object] = field(default_factory=dict)   # resolved source options (columns ...)
     ignored_files: int = 0

@@ -131,16 +131,18 @@ class ParquetReader:
     files: Tuple[str, ...]
     image_column: str
 
-    def read_chunk(self, locator) -> list:
-        """Payloads (bytes or None) of one row group, in row order."""
+    def read_chunk(self, locator):
+        """Payloads (bytes or None) of one row group, in row order, streamed in small batches so a
+        worker never holds a whole row group's image bytes twice (Arrow buffers + Python bytes)."""
         file_index, row_group = locator
         with self.store.open_input(self.files[file_index]) as f:
-            table = pq.ParquetFile(f).read_row_group(row_group, columns=[self.image_column])
-        column = table.column(0).combine_chunks()
-        if pa.types.is_struct(column.type):
-            column = pc.if_else(column.is_null(), pa.scalar(None, column.type.field("bytes").type),
-                                column.field("bytes"))
-        return column.to_pylist()
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=64, row_groups=[row_group],
+                                                       columns=[self.image_column], use_threads=False):
+                column = batch.column(0)
+                if pa.types.is_struct(column.type):
+                    column = pc.if_else(column.is_null(), pa.scalar(None, column.type.field("bytes").type),
+                                        column.field("bytes"))
+                yield from column.to_pylist()
 
 
 def _class_names(pf: pq.ParquetFile, label_column: str) -> Optional[List[str]]:
