@@ -8,12 +8,17 @@ Library API (mirrors the CLI)::
 """
 __version__ = "0.1.0"
 
-from .config import BakeConfig  # noqa: E402
-from .errors import ItemError, MixbakeError  # noqa: E402
-from .ops import cutmix, cutmix_boxes, cutmix_lam, cutout, mixup, soft_label  # noqa: E402
-from .run import BakeSummary, bake  # noqa: E402
+_EXPORTS = {
+    "bake": "run", "BakeSummary": "run", "BakeConfig": "config", "MixbakeError": "errors",
+    "ItemError": "errors", "mixup": "ops", "cutmix": "ops", "cutout": "ops", "cutmix_boxes": "ops",
+    "cutmix_lam": "ops", "soft_label": "ops",
+}
+__all__ = ["__version__", *_EXPORTS]
 
-__all__ = [
-    "__version__", "bake", "BakeConfig", "BakeSummary", "MixbakeError", "ItemError",
-    "mixup", "cutmix", "cutout", "cutmix_boxes", "cutmix_lam", "soft_label",
-]
+
+def __getattr__(name):
+    """Lazy exports: `import mixbake` (and the CLI) stay light until the pipeline is needed."""
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'mixbake' has no attribute {name!r}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import click
 
 from . import __version__
@@ -179,14 +180,23 @@ def _source_and_out(ctx, paths):
 def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwrite, quiet, on_error,
          executor, scheduler, **options):
     """Bake SOURCE into augmented shards + label manifest in OUT."""
-    from .run import bake as run_bake
+    from .config import BakeConfig
+    from .executors import ExecutorSpec, Session
 
     source, out = _source_and_out(ctx, paths)
-    options = clean_options(options)
+    config = BakeConfig(**clean_options(options))  # bad options fail before any process starts
     expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
-    summary = run_bake(source, out, workers=workers, quiet=quiet, overwrite=overwrite, on_error=on_error,
-                       image_column=image_column, label_column=label_column,
-                       expect_fingerprint=expect, executor=executor, scheduler=scheduler, **options)
+    workers = workers or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # Start the workers first: their start-up overlaps the heavy imports just below.
+    session = Session(ExecutorSpec(kind=executor, workers=workers or 1, scheduler=scheduler))
+    try:
+        from .run import bake as run_bake
+    except BaseException:
+        session.close(failed=True)
+        raise
+    summary = run_bake(source, out, quiet=quiet, overwrite=overwrite, on_error=on_error,
+                       image_column=image_column, label_column=label_column, expect_fingerprint=expect,
+                       session=session, config=config)
     click.echo(summary.line())
 
 

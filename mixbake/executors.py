@@ -16,8 +16,12 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional
 
+from typing import TYPE_CHECKING
+
 from .errors import ItemError, MixbakeError
-from .worker import ShardResult, ShardTask, bake_shard, init_worker
+
+if TYPE_CHECKING:  # the worker module (numpy, OpenCV, pyarrow) is imported lazily: see Session
+    from .worker import ShardResult, ShardTask
 
 log = logging.getLogger("mixbake")
 EXECUTORS = ("local", "dask")
@@ -33,8 +37,9 @@ class ExecutorSpec:
 
 class Session:
     """Runs shard tasks for one bake. A local session starts its worker processes at once, so their
-    start-up (a fresh interpreter importing numpy, pyarrow, OpenCV) overlaps the parent's listing
-    and planning instead of adding to it."""
+    start-up (a fresh interpreter importing numpy, pyarrow, OpenCV) overlaps the parent's own heavy
+    imports, listing and planning instead of adding to them. This module imports nothing heavy, so
+    the CLI can open a session before it imports the pipeline."""
 
     def __init__(self, spec: ExecutorSpec):
         self.spec = spec
@@ -99,6 +104,16 @@ def _warm() -> None:
     """A no-op task: submitting one per worker makes the pool start its processes now."""
 
 
+def _run_shard(task):
+    from .worker import bake_shard
+    return bake_shard(task)
+
+
+def _init_worker(rows_done) -> None:
+    from .worker import init_worker
+    init_worker(rows_done)
+
+
 class _LocalPool:
     def __init__(self, workers: int):
         context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
@@ -106,7 +121,7 @@ class _LocalPool:
             context.set_forkserver_preload(["mixbake._preload"])
         self.rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
         self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                           initializer=init_worker, initargs=(self.rows_done,))
+                                           initializer=_init_worker, initargs=(self.rows_done,))
         # Starting a forkserver blocks until it has imported mixbake.worker: do it on a thread, so the
         # parent lists and plans meanwhile.
         threading.Thread(target=self._start, args=(workers,), daemon=True).start()
@@ -120,7 +135,7 @@ class _LocalPool:
 
     def run(self, tasks, progress):
         try:
-            pending = {self.pool.submit(bake_shard, t) for t in tasks}
+            pending = {self.pool.submit(_run_shard, t) for t in tasks}
             while pending:
                 finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
                 progress(self.rows_done.value)
@@ -181,7 +196,7 @@ def _execute_dask(tasks, spec: ExecutorSpec, progress):
     client, cluster = _dask_client(spec)
     try:
         executor = client.get_executor(retries=spec.retries, pure=False)
-        futures = [executor.submit(bake_shard, t) for t in tasks]
+        futures = [executor.submit(_run_shard, t) for t in tasks]
         rows = 0
         for future in cf.as_completed(futures):
             try:

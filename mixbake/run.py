@@ -95,7 +95,7 @@ def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
 def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
          on_error: str = "fail", image_column: Optional[str] = None, label_column: Optional[str] = None,
          expect_fingerprint: Optional[str] = None, executor: str = "local", scheduler: Optional[str] = None,
-         **options) -> BakeSummary:
+         session: Optional[Session] = None, **options) -> BakeSummary:
     """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options).
 
     ``workers``, ``quiet``, ``on_error`` ('fail' or 'skip'), ``executor`` ('local' or 'dask') and
@@ -107,8 +107,9 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     if executor not in EXECUTORS:
         raise MixbakeError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
     config = options.pop("config", None) or BakeConfig(**options)
-    spec = ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler)
-    with Session(spec) as session:
+    if session is None:
+        session = Session(ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler))
+    with session:
         catalog = open_source(source, image_column, label_column)
         if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
             raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
