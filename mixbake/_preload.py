@@ -1,8 +1,13 @@
-"""Imported once by the forkserver, before it forks workers: everything a worker needs is loaded
-(and Pillow's format plugins registered) a single time instead of once per worker process."""
+"""Imported once before workers are forked (by the forkserver, or by the CLI itself): everything a
+worker needs is loaded a single time instead of once per worker process."""
 from PIL import Image
 
 from . import worker  # noqa: F401  (numpy, OpenCV, simplejpeg, pyarrow)
 from .writers import folder, parquet, webdataset  # noqa: F401
 
-Image.init()
+Image.init()  # Pillow's format plugins
+
+try:  # pyarrow imports pandas (when installed) on the first pa.array() call: 0.5 s per worker
+    import pandas  # noqa: F401
+except ImportError:
+    pass

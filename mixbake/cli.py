@@ -187,13 +187,21 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
     config = BakeConfig(**clean_options(options))  # bad options fail before any process starts
     expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
     workers = workers or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    # Start the workers first: their start-up overlaps the heavy imports just below.
-    session = Session(ExecutorSpec(kind=executor, workers=workers or 1, scheduler=scheduler))
-    try:
+    spec = ExecutorSpec(kind=executor, workers=workers or 1, scheduler=scheduler)
+    from .executors import can_fork_now
+    if can_fork_now():
+        # Fastest: import the pipeline, then fork the workers (they inherit it) before touching data.
+        from . import _preload  # noqa: F401
         from .run import bake as run_bake
-    except BaseException:
-        session.close(failed=True)
-        raise
+        session = Session(spec, fork=True)
+    else:
+        # Else start a forkserver first: its start-up overlaps the heavy imports just below.
+        session = Session(spec)
+        try:
+            from .run import bake as run_bake
+        except BaseException:
+            session.close(failed=True)
+            raise
     summary = run_bake(source, out, quiet=quiet, overwrite=overwrite, on_error=on_error,
                        image_column=image_column, label_column=label_column, expect_fingerprint=expect,
                        session=session, config=config)
