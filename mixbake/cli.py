@@ -191,7 +191,7 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
     from .executors import can_fork_now
     if can_fork_now():
         # Fastest: import the pipeline, then fork the workers (they inherit it) before touching data.
-        from . import _preload  # noqa: F401
+        from . import _preload  # noqa: F401  (imports everything the workers will inherit)
         from .run import bake as run_bake
         session = Session(spec, fork=True)
     else:
@@ -251,7 +251,7 @@ def verify(out, deep):
     if problems:
         for problem in problems[:200]:
             click.echo(problem, err=True)
-        more = f" (first 200 shown)" if len(problems) > 200 else ""
+        more = " (first 200 shown)" if len(problems) > 200 else ""
         raise click.ClickException(f"{out}: {len(problems)} problem(s) found{more}.")
     click.echo(f"{out}: OK ({'deep: provenance re-planned, ' if deep else ''}all files and rows check out).")
 

@@ -529,7 +529,7 @@ def _ops_summary(config: dict) -> str:
 
 def _config_line(config: dict) -> str:
     width, height = config["size"]
-    extra = f" · keep originals" if config.get("keep_originals") else ""
+    extra = " · keep originals" if config.get("keep_originals") else ""
     smooth = f" · smoothing {config['label_smoothing']:g}" if config.get("label_smoothing") else ""
     return (f"{width}x{height} {config['image_format']} ({config['resize']}) · {_ops_summary(config)}"
             f"{smooth}{extra}")

@@ -5,7 +5,6 @@ source again, re-plans every shard and checks each row's provenance (op, sources
 """
 from __future__ import annotations
 
-import os
 from typing import List
 
 import numpy as np

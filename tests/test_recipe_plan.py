@@ -1,6 +1,5 @@
 """--recipe, --from-manifest and `mixbake plan`, through the CLI on real files."""
 import json
-import os
 
 import pyarrow.parquet as pq
 import pytest
