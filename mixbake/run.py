@@ -115,6 +115,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
             raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
                                f"fingerprint differs), so the build cannot be reproduced bit for bit.")
         store = Store.open(out)
+        _refuse_out_inside_source(store, catalog)
         identity = build_identity(config, catalog)
         build_id = fingerprint(identity)
         tasks = make_tasks(config, catalog, store, build_id, on_error)  # validates before OUT is touched
@@ -132,6 +133,15 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     summary.state = "resumed" if state == "resume" else "baked"
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _refuse_out_inside_source(store: Store, catalog: Catalog) -> None:
+    """A folder source containing OUT would list this build's own images as a class next time."""
+    root = getattr(catalog.reader, "store", None)
+    if store.local and root is not None and root.local and catalog.kind == "folder":
+        if os.path.commonpath([store.root, root.root]) == root.root:
+            raise MixbakeError(f"OUT {store.root!r} is inside the source folder {root.root!r}: choose an OUT "
+                               f"outside it (its images would be read as a class).")
 
 
 def default_workers() -> int:

@@ -73,3 +73,15 @@ def test_plan_text_output(tmp_path):
     result = run("plan", "demo", "--copies", "2")
     assert result.exit_code == 0, result.output
     assert "576 samples" in result.output and "circle (48)" in result.output
+
+
+def test_out_inside_a_folder_source_is_refused(tmp_path):
+    from PIL import Image
+    for c in ("a", "b"):
+        (tmp_path / "src" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (40 * i, 90, 200)).save(tmp_path / "src" / c / f"{i}.png")
+    result = run("bake", tmp_path / "src", tmp_path / "src" / "out", "--size", "8", "-q")
+    assert result.exit_code == 1
+    assert "is inside the source folder" in result.output
+    assert not (tmp_path / "src" / "out").exists()
