@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import click
 
 from . import __version__
@@ -181,13 +180,12 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
          executor, scheduler, **options):
     """Bake SOURCE into augmented shards + label manifest in OUT."""
     from .config import BakeConfig
-    from .executors import ExecutorSpec, Session
+    from .executors import ExecutorSpec, Session, default_workers
 
     source, out = _source_and_out(ctx, paths)
     config = BakeConfig(**clean_options(options))  # bad options fail before any process starts
     expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
-    workers = workers or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    spec = ExecutorSpec(kind=executor, workers=workers or 1, scheduler=scheduler)
+    spec = ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler)
     from .executors import can_fork_now
     if can_fork_now():
         # Fastest: import the pipeline, then fork the workers (they inherit it) before touching data.

@@ -116,6 +116,11 @@ def _init_worker(rows_done) -> None:
     init_worker(rows_done)
 
 
+def default_workers() -> int:
+    """The cores this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def can_fork_now() -> bool:
     """Forking is the fastest start (the children inherit every import: ~10 ms instead of a
     forkserver's ~1 s), but only safe in a process that has no other thread yet: the CLI, just after

@@ -16,7 +16,7 @@ from .imaging import codec_versions
 from .plan import check_pairable, make_pools
 from .sources import Catalog, display_ref, open_source
 from .storage import Store
-from .executors import EXECUTORS, ExecutorSpec, Session
+from .executors import EXECUTORS, ExecutorSpec, Session, default_workers
 from .worker import ShardResult, ShardTask
 
 log = logging.getLogger("mixbake")
@@ -142,10 +142,6 @@ def _refuse_out_inside_source(store: Store, catalog: Catalog) -> None:
         if os.path.commonpath([store.root, root.root]) == root.root:
             raise MixbakeError(f"OUT {store.root!r} is inside the source folder {root.root!r}: choose an OUT "
                                f"outside it (its images would be read as a class).")
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def finished_result(task: ShardTask) -> Optional[ShardResult]:
