@@ -190,10 +190,11 @@ def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
 
 # ---------------------------------------------------------------- labels.parquet / labels.csv
 
-def write_labels(store: Store, num_shards: int, refs, extra=None) -> dict:
+def write_labels(store: Store, num_shards: int, refs, classes, extra=None) -> dict:
     """Concatenate the shards' label rows (no image bytes), plus shard, row and source references.
 
     ``extra(shard_id, table) -> table`` may add format-specific columns (the folder format's paths).
+    The ``huggingface`` footer makes ``label`` a ClassLabel there too.
     """
     rows = 0
     with store.atomic_output(LABELS) as f:
@@ -203,12 +204,26 @@ def write_labels(store: Store, num_shards: int, refs, extra=None) -> dict:
             if extra is not None:
                 table = extra(shard_id, table)
             if writer is None:
-                writer = pq.ParquetWriter(f, table.schema, compression="zstd")
+                schema = table.schema.with_metadata({b"huggingface": json.dumps(
+                    {"info": {"features": labels_features(table.schema, classes)}}).encode()})
+                writer = pq.ParquetWriter(f, schema, compression="zstd")
+            table = table.replace_schema_metadata(writer.schema.metadata)
             writer.write_table(table, row_group_size=max(1, table.num_rows))
             rows += table.num_rows
         if writer is not None:
             writer.close()
     return {"path": LABELS, "rows": rows, "bytes": f.bytes, "sha256": f.sha256}
+
+
+def labels_features(schema: pa.Schema, classes) -> dict:
+    """HF ``datasets`` features for labels.parquet, spelled from its Arrow types (they must match)."""
+    def feature(t: pa.DataType) -> dict:
+        if pa.types.is_list(t):
+            return {"feature": feature(t.value_type), "_type": "Sequence"}
+        return {"dtype": {"float": "float32", "double": "float64"}.get(str(t), str(t)), "_type": "Value"}
+    features = {f.name: feature(f.type) for f in schema}
+    features["label"] = {"names": list(classes), "_type": "ClassLabel"}
+    return features
 
 
 def _label_table(store: Store, shard_id: int, refs) -> pa.Table:

@@ -197,7 +197,8 @@ def _folder_paths(config: BakeConfig, catalog: Catalog):
 
 
 def finish(store: Store, config, catalog, identity, build_id, tasks, results) -> BakeSummary:
-    labels = manifest.write_labels(store, len(results), catalog.refs, _folder_paths(config, catalog))
+    labels = manifest.write_labels(store, len(results), catalog.refs, catalog.classes,
+                                   _folder_paths(config, catalog))
     if config.format == "folder":
         manifest.write_labels_csv(store, catalog.classes)
     errors = [tuple(e) for r in results for e in r.errors]

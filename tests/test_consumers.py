@@ -162,6 +162,15 @@ def test_hf_rows_and_features(hf_offline, hf_ds, manifest):
     assert features["lam"].dtype == "float32" and features["op"].dtype == "string"
 
 
+def test_hf_reads_labels_parquet_with_class_names(hf_offline, parquet_out, manifest, tmp_path):
+    labels = hf_offline.load_dataset("parquet", data_files=str(parquet_out / "labels.parquet"),
+                                     split="train", cache_dir=str(tmp_path / "hf_cache"))
+    assert labels.num_rows == manifest["totals"]["rows"]
+    assert isinstance(labels.features["label"], hf_offline.ClassLabel)
+    assert labels.features["label"].names == manifest["classes"]
+    assert labels.features["lam"].dtype == "float32" and labels.features["shard"].dtype == "int32"
+
+
 def test_hf_decodes_every_image_to_the_stored_pixels(hf_ds, reference):
     seen = set()
     for row in hf_ds:
