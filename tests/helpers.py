@@ -11,3 +11,8 @@ def all_files(root):
             with open(path, "rb") as f:
                 files[os.path.relpath(path, root).replace(os.sep, "/")] = f.read()
     return files
+
+
+def snapshot(root):
+    """{relative path: (bytes, mtime_ns)} of every file under root: a no-op must not even touch a file."""
+    return {rel: (data, os.stat(os.path.join(root, rel)).st_mtime_ns) for rel, data in all_files(root).items()}

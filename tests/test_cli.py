@@ -22,6 +22,7 @@ import mixbake
 from mixbake.cli import cli
 from mixbake.config import BakeConfig
 from mixbake.sources import open_source
+from helpers import snapshot
 
 ALL_OPTIONS = ["--size", "--resize", "--image-format", "--quality", "--mixup", "--cutmix", "--cutout",
                "--none", "--mixup-alpha", "--cutmix-alpha", "--cutmix-minmax", "--cutout-size",
@@ -43,17 +44,6 @@ def make_folder(root, classes=("a", "b"), per_class=6, size=24):
             rgb = (30 + 40 * c, 20 + 35 * i, 200 - 30 * i)
             Image.new("RGB", (size, size), rgb).save(root / name / f"{i:02d}.png")
     return root
-
-
-def snapshot(out):
-    """Every file under OUT (dot-files included) with its mtime and bytes."""
-    files = {}
-    for dirpath, _, names in os.walk(out):
-        for name in names:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, out)] = (os.stat(path).st_mtime_ns, f.read())
-    return files
 
 
 def sha256(path):

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mixbake.cli import cli
-from helpers import all_files
+from helpers import all_files, snapshot
 
 MIXBAKE = [sys.executable, "-m", "mixbake"]
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
@@ -32,11 +32,6 @@ NUM_SHARDS = 10
 
 
 # ---------------------------------------------------------------- helpers
-
-def snapshot(root):
-    """Every file under root with its bytes and mtime (a no-op must not even touch a file)."""
-    return {rel: (data, os.stat(os.path.join(root, rel)).st_mtime_ns) for rel, data in all_files(root).items()}
-
 
 @dataclass
 class State:
