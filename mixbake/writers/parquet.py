@@ -115,12 +115,20 @@ class ShardWriter(AtomicFileWriter):
         table = pa.Table.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
         self._writer.write_table(table, row_group_size=max(1, len(images)))
 
+_leaf_paths = {}
+
+
 def leaf_paths(schema: pa.Schema) -> list:
-    """The Parquet leaf column paths of an Arrow schema (what per-column writer options match)."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(schema.empty_table(), sink)
-    parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
-    return [parquet_schema.column(i).path for i in range(len(parquet_schema))]
+    """The Parquet leaf column paths of an Arrow schema (what per-column writer options match).
+
+    Found by writing an empty table once per column layout, not once per shard."""
+    key = str(schema.remove_metadata())
+    if key not in _leaf_paths:
+        sink = pa.BufferOutputStream()
+        pq.write_table(schema.remove_metadata().empty_table(), sink)
+        parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
+        _leaf_paths[key] = [parquet_schema.column(i).path for i in range(len(parquet_schema))]
+    return _leaf_paths[key]
 
 
 def label_arrays(columns: dict) -> dict:
