@@ -6,8 +6,3 @@ from . import worker  # noqa: F401  (numpy, OpenCV, simplejpeg, pyarrow)
 from .writers import folder, parquet, webdataset  # noqa: F401
 
 Image.init()  # Pillow's format plugins
-
-try:  # pyarrow imports pandas (when installed) on the first pa.array() call: 0.5 s per worker
-    import pandas  # noqa: F401
-except ImportError:
-    pass

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import arrow
 from .errors import MixbakeError
 from .sources import display_ref
 from .storage import Store
@@ -173,7 +174,7 @@ def sidecar_relpath(shard_id: int) -> str:
 def write_sidecar(store: Store, shard_id: int, table: pa.Table, result: dict) -> None:
     table = table.replace_schema_metadata({b"mixbake": json.dumps(result, sort_keys=True).encode()})
     with store.atomic_output(sidecar_relpath(shard_id)) as f:
-        pq.write_table(table, f, compression="zstd")
+        arrow.write_parquet(table, f, compression="zstd")
 
 
 def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
@@ -233,10 +234,10 @@ def _label_table(store: Store, shard_id: int, refs) -> pa.Table:
     n = table.num_rows
     src_a = table.column("src_a").to_pylist()  # (ChunkedArray.to_numpy imports pandas: 0.4 s)
     ref_b = [None if v is None else display_ref(refs[v]) for v in table.column("src_b").to_pylist()]
-    table = table.add_column(0, "shard", pa.array(np.full(n, shard_id, dtype=np.int32)))
-    table = table.add_column(1, "row", pa.array(np.arange(n, dtype=np.int64)))
-    table = table.append_column("ref_a", pa.array([display_ref(refs[int(v)]) for v in src_a], pa.string()))
-    return table.append_column("ref_b", pa.array(ref_b, pa.string()))
+    table = table.add_column(0, "shard", arrow.numeric(np.full(n, shard_id), pa.int32()))
+    table = table.add_column(1, "row", arrow.numeric(np.arange(n)))
+    table = table.append_column("ref_a", arrow.strings([display_ref(refs[v]) for v in src_a]))
+    return table.append_column("ref_b", arrow.strings(ref_b))
 
 
 def read_labels(store: Store, columns=None, filters=None) -> pa.Table:

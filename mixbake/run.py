@@ -184,7 +184,7 @@ def _folder_paths(config: BakeConfig, catalog: Catalog):
     """The folder format's labels also say where each image file is."""
     if config.format != "folder":
         return None
-    import pyarrow as pa
+    from . import arrow
     from .imaging import extension
     from .writers.folder import class_dirs, image_relpath
     dirs, ext = class_dirs(catalog.classes), extension(config.image_format)
@@ -192,7 +192,7 @@ def _folder_paths(config: BakeConfig, catalog: Catalog):
     def add_path(shard_id, table):
         paths = [image_relpath(dirs[label], key, ext) for key, label in
                  zip(table.column("key").to_pylist(), table.column("label").to_pylist())]
-        return table.append_column("path", pa.array(paths, pa.string()))
+        return table.append_column("path", arrow.strings(paths))
     return add_path
 
 

@@ -14,7 +14,6 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import MixbakeError
@@ -139,9 +138,8 @@ class ParquetReader:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=64, row_groups=[row_group],
                                                        columns=[self.image_column], use_threads=False):
                 column = batch.column(0)
-                if pa.types.is_struct(column.type):
-                    column = pc.if_else(column.is_null(), pa.scalar(None, column.type.field("bytes").type),
-                                        column.field("bytes"))
+                if pa.types.is_struct(column.type):  # flatten(): a null struct gives null fields
+                    column = column.flatten()[column.type.get_field_index("bytes")]
                 yield from column.to_pylist()
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import imaging
+from .. import arrow, imaging
 from ..config import BakeConfig
 from . import AtomicFileWriter
 
@@ -105,13 +105,13 @@ class ShardWriter(AtomicFileWriter):
         paths = [None] * len(keys) if self.ext == "raw" else [f"{k}.{self.ext}" for k in keys]
         arrays = label_arrays(columns)
         arrays["image"] = pa.StructArray.from_arrays(
-            [pa.array(images, pa.binary()), pa.array(paths, pa.string())], fields=list(IMAGE_TYPE))
+            [arrow.binary(images), arrow.strings(paths)], fields=list(IMAGE_TYPE))
         if self.ext == "raw":
             width, height = self.config.size
             n = len(images)
-            arrays.update(height=pa.array(np.full(n, height, np.int32)),
-                          width=pa.array(np.full(n, width, np.int32)),
-                          channels=pa.array(np.full(n, 3, np.int32)))
+            arrays.update(height=arrow.numeric(np.full(n, height), pa.int32()),
+                          width=arrow.numeric(np.full(n, width), pa.int32()),
+                          channels=arrow.numeric(np.full(n, 3), pa.int32()))
         table = pa.Table.from_arrays([arrays[f.name] for f in self.schema], schema=self.schema)
         self._writer.write_table(table, row_group_size=max(1, len(images)))
 
@@ -121,11 +121,11 @@ _leaf_paths = {}
 def leaf_paths(schema: pa.Schema) -> list:
     """The Parquet leaf column paths of an Arrow schema (what per-column writer options match).
 
-    Found by writing an empty table once per column layout, not once per shard."""
+    Found by writing a file with no rows once per column layout, not once per shard."""
     key = str(schema.remove_metadata())
     if key not in _leaf_paths:
         sink = pa.BufferOutputStream()
-        pq.write_table(schema.remove_metadata().empty_table(), sink)
+        pq.ParquetWriter(sink, schema.remove_metadata()).close()  # (schema.empty_table() imports pandas)
         parquet_schema = pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema
         _leaf_paths[key] = [parquet_schema.column(i).path for i in range(len(parquet_schema))]
     return _leaf_paths[key]
@@ -134,15 +134,15 @@ def leaf_paths(schema: pa.Schema) -> list:
 def label_arrays(columns: dict) -> dict:
     """The label columns as Arrow arrays, built from numpy without per-row Python objects."""
     return {
-        "key": pa.array(columns["key"], pa.string()),
-        "label": pa.array(columns["label"], pa.int64()),
+        "key": arrow.strings(columns["key"]),
+        "label": arrow.numeric(columns["label"]),
         "soft_label": _list_array(columns["soft_label"].astype(np.float32)),
-        "op": pa.array(columns["op"], pa.string()),
-        "lam": pa.array(columns["lam"].astype(np.float32), pa.float32()),
-        "src_a": pa.array(columns["src_a"], pa.int64()),
-        "src_b": _nullable(columns["src_b"]),
-        "label_a": pa.array(columns["label_a"], pa.int64()),
-        "label_b": _nullable(columns["label_b"]),
+        "op": arrow.strings(columns["op"]),
+        "lam": arrow.numeric(columns["lam"], pa.float32()),
+        "src_a": arrow.numeric(columns["src_a"]),
+        "src_b": arrow.nullable(columns["src_b"]),
+        "label_a": arrow.numeric(columns["label_a"]),
+        "label_b": arrow.nullable(columns["label_b"]),
         "boxes": _boxes_array(columns["boxes"]),
     }
 
@@ -159,25 +159,17 @@ def rows_per_group(config: BakeConfig) -> int:
     return int(max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES // max(1, row_bytes))))
 
 
-def _nullable(values: np.ndarray) -> pa.Array:
-    """int64 with -1 meaning 'none' -> a nullable Arrow column."""
-    values = np.asarray(values, dtype=np.int64)
-    return pa.array(values, pa.int64(), mask=values < 0)
-
-
 def _list_array(matrix: np.ndarray) -> pa.Array:
-    """(n, k) -> list<...> with k entries per row, built from offsets (no Python lists)."""
+    """(n, k) float32 -> list<float32> with k entries per row (no Python lists)."""
     n, k = matrix.shape
-    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel()))
+    return arrow.lists(arrow.numeric(matrix.ravel(), pa.float32()), np.arange(0, n * k + 1, k))
 
 
 def _boxes_array(boxes) -> pa.Array:
     """Per row an (m, 4) int array -> list<list<int32>>."""
-    counts = np.fromiter((len(b) for b in boxes), dtype=np.int32, count=len(boxes))
-    outer = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    counts = np.fromiter((len(b) for b in boxes), dtype=np.int64, count=len(boxes))
+    outer = np.concatenate([[0], np.cumsum(counts)])
     flat = np.concatenate([np.asarray(b, dtype=np.int32).reshape(-1, 4) for b in boxes]) if len(boxes) \
         else np.zeros((0, 4), np.int32)
-    inner = pa.ListArray.from_arrays(pa.array(np.arange(0, len(flat) * 4 + 1, 4, dtype=np.int32)),
-                                     pa.array(flat.ravel(), pa.int32()))
-    return pa.ListArray.from_arrays(pa.array(outer), inner)
+    inner = arrow.lists(arrow.numeric(flat.ravel(), pa.int32()), np.arange(0, len(flat) * 4 + 1, 4))
+    return arrow.lists(inner, outer)
