@@ -15,13 +15,11 @@ import io
 import json
 from typing import List, Optional
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import arrow
 from .errors import MixbakeError
-from .sources import display_ref
 from .storage import Store
 
 FORMAT_VERSION = 1
@@ -191,19 +189,17 @@ def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
 
 # ---------------------------------------------------------------- labels.parquet / labels.csv
 
-def write_labels(store: Store, num_shards: int, refs, classes, extra=None) -> dict:
-    """Concatenate the shards' label rows (no image bytes), plus shard, row and source references.
-
-    ``extra(shard_id, table) -> table`` may add format-specific columns (the folder format's paths).
-    The ``huggingface`` footer makes ``label`` a ClassLabel there too.
-    """
+def write_labels(store: Store, num_shards: int, classes) -> dict:
+    """labels.parquet: the shards' label rows (no image bytes), as the workers wrote them in their
+    sidecars (shard, row, labels, source references). The ``huggingface`` footer makes ``label`` a
+    ClassLabel there too."""
     rows = 0
     with store.atomic_output(LABELS) as f:
         writer = None
         for shard_id in range(num_shards):
-            table = _label_table(store, shard_id, refs)
-            if extra is not None:
-                table = extra(shard_id, table)
+            with store.open_input(sidecar_relpath(shard_id)) as sidecar:
+                # ParquetFile, not read_table: the latter imports pyarrow.dataset (0.6 s) for nothing
+                table = pq.ParquetFile(sidecar).read()
             if writer is None:
                 schema = table.schema.with_metadata({b"huggingface": json.dumps(
                     {"info": {"features": labels_features(table.schema, classes)}}).encode()})
@@ -225,19 +221,6 @@ def labels_features(schema: pa.Schema, classes) -> dict:
     features = {f.name: feature(f.type) for f in schema}
     features["label"] = {"names": list(classes), "_type": "ClassLabel"}
     return features
-
-
-def _label_table(store: Store, shard_id: int, refs) -> pa.Table:
-    with store.open_input(sidecar_relpath(shard_id)) as f:
-        # ParquetFile, not read_table: the latter imports pyarrow.dataset (0.6 s) for nothing
-        table = pq.ParquetFile(f).read().replace_schema_metadata(None)
-    n = table.num_rows
-    src_a = table.column("src_a").to_pylist()  # (ChunkedArray.to_numpy imports pandas: 0.4 s)
-    ref_b = [None if v is None else display_ref(refs[v]) for v in table.column("src_b").to_pylist()]
-    table = table.add_column(0, "shard", arrow.numeric(np.full(n, shard_id), pa.int32()))
-    table = table.add_column(1, "row", arrow.numeric(np.arange(n)))
-    table = table.append_column("ref_a", arrow.strings([display_ref(refs[v]) for v in src_a]))
-    return table.append_column("ref_b", arrow.strings(ref_b))
 
 
 def read_labels(store: Store, columns=None, filters=None) -> pa.Table:

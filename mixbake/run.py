@@ -180,25 +180,8 @@ def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool) -> List[Sha
     return [results[t.shard_id] for t in tasks]
 
 
-def _folder_paths(config: BakeConfig, catalog: Catalog):
-    """The folder format's labels also say where each image file is."""
-    if config.format != "folder":
-        return None
-    from . import arrow
-    from .imaging import extension
-    from .writers.folder import class_dirs, image_relpath
-    dirs, ext = class_dirs(catalog.classes), extension(config.image_format)
-
-    def add_path(shard_id, table):
-        paths = [image_relpath(dirs[label], key, ext) for key, label in
-                 zip(table.column("key").to_pylist(), table.column("label").to_pylist())]
-        return table.append_column("path", arrow.strings(paths))
-    return add_path
-
-
 def finish(store: Store, config, catalog, identity, build_id, tasks, results) -> BakeSummary:
-    labels = manifest.write_labels(store, len(results), catalog.refs, catalog.classes,
-                                   _folder_paths(config, catalog))
+    labels = manifest.write_labels(store, len(results), catalog.classes)
     if config.format == "folder":
         manifest.write_labels_csv(store, catalog.classes)
     errors = [tuple(e) for r in results for e in r.errors]

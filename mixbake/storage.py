@@ -103,16 +103,7 @@ class Store:
     def walk_files(self, rel: str = "", skip_hidden: bool = False) -> Iterator[Tuple[str, int]]:
         """(relative path, size) of every file below ``rel``; size -1 for a broken link."""
         if self.local:
-            for dirpath, dirnames, names in os.walk(self.path(rel)):
-                if skip_hidden:
-                    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                for name in names:
-                    full = os.path.join(dirpath, name)
-                    try:
-                        size = os.stat(full).st_size
-                    except OSError:
-                        size = -1
-                    yield os.path.relpath(full, self.root).replace(os.sep, "/"), size
+            yield from _walk_local(self.path(rel), rel.strip("/") + "/" if rel.strip("/") else "", skip_hidden)
             return
         import pyarrow.fs as pafs
         selector = pafs.FileSelector(self.path(rel), recursive=True, allow_not_found=True)
@@ -248,3 +239,29 @@ class HashingFile:
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+
+def _walk_local(path: str, prefix: str, skip_hidden: bool) -> Iterator[Tuple[str, int]]:
+    """os.walk's files (symlinked folders are not followed, unreadable ones skipped), with relative
+    paths built by concatenation: os.path.relpath per file was most of the time of listing 20k files."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return
+    subdirs = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if not entry.is_symlink() and not (skip_hidden and entry.name.startswith(".")):
+                subdirs.append(entry)
+            continue
+        try:
+            size = entry.stat().st_size
+        except OSError:
+            size = -1
+        yield prefix + entry.name, size
+    for entry in subdirs:
+        yield from _walk_local(entry.path, prefix + entry.name + "/", skip_hidden)

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import pyarrow as pa
 
-from . import imaging, ops
+from . import arrow, imaging, ops
 from .config import OPS, BakeConfig
 from .errors import ItemError
 from .plan import CUTMIX, CUTOUT, MIXUP, ORIGINAL, ShardPlan, plan_shard
@@ -181,9 +182,27 @@ def bake_shard(task: ShardTask) -> ShardResult:
         sha256=writer.sha256, op_counts={name: int(np.sum(plan.op == code)) for code, name in enumerate(OPS)},
         errors=errors, items=len(task.items),
     )
-    write_sidecar(task.store, task.shard_id, label_table(columns),
+    write_sidecar(task.store, task.shard_id, labels_rows(task, plan, columns),
                   dict(dataclasses.asdict(result), build=task.build_id))
     return result
+
+
+def labels_rows(task: ShardTask, plan: ShardPlan, columns: dict) -> pa.Table:
+    """This shard's rows of labels.parquet: where each row is, its labels, and which source items it
+    came from (made here, in parallel, so the parent only concatenates them)."""
+    n = len(plan)
+    refs = task.refs
+    table = label_table(columns)
+    table = table.add_column(0, "shard", arrow.numeric(np.full(n, task.shard_id), pa.int32()))
+    table = table.add_column(1, "row", arrow.numeric(np.arange(n)))
+    table = table.append_column("ref_a", arrow.strings([refs[p] for p in plan.a]))
+    table = table.append_column("ref_b", arrow.strings([refs[p] if p >= 0 else None for p in plan.b]))
+    if task.config.format == "folder":  # ... and where its image file is
+        from .writers.folder import class_dirs, image_relpath
+        dirs, ext = class_dirs(task.classes), imaging.extension(task.config.image_format)
+        table = table.append_column("path", arrow.strings(
+            [image_relpath(dirs[label], key, ext) for key, label in zip(columns["key"], columns["label"])]))
+    return table
 
 
 def _key(item: int, copy: int) -> str:
