@@ -190,11 +190,15 @@ def _plain_png(data: bytes, kinds: set, max_pixels: int) -> bool:
     return bit_depth == 8 and color_type in (0, 2, 3) and 0 < width * height <= max_pixels
 
 
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
+
+
 def _decode_plain_png(data: bytes) -> np.ndarray:
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if bgr is None:
+    flags = (_IMREAD_RGB or cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if pixels is None:
         raise DecodeError("cannot decode PNG")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return pixels if _IMREAD_RGB is not None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -335,11 +339,13 @@ def encode(rgb: np.ndarray, image_format: str, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def encode_png(rgb: np.ndarray, level: int = 6) -> bytes:
-    """A minimal 8-bit RGB PNG: every row uses the 'Up' filter, one zlib stream.
+def encode_png(rgb: np.ndarray) -> bytes:
+    """A minimal 8-bit RGB PNG: every row uses the 'Up' filter, one zlib stream compressed with
+    zlib's run-length strategy (OpenCV's default for PNG too).
 
-    2-3x faster than cv2/Pillow on small images (their per-call setup dominates at 32x32), with
-    compression close to theirs on photos; the bytes depend only on the pixels and zlib.
+    Faster than cv2/Pillow on small images (their per-call setup dominates at 32x32); Z_RLE instead
+    of zlib level 6 made the encode 3-4x faster for files ~2% larger on photos (the same size on
+    32x32 crops, smaller on flat cutout patches). The bytes depend only on the pixels and zlib.
     """
     height, width, _ = rgb.shape
     rows = rgb.reshape(height, width * 3)
@@ -349,7 +355,12 @@ def encode_png(rgb: np.ndarray, level: int = 6) -> bytes:
     np.subtract(rows[1:], rows[:-1], out=up[1:, 1:])  # uint8 arithmetic wraps mod 256, as PNG wants
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header),
-                     _png_chunk(b"IDAT", zlib.compress(up.tobytes(), level)), _png_chunk(b"IEND", b"")))
+                     _png_chunk(b"IDAT", _deflate_rle(up)), _png_chunk(b"IEND", b"")))
+
+
+def _deflate_rle(data) -> bytes:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
+    return compressor.compress(data) + compressor.flush()
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -103,10 +103,7 @@ def plan_shard(config: BakeConfig, shard_id: int, labels: np.ndarray, valid: np.
 
     cut_boxes = ops.cutmix_boxes(lam_cut, centres[:, 0], centres[:, 1], height, width,
                                  config.cutmix_minmax, side_fracs)
-    lam, boxes = np.ones(rows), [_NO_BOX] * rows
-    for r in range(rows):
-        lam[r], boxes[r], op[r], b[r] = _row(config, op[r], b[r], lam_mix[r], cut_boxes[r],
-                                             hole_centres[r], height, width)
+    lam, boxes, op, b = _resolve(config, op, b, lam_mix, cut_boxes, hole_centres, height, width)
     copy = np.tile(np.arange(copies, dtype=np.int64), n)
     if config.keep_originals:
         a = np.concatenate([a, np.arange(n, dtype=np.int64)])
@@ -124,21 +121,27 @@ def plan_shard(config: BakeConfig, shard_id: int, labels: np.ndarray, valid: np.
 _NO_BOX = np.zeros((0, 4), dtype=np.int64)
 
 
-def _row(config, op, b, lam_mix, cut_box, hole_centres, height, width):
-    """Resolve one row's op-specific parameters: (lam, boxes, op, b)."""
-    if op in (MIXUP, CUTMIX) and b < 0:
-        return 1.0, _NO_BOX, NONE, -1  # no usable partner in the pool
-    if op == MIXUP:
-        return float(lam_mix), _NO_BOX, op, b
-    if op == CUTMIX:
-        if ops.box_area(cut_box) == 0:
-            return 1.0, _NO_BOX, op, b  # clipped to nothing: an identity
-        return ops.cutmix_lam(cut_box, height, width), cut_box[None, :], op, b
-    if op == CUTOUT:
-        holes = ops.cutout_boxes(hole_centres[:, 0], hole_centres[:, 1], height, width, config.cutout_size)
-        holes = holes[(holes[:, 2] > holes[:, 0]) & (holes[:, 3] > holes[:, 1])]
-        return 1.0, holes, op, -1
-    return 1.0, _NO_BOX, NONE, -1
+def _resolve(config, op, b, lam_mix, cut_boxes, hole_centres, height, width):
+    """Every row's op-specific parameters, vectorised: (lam, boxes, op, b).
+
+    A mixup/cutmix row without a usable partner becomes an unmixed row; a cutmix box clipped to
+    nothing is an identity (lam 1, no box); cutout holes are clipped and empty ones dropped."""
+    paired = (op == MIXUP) | (op == CUTMIX)
+    op = np.where(paired & (b < 0), NONE, op).astype(np.int8)
+    b = np.where((op == MIXUP) | (op == CUTMIX), b, -1)
+    x0, y0, x1, y1 = cut_boxes.T
+    area = np.maximum(0, x1 - x0) * np.maximum(0, y1 - y0)
+    pasted = (op == CUTMIX) & (area > 0)
+    lam = np.where(op == MIXUP, lam_mix, 1.0)
+    lam = np.where(pasted, 1.0 - area / float(height * width), lam)
+    holes = ops.cutout_boxes(hole_centres[..., 0], hole_centres[..., 1], height, width, config.cutout_size)
+    open_holes = (holes[..., 2] > holes[..., 0]) & (holes[..., 3] > holes[..., 1])
+    boxes = [_NO_BOX] * len(op)
+    for r in np.flatnonzero(pasted).tolist():
+        boxes[r] = cut_boxes[r:r + 1]
+    for r in np.flatnonzero(op == CUTOUT).tolist():
+        boxes[r] = holes[r][open_holes[r]]
+    return lam, boxes, op, b
 
 
 def _partners(rng, a, labels, valid, pairing) -> np.ndarray:

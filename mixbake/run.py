@@ -76,17 +76,21 @@ def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
     store = out if isinstance(out, Store) else Store.open(out or ".")
     check_pairable(config, catalog.labels, catalog.classes)
     pools = make_pools(config, catalog.chunk_bounds)
-    bounds = catalog.chunk_bounds
+    bounds = np.asarray(catalog.chunk_bounds, dtype=np.int64)
+    refs, locators = catalog.refs, catalog.chunk_locators
     tasks = []
     for shard_id, chunks in enumerate(pools):
-        items = np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in chunks]).astype(np.int64)
+        chunks = np.asarray(chunks, dtype=np.int64)
+        starts, sizes = bounds[chunks], bounds[chunks + 1] - bounds[chunks]
+        # the items of the pool's chunks, chunk after chunk: start of its chunk + offset within it
+        items = np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
         tasks.append(ShardTask(
             shard_id=shard_id, num_shards=len(pools), config=config, classes=catalog.classes,
-            reader=catalog.reader, locators=tuple(catalog.chunk_locators[c] for c in chunks),
-            chunk_sizes=tuple(int(bounds[c + 1] - bounds[c]) for c in chunks),
-            items=items, labels=catalog.labels[items],
-            refs=tuple(display_ref(catalog.refs[i]) for i in items),
-            known_bad={p: catalog.bad[int(i)] for p, i in enumerate(items) if int(i) in catalog.bad},
+            reader=catalog.reader, locators=tuple(locators[c] for c in chunks.tolist()),
+            chunk_sizes=tuple(sizes.tolist()), items=items, labels=catalog.labels[items],
+            refs=tuple(r if r.isascii() else display_ref(r) for r in map(refs.__getitem__, items.tolist())),
+            known_bad={p: catalog.bad[i] for p, i in enumerate(items.tolist()) if i in catalog.bad}
+            if catalog.bad else {},
             store=store, build_id=build_id, on_error=on_error,
         ))
     return tasks

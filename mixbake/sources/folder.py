@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import List
 
@@ -33,15 +32,7 @@ def folder_catalog(root) -> Catalog:
     ignored = sum(1 for name, is_dir in store.entries() if not is_dir and not name.startswith("."))
     classes, paths, sizes, labels, notes = [], [], [], [], []
     for class_name in class_dirs:
-        found, skipped = [], 0
-        for rel, size in store.walk_files(class_name, skip_hidden=True):
-            name = rel.rsplit("/", 1)[-1]
-            if name.startswith("."):
-                continue
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
-                found.append((rel, size))
-            else:
-                skipped += 1
+        found, skipped = _list_class(store, class_name)
         ignored += skipped
         if not found:
             notes.append(f"class folder {display_ref(class_name)!r} holds no images and is not a class")
@@ -68,6 +59,21 @@ def folder_catalog(root) -> Catalog:
         ignored_files=ignored,
         notes=tuple(notes),
     )
+
+
+def _list_class(store: Store, class_name: str):
+    """([(relative path, size)] of the images below a class folder, count of other files)."""
+    found, skipped = [], 0
+    for rel, size in store.walk_files(class_name, skip_hidden=True):
+        name = rel.rsplit("/", 1)[-1]
+        if name.startswith("."):
+            continue
+        dot = name.rfind(".")
+        if dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS:
+            found.append((rel, size))
+        else:
+            skipped += 1
+    return found, skipped
 
 
 def _fingerprint(paths: List[str], sizes: List[int]) -> str:
