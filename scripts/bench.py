@@ -317,7 +317,10 @@ def run_baseline(folder):
 
 def best_of(repeat, fn, *args, **kwargs):
     """Run fn repeat times; keep the fastest run, the largest RSS."""
-    results = [fn(*args, **kwargs) for _ in range(repeat)]
+    return best_of_results([fn(*args, **kwargs) for _ in range(repeat)])
+
+
+def best_of_results(results):
     if any("error" in r for r in results):
         return next(r for r in results if "error" in r)
     best = min(results, key=lambda r: r["seconds"] / max(r["samples"], 1))
@@ -442,8 +445,22 @@ def parse_args():
     return args
 
 
+def floor_and_mixbake(rep, photos, workers):
+    """The floor and mixbake-2w alternately, repeat times each (best of each kept): the ratio
+    between them is measured under the same machine conditions even when those drift (a shared
+    machine's speed varies by 10-30% over minutes)."""
+    floors, bakes = [], []
+    for _ in range(rep):
+        floors.append(best_of(1, run_floor, list_files(photos), workers))
+        bakes.append(best_of(1, run_mixbake, photos, workers))
+    return best_of_results(floors), best_of_results(bakes)
+
+
 def run_all(args, photos):
     results, w, rep = {}, args.workers, args.repeat
+    if {"floor", "mixbake-2w"} <= args.only:
+        log("running floor and mixbake-2w, alternately ...")
+        results["floor"], results["mixbake-2w"] = floor_and_mixbake(rep, photos, w)
     steps = {
         "floor": lambda: best_of(rep, run_floor, list_files(photos), w),
         "mixbake-2w": lambda: best_of(rep, run_mixbake, photos, w),
@@ -453,7 +470,7 @@ def run_all(args, photos):
         "parquet": lambda: best_of(rep, run_mixbake, ensure_parquet(photos), w),
     }
     for name, step in steps.items():
-        if name in args.only:
+        if name in args.only and name not in results:
             log(f"running {name} ...")
             results[name] = step()
     if "small" in args.only:
