@@ -10,6 +10,7 @@ The ``.mixbake`` directory is removed once ``manifest.json`` is written.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -172,7 +173,7 @@ def sidecar_relpath(shard_id: int) -> str:
 def write_sidecar(store: Store, shard_id: int, table: pa.Table, result: dict) -> None:
     table = table.replace_schema_metadata({b"mixbake": json.dumps(result, sort_keys=True).encode()})
     with store.atomic_output(sidecar_relpath(shard_id)) as f:
-        arrow.write_parquet(table, f, compression="zstd")
+        arrow.write_parquet(table, f, compression="none")  # temporary: labels.parquet compresses
 
 
 def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
@@ -189,27 +190,56 @@ def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
 
 # ---------------------------------------------------------------- labels.parquet / labels.csv
 
-def write_labels(store: Store, num_shards: int, classes) -> dict:
+class LabelsWriter:
     """labels.parquet: the shards' label rows (no image bytes), as the workers wrote them in their
-    sidecars (shard, row, labels, source references). The ``huggingface`` footer makes ``label`` a
-    ClassLabel there too."""
-    rows = 0
-    with store.atomic_output(LABELS) as f:
-        writer = None
-        for shard_id in range(num_shards):
-            with store.open_input(sidecar_relpath(shard_id)) as sidecar:
-                # ParquetFile, not read_table: the latter imports pyarrow.dataset (0.6 s) for nothing
-                table = pq.ParquetFile(sidecar).read()
-            if writer is None:
-                schema = table.schema.with_metadata({b"huggingface": json.dumps(
-                    {"info": {"features": labels_features(table.schema, classes)}}).encode()})
-                writer = pq.ParquetWriter(f, schema, compression="zstd")
-            table = table.replace_schema_metadata(writer.schema.metadata)
-            writer.write_table(table, row_group_size=max(1, table.num_rows))
-            rows += table.num_rows
-        if writer is not None:
-            writer.close()
-    return {"path": LABELS, "rows": rows, "bytes": f.bytes, "sha256": f.sha256}
+    sidecars (shard, row, labels, source references), appended in shard order *while* the build
+    runs (``add`` as each shard finishes), so only the last shard's rows are left for the end.
+    The file is a temporary until ``close``; ``abort`` (or a crash) leaves no labels.parquet.
+    The ``huggingface`` footer makes ``label`` a ClassLabel there too."""
+
+    def __init__(self, store: Store, num_shards: int, classes):
+        self.store, self.num_shards, self.classes = store, num_shards, classes
+        self._stack = contextlib.ExitStack()
+        self._file = self._stack.enter_context(store.atomic_output(LABELS))
+        self._writer = None
+        self._ready, self._next, self.rows = set(), 0, 0
+
+    def add(self, shard_id: int) -> None:
+        """Shard ``shard_id``'s sidecar is complete; write every shard now contiguous."""
+        self._ready.add(shard_id)
+        while self._next in self._ready:
+            self._append(self._next)
+            self._ready.discard(self._next)
+            self._next += 1
+
+    def _append(self, shard_id: int) -> None:
+        with self.store.open_input(sidecar_relpath(shard_id)) as sidecar:
+            # ParquetFile, not read_table: the latter imports pyarrow.dataset (0.6 s) for nothing
+            table = pq.ParquetFile(sidecar).read()
+        if self._writer is None:
+            schema = table.schema.with_metadata({b"huggingface": json.dumps(
+                {"info": {"features": labels_features(table.schema, self.classes)}}).encode()})
+            self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
+        self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata),
+                                 row_group_size=max(1, table.num_rows))
+        self.rows += table.num_rows
+
+    def close(self) -> dict:
+        """Put labels.parquet in place (every shard must have been added); its manifest entry."""
+        if self._next != self.num_shards:
+            raise RuntimeError(f"labels.parquet closed after {self._next} of {self.num_shards} shards")
+        if self._writer is not None:
+            self._writer.close()
+        self._stack.close()
+        return {"path": LABELS, "rows": self.rows, "bytes": self._file.bytes, "sha256": self._file.sha256}
+
+    def abort(self) -> None:
+        """Drop the temporary (the build failed or was interrupted)."""
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
 def labels_features(schema: pa.Schema, classes) -> dict:

@@ -5,7 +5,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -131,9 +131,15 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
             return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]),
                                totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"])
         manifest.remove_stale_temporaries(store)
-        results = run_tasks(tasks, session, quiet)
+        labels = manifest.LabelsWriter(store, len(tasks), catalog.classes)
+        try:
+            results = run_tasks(tasks, session, quiet, on_result=labels.add)
+            labels_entry = labels.close()
+        except BaseException:
+            labels.abort()
+            raise
         manifest.remove_stale_temporaries(store)  # left by workers lost (and retried) during this run
-    summary = finish(store, config, catalog, identity, build_id, tasks, results)
+    summary = finish(store, config, catalog, identity, build_id, results, labels_entry)
     summary.state = "resumed" if state == "resume" else "baked"
     summary.seconds = time.monotonic() - started
     return summary
@@ -160,7 +166,9 @@ def finished_result(task: ShardTask) -> Optional[ShardResult]:
     return result if store.exists(result.path) and store.size(result.path) == result.bytes else None
 
 
-def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool) -> List[ShardResult]:
+def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,
+              on_result: Callable[[int], None] = lambda shard_id: None) -> List[ShardResult]:
+    """Run the shards not finished by an earlier run; ``on_result(shard_id)`` for every finished shard."""
     from tqdm import tqdm
 
     results: Dict[int, ShardResult] = {}
@@ -168,6 +176,7 @@ def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool) -> List[Sha
         done = finished_result(task)
         if done is not None:
             results[task.shard_id] = done
+            on_result(task.shard_id)
     pending = [t for t in tasks if t.shard_id not in results]
     rows_per_item = tasks[0].config.rows_per_item if tasks else 1
     total = sum(len(t.items) for t in tasks) * rows_per_item
@@ -180,12 +189,12 @@ def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool) -> List[Sha
 
         for result in session.execute(pending, progress, finished_result):
             results[result.shard_id] = result
+            on_result(result.shard_id)
         progress(total)
     return [results[t.shard_id] for t in tasks]
 
 
-def finish(store: Store, config, catalog, identity, build_id, tasks, results) -> BakeSummary:
-    labels = manifest.write_labels(store, len(results), catalog.classes)
+def finish(store: Store, config, catalog, identity, build_id, results, labels: dict) -> BakeSummary:
     if config.format == "folder":
         manifest.write_labels_csv(store, catalog.classes)
     errors = [tuple(e) for r in results for e in r.errors]

@@ -211,8 +211,9 @@ KILL_POINTS = {
     "after_1_shard": (lambda s: s.shards >= 1, lambda s: 1 <= s.shards < NUM_SHARDS),
     "after_3_shards": (lambda s: s.shards >= 3, lambda s: 3 <= s.shards < NUM_SHARDS),
     "after_7_shards": (lambda s: s.shards >= 7, lambda s: 7 <= s.shards < NUM_SHARDS and not s.manifest),
-    "writing_labels_parquet": (lambda s: s.labels_tmp or s.labels,
-                               lambda s: s.shards == NUM_SHARDS and not s.manifest),
+    # labels.parquet is appended shard by shard while the build runs (a temporary until the end)
+    "labels_parquet_half_written": (lambda s: s.labels_tmp and s.shards >= NUM_SHARDS // 2,
+                                    lambda s: s.labels_tmp and not s.labels and not s.manifest),
 }
 
 

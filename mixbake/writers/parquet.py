@@ -167,9 +167,9 @@ def _list_array(matrix: np.ndarray) -> pa.Array:
 
 def _boxes_array(boxes) -> pa.Array:
     """Per row an (m, 4) int array -> list<list<int32>>."""
-    counts = np.fromiter((len(b) for b in boxes), dtype=np.int64, count=len(boxes))
+    counts = np.fromiter(map(len, boxes), dtype=np.int64, count=len(boxes))
     outer = np.concatenate([[0], np.cumsum(counts)])
-    flat = np.concatenate([np.asarray(b, dtype=np.int32).reshape(-1, 4) for b in boxes]) if len(boxes) \
+    flat = np.concatenate(boxes, dtype=np.int32, casting="unsafe").reshape(-1, 4) if len(boxes) \
         else np.zeros((0, 4), np.int32)
     inner = arrow.lists(arrow.numeric(flat.ravel(), pa.int32()), np.arange(0, len(flat) * 4 + 1, 4))
     return arrow.lists(inner, outer)
