@@ -27,8 +27,12 @@ samples/s = output samples / wall seconds):
   mixbake-1w   command wall clock (interpreter start-up included) ... --workers 1.
   baseline     scripts/baseline_pillow.py: single-process PIL + numpy mixup.
   parquet      mixbake-2w reading the Parquet file instead of the folder.
-  small-png    mixbake-2w on the 32x32 PNG folder, --size 32 --image-format png
+  small-floor  the floor for the small images: the same pool of workers doing only read +
+               PNG decode (OpenCV) + raw bytes per 32x32 image; nothing written.
+  small-png    mixbake-2w on the 32x32 PNG folder (default 50000 images: CIFAR-10's
+               training-set size), --size 32 --image-format png
   small-raw    ... --image-format raw.
+  x floor      samples/s over the floor's (small-* rows: over small-floor's).
   peak RSS MB  largest max-RSS of any single process in the command's tree
                (getrusage(RUSAGE_CHILDREN) in a wrapper that, on Linux, is a
                child subreaper, so forkserver workers are counted too).
@@ -204,12 +208,19 @@ def _floor_one(path):
                                       colorsubsampling="420"))
 
 
-def run_floor(files, workers):
+def _small_floor_one(path):
+    """Read + PNG decode (OpenCV, straight to RGB when it can) + the raw bytes."""
+    data = Path(path).read_bytes()
+    flags = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+    return len(cv2.imdecode(np.frombuffer(data, np.uint8), flags).tobytes())
+
+
+def run_floor(files, workers, one=_floor_one):
     paths = [str(f) for f in files]
     with mp.Pool(workers, initializer=_floor_init) as pool:
-        pool.map(_floor_one, paths[:workers * 8], chunksize=1)  # warm-up
+        pool.map(one, paths[:workers * 8], chunksize=1)  # warm-up
         t0 = time.perf_counter()
-        for _ in pool.imap_unordered(_floor_one, paths, chunksize=16):
+        for _ in pool.imap_unordered(one, paths, chunksize=16):
             pass
         seconds = time.perf_counter() - t0
     return {"samples": len(paths), "seconds": seconds, "rss_mb": None}
@@ -359,7 +370,8 @@ def print_table(results):
             continue
         r = rate(res)
         same_task = not name.startswith("small")
-        x_floor = ratio(r, floor) if same_task else None
+        small_floor = rate(results.get("small-floor"))
+        x_floor = ratio(r, floor) if same_task else ratio(r, small_floor)
         x_base = ratio(r, base) if same_task else None
         print(f"| {name} | {fmt(r, '.1f')} | {fmt(x_floor, '.2f')} | "
               f"{fmt(x_base, '.2f')} | {fmt(res.get('rss_mb'), '.0f')} |")
@@ -421,7 +433,7 @@ def parse_args():
                    help="dataset cache dir (default: <repo>/bench-data)")
     p.add_argument("--n", type=int, help="photos for the main rows (default 10000: enough that "
                                          "mixbake's ~1.5 s of process start-up is amortised as in real use)")
-    p.add_argument("--n-small", type=int, help="32x32 PNGs (default 20000)")
+    p.add_argument("--n-small", type=int, help="32x32 PNGs (default 50000, CIFAR-10's training set)")
     p.add_argument("--n-large", type=int, help="photos for --memory (default 20000)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="data-generation seed")
@@ -433,7 +445,7 @@ def parse_args():
     args = p.parse_args()
     quick = args.quick
     args.n = args.n or (200 if quick else 10000)
-    args.n_small = args.n_small or (2000 if quick else 20000)
+    args.n_small = args.n_small or (2000 if quick else 50000)
     args.n_large = args.n_large or (2000 if quick else 20000)
     args.repeat = args.repeat or (1 if quick else 3)
     args.only = set(args.only.split(",")) if args.only else set(RUNS) - {"memory"}
@@ -475,6 +487,8 @@ def run_all(args, photos):
             results[name] = step()
     if "small" in args.only:
         small = ensure_folder(args.data, "small", args.n_small, args.seed, w)
+        log("running small-floor ...")
+        results["small-floor"] = best_of(rep, run_floor, list_files(small), w, _small_floor_one)
         for fmt_ in ("png", "raw"):
             log(f"running small-{fmt_} ...")
             results[f"small-{fmt_}"] = best_of(rep, run_mixbake, small, w, size=32, fmt=fmt_)
