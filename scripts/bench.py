@@ -458,22 +458,25 @@ def parse_args():
     return args
 
 
-def floor_and_mixbake(rep, photos, workers):
-    """The floor and mixbake-2w alternately, repeat times each (best of each kept): the ratio
-    between them is measured under the same machine conditions even when those drift (a shared
-    machine's speed varies by 10-30% over minutes)."""
-    floors, bakes = [], []
+def floor_and_mixbake(rep, photos, workers, with_1w):
+    """The floor, mixbake-2w (and mixbake-1w) in turn, repeat times each (best of each kept):
+    the ratios between them are measured under the same machine conditions even when those drift
+    (a shared machine's speed varies by 10-30% over minutes)."""
+    runs = {"floor": [], "mixbake-2w": [], "mixbake-1w": []}
     for _ in range(rep):
-        floors.append(best_of(1, run_floor, list_files(photos), workers))
-        bakes.append(best_of(1, run_mixbake, photos, workers))
-    return best_of_results(floors), best_of_results(bakes)
+        runs["floor"].append(run_floor(list_files(photos), workers))
+        runs["mixbake-2w"].append(run_mixbake(photos, workers))
+        if with_1w:
+            runs["mixbake-1w"].append(run_mixbake(photos, 1))
+    return {name: best_of_results(results) for name, results in runs.items() if results}
 
 
 def run_all(args, photos):
     results, w, rep = {}, args.workers, args.repeat
     if {"floor", "mixbake-2w"} <= args.only:
-        log("running floor and mixbake-2w, alternately ...")
-        results["floor"], results["mixbake-2w"] = floor_and_mixbake(rep, photos, w)
+        with_1w = "mixbake-1w" in args.only
+        log(f"running floor, mixbake-2w{', mixbake-1w' if with_1w else ''} in turn ...")
+        results.update(floor_and_mixbake(rep, photos, w, with_1w))
     steps = {
         "floor": lambda: best_of(rep, run_floor, list_files(photos), w),
         "mixbake-2w": lambda: best_of(rep, run_mixbake, photos, w),
@@ -488,11 +491,13 @@ def run_all(args, photos):
             results[name] = step()
     if "small" in args.only:
         small = ensure_folder(args.data, "small", args.n_small, args.seed, w)
-        log("running small-floor ...")
-        results["small-floor"] = best_of(rep, run_floor, list_files(small), w, _small_floor_one)
-        for fmt_ in ("png", "raw"):
-            log(f"running small-{fmt_} ...")
-            results[f"small-{fmt_}"] = best_of(rep, run_mixbake, small, w, size=32, fmt=fmt_)
+        log("running small-floor, small-png, small-raw in turn ...")
+        runs = {"small-floor": [], "small-png": [], "small-raw": []}
+        for _ in range(rep):
+            runs["small-floor"].append(run_floor(list_files(small), w, _small_floor_one))
+            for fmt_ in ("png", "raw"):
+                runs[f"small-{fmt_}"].append(run_mixbake(small, w, size=32, fmt=fmt_))
+        results.update({name: best_of_results(r) for name, r in runs.items()})
     return results
 
 
