@@ -172,7 +172,7 @@ def sidecar_relpath(shard_id: int) -> str:
 
 def write_sidecar(store: Store, shard_id: int, table: pa.Table, result: dict) -> None:
     table = table.replace_schema_metadata({b"mixbake": json.dumps(result, sort_keys=True).encode()})
-    with store.atomic_output(sidecar_relpath(shard_id)) as f:
+    with store.atomic_output(sidecar_relpath(shard_id), fsync=False) as f:
         arrow.write_parquet(table, f, compression="none")  # temporary: labels.parquet compresses
 
 
@@ -186,6 +186,12 @@ def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
             return json.loads(pq.ParquetFile(f).schema_arrow.metadata[b"mixbake"])
     except (pa.ArrowException, OSError, KeyError, ValueError, TypeError):
         return None
+
+
+def read_sidecar_paths(store: Store, shard_id: int) -> List[str]:
+    """The image files of a folder-format shard, in row order (its sidecar's ``path`` column)."""
+    with store.open_input(sidecar_relpath(shard_id)) as f:
+        return pq.ParquetFile(f).read(columns=["path"]).column(0).to_pylist()
 
 
 # ---------------------------------------------------------------- labels.parquet / labels.csv

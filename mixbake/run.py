@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
+import pyarrow as pa
 
 from . import __version__, manifest
 from .config import ERROR_POLICIES, OPS, BakeConfig, fingerprint
@@ -134,6 +135,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         labels = manifest.LabelsWriter(store, len(tasks), catalog.classes)
         try:
             results = run_tasks(tasks, session, quiet, on_result=labels.add)
+            store.sync()  # every shard durable before labels.parquet and the manifest commit them
             labels_entry = labels.close()
         except BaseException:
             labels.abort()
@@ -155,15 +157,27 @@ def _refuse_out_inside_source(store: Store, catalog: Catalog) -> None:
 
 
 def finished_result(task: ShardTask) -> Optional[ShardResult]:
-    """A shard finished by an earlier run of the same build (its sidecar is its commit record), or None."""
+    """A shard finished by an earlier run of the same build (its sidecar is its commit record), or None.
+
+    Shards are not fsynced one by one (OUT is synced once, before the manifest), so after a power
+    loss a sidecar may outlive its shard's data: on a local disk the shard is re-hashed against
+    the sidecar before it is kept. (An object store's write is durable once complete: size check.)
+    """
     recorded = manifest.read_sidecar(task.store, task.shard_id)
     if not recorded or recorded.pop("build", None) != task.build_id:
         return None
     result = ShardResult(**recorded)
-    if result.path.startswith(manifest.IMAGES + "#"):
-        return result
     store = task.store
-    return result if store.exists(result.path) and store.size(result.path) == result.bytes else None
+    try:
+        if result.path.startswith(manifest.IMAGES + "#"):
+            from .writers.folder import digest
+            paths = manifest.read_sidecar_paths(store, task.shard_id)
+            return result if digest(store, paths) == (result.bytes, result.sha256) else None
+        if not store.exists(result.path) or store.size(result.path) != result.bytes:
+            return None
+        return result if not store.local or store.sha256(result.path) == result.sha256 else None
+    except (OSError, pa.ArrowException):  # a file of the shard is missing or unreadable: bake it again
+        return None
 
 
 def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,

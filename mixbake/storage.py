@@ -17,6 +17,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import sys
 from dataclasses import dataclass, field
 from typing import Iterator, List, Tuple
 
@@ -146,6 +147,10 @@ class Store:
     def atomic_output(self, rel: str, fsync: bool = True):
         """A writable binary file that appears at ``rel`` only if the block exits cleanly.
 
+        ``fsync=False`` (shards and their sidecars) only starts the write-back to disk without
+        waiting for it: a worker blocked in fsync was 5% of a photo bake. Their durability comes
+        from :meth:`sync` before the manifest is written, and a resume re-hashes what it keeps.
+
         It counts and hashes what passes through it (``.bytes``, ``.sha256``), so a shard's digest
         never needs a second read (which on an object store would be a second download).
         """
@@ -166,14 +171,28 @@ class Store:
             with open(tmp, "wb") as raw:
                 stream = HashingFile(raw)
                 yield stream
+                raw.flush()
                 if fsync:
-                    raw.flush()
                     os.fsync(raw.fileno())
+                else:
+                    _start_writeback(raw.fileno())
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
+
+    def sync(self) -> None:
+        """Make everything written under OUT durable (its file system's dirty data on disk)."""
+        if not self.local:
+            return  # an object store's write is durable once it completes
+        syncfs = _load_syncfs()
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            if syncfs is None or syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
 
     def write_bytes(self, rel: str, data: bytes, fsync: bool = True) -> None:
         with self.atomic_output(rel, fsync=fsync) as f:
@@ -266,6 +285,28 @@ def _walk_local(path: str, prefix: str, skip_hidden: bool) -> Iterator[Tuple[str
         yield prefix + entry.name, size
     for entry in subdirs:
         yield from _walk_local(entry.path, prefix + entry.name + "/", skip_hidden)
+
+
+def _start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing a file's dirty pages now, without waiting (Linux: fadvise
+    DONTNEED starts the write-back of dirty pages and only drops pages already clean)."""
+    if hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
+def _load_syncfs():
+    """libc's syncfs(fd) (Linux): sync one file system instead of all of them, or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
 
 
 def _read_local(path: str) -> bytes:

@@ -48,7 +48,8 @@ class AtomicFileWriter:
 
     def __enter__(self):
         self._stack = contextlib.ExitStack()
-        self.file = self._stack.enter_context(self.store.atomic_output(self.relpath))
+        # no fsync here: the build syncs OUT once before its manifest (see Store.atomic_output)
+        self.file = self._stack.enter_context(self.store.atomic_output(self.relpath, fsync=False))
         self.open(self.file)
         return self
 

@@ -58,7 +58,7 @@ class FolderShardWriter:
     def write(self, columns: dict, images: List[bytes]) -> None:
         for i, image in enumerate(images):
             rel = image_relpath(self.dirs[int(columns["label"][i])], columns["key"][i], self.ext)
-            # no fsync per image: the shard's sidecar (fsynced) is what commits the set
+            # no fsync per image: the build syncs OUT once before its manifest
             self.store.write_bytes(rel, image, fsync=False)
             self.written.append((rel, hashlib.sha256(image).hexdigest()))
             self.bytes += len(image)
