@@ -82,7 +82,6 @@ def _fingerprint(paths: List[str], sizes: List[int]) -> str:
     Modification times are left out on purpose, so a copied dataset keeps its identity (the price:
     an image replaced in place by one of exactly the same size goes unnoticed).
     """
-    h = hashlib.sha256()
-    for rel, size in zip(paths, sizes):  # size -1: a broken link is an item too, its error comes later
-        h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + str(size).encode() + b"\n")
-    return h.hexdigest()
+    # size -1: a broken link is an item too, its error comes later
+    listing = "".join(f"{rel}\0{size}\n" for rel, size in zip(paths, sizes))
+    return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
