@@ -491,6 +491,8 @@ def run_all(args, photos):
             results[name] = step()
     if "small" in args.only:
         small = ensure_folder(args.data, "small", args.n_small, args.seed, w)
+        for f in list_files(small):  # warm the page cache, as for the photos
+            f.read_bytes()
         log("running small-floor, small-png, small-raw in turn ...")
         runs = {"small-floor": [], "small-png": [], "small-raw": []}
         for _ in range(rep):
