@@ -23,11 +23,11 @@ HEAVY = ("pandas", "pyarrow.compute", "pyarrow.dataset")
 
 # Installed with PYTHONPATH, so it runs in every interpreter the bake starts (including a
 # multiprocessing forkserver); forked children inherit the hook.
-SITECUSTOMIZE = textwrap.dedent(f"""
+SITECUSTOMIZE = textwrap.dedent("""
     import os, sys, traceback
     class _Recorder:
         def find_spec(self, name, path=None, target=None):
-            if name in {HEAVY!r} and name not in sys.modules:
+            if name in os.environ["MIXBAKE_TEST_WATCH"].split(",") and name not in sys.modules:
                 with open(os.environ["MIXBAKE_TEST_IMPORT_LOG"], "a") as f:
                     f.write("=== " + name + " imported in pid " + str(os.getpid()) + "\\n")
                     f.write("".join(traceback.format_stack(limit=15)))
@@ -63,13 +63,13 @@ def sources(tmp_path_factory):
     return {"folder": folder, "parquet": root / "data.parquet"}
 
 
-def _run(tmp_path, code_or_argv):
+def _run(tmp_path, code_or_argv, watch=HEAVY):
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     log = tmp_path / "imports.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "MIXBAKE_TEST_IMPORT_LOG": str(log)}
+           "MIXBAKE_TEST_IMPORT_LOG": str(log), "MIXBAKE_TEST_WATCH": ",".join(watch)}
     proc = subprocess.run([sys.executable, *code_or_argv], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -110,3 +110,17 @@ def test_the_guard_itself_sees_a_pandas_import(tmp_path):
     pytest.importorskip("pandas")
     imports = _run(tmp_path, ["-c", "import pyarrow as pa; pa.array([1, 2])"])
     assert "=== pandas imported" in imports
+
+
+def test_a_quiet_bake_does_not_import_the_progress_bar(sources, tmp_path):
+    """tqdm reads its own version through importlib.metadata (~40 ms): only a visible bar needs it."""
+    out = tmp_path / "out"
+    imports = _run(tmp_path, ["-m", "mixbake", "bake", str(sources["folder"]), str(out), "--quiet",
+                              "--size", "32"], watch=HEAVY + ("tqdm",))
+    assert imports == ""
+    assert json.loads((out / "manifest.json").read_text())["totals"]["rows"] == 12
+    shown = tmp_path / "shown"
+    shown.mkdir()
+    imports = _run(shown, ["-m", "mixbake", "bake", str(sources["folder"]), str(out) + "2", "--size", "32"],
+                   watch=("tqdm",))
+    assert "=== tqdm imported" in imports  # the guard sees it when the bar is on
