@@ -25,6 +25,7 @@ samples/s = output samples / wall seconds):
                warm-up excluded. The practical upper bound for a bake.
   mixbake-2w   `python -m mixbake bake DATA OUT ... --workers 2`, whole
   mixbake-1w   command wall clock (interpreter start-up included) ... --workers 1.
+  floor-1w     the floor with 1 process: the machine's own 2w/1w scaling, for reference.
   baseline     scripts/baseline_pillow.py: single-process PIL + numpy mixup.
   parquet      mixbake-2w reading the Parquet file instead of the folder.
   small-floor  the floor for the small images: the same pool of workers doing only read +
@@ -385,6 +386,7 @@ def print_checks(results):
         ("mixbake-2w / baseline (pillow 1 proc)",
          ratio(r.get("mixbake-2w"), r.get("baseline")), 6.0),
         ("2w / 1w scaling", ratio(r.get("mixbake-2w"), r.get("mixbake-1w")), 1.8),
+        ("(the floor's own 2w / 1w scaling)", ratio(r.get("floor"), r.get("floor-1w")), 1.8),
         ("parquet / folder (no more than 10% slower)",
          ratio(r.get("parquet"), r.get("mixbake-2w")), 0.90),
         ("small-png samples/s", r.get("small-png"), 8000),
@@ -462,11 +464,12 @@ def floor_and_mixbake(rep, photos, workers, with_1w):
     """The floor, mixbake-2w (and mixbake-1w) in turn, repeat times each (best of each kept):
     the ratios between them are measured under the same machine conditions even when those drift
     (a shared machine's speed varies by 10-30% over minutes)."""
-    runs = {"floor": [], "mixbake-2w": [], "mixbake-1w": []}
+    runs = {"floor": [], "mixbake-2w": [], "floor-1w": [], "mixbake-1w": []}
     for _ in range(rep):
         runs["floor"].append(run_floor(list_files(photos), workers))
         runs["mixbake-2w"].append(run_mixbake(photos, workers))
-        if with_1w:
+        if with_1w:  # the machine's own scaling, to read mixbake's against
+            runs["floor-1w"].append(run_floor(list_files(photos), 1))
             runs["mixbake-1w"].append(run_mixbake(photos, 1))
     return {name: best_of_results(results) for name, results in runs.items() if results}
 
