@@ -187,12 +187,15 @@ class Store:
         if not self.local:
             return  # an object store's write is durable once it completes
         syncfs = _load_syncfs()
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            if syncfs is None or syncfs(fd) != 0:
-                os.sync()
-        finally:
-            os.close(fd)
+        if syncfs is not None:
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                if syncfs(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        if hasattr(os, "sync"):  # (not on Windows)
+            os.sync()
 
     def write_bytes(self, rel: str, data: bytes, fsync: bool = True) -> None:
         with self.atomic_output(rel, fsync=fsync) as f:
