@@ -39,13 +39,17 @@ def cutmix_boxes(lam, centre_y, centre_x, height: int, width: int, minmax=None, 
     return np.stack([x0, y0, x1, y1], axis=-1).astype(np.int64)
 
 
-def box_area(box) -> int:
-    x0, y0, x1, y1 = (int(v) for v in box)
-    return max(0, x1 - x0) * max(0, y1 - y0)
+def box_area(box):
+    """Pixels inside ``(x0, y0, x1, y1)`` (0 when empty): an int for one box, an int64 array for
+    an (n, 4) array of boxes."""
+    x0, y0, x1, y1 = np.moveaxis(np.asarray(box, dtype=np.int64), -1, 0)
+    area = np.maximum(0, x1 - x0) * np.maximum(0, y1 - y0)
+    return int(area) if area.ndim == 0 else area
 
 
-def cutmix_lam(box, height: int, width: int) -> float:
-    """The label weight of source a: the share of output pixels NOT pasted from b (after clipping)."""
+def cutmix_lam(box, height: int, width: int):
+    """The label weight of source a: the share of output pixels NOT pasted from b (after clipping).
+    A float for one box, a float64 array for an (n, 4) array of boxes (the same arithmetic)."""
     return 1.0 - box_area(box) / float(height * width)
 
 

@@ -129,11 +129,9 @@ def _resolve(config, op, b, lam_mix, cut_boxes, hole_centres, height, width):
     paired = (op == MIXUP) | (op == CUTMIX)
     op = np.where(paired & (b < 0), NONE, op).astype(np.int8)
     b = np.where((op == MIXUP) | (op == CUTMIX), b, -1)
-    x0, y0, x1, y1 = cut_boxes.T
-    area = np.maximum(0, x1 - x0) * np.maximum(0, y1 - y0)
-    pasted = (op == CUTMIX) & (area > 0)
+    pasted = (op == CUTMIX) & (ops.box_area(cut_boxes) > 0)
     lam = np.where(op == MIXUP, lam_mix, 1.0)
-    lam = np.where(pasted, 1.0 - area / float(height * width), lam)
+    lam = np.where(pasted, ops.cutmix_lam(cut_boxes, height, width), lam)
     holes = ops.cutout_boxes(hole_centres[..., 0], hole_centres[..., 1], height, width, config.cutout_size)
     open_holes = (holes[..., 2] > holes[..., 0]) & (holes[..., 3] > holes[..., 1])
     boxes = [_NO_BOX] * len(op)
