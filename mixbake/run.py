@@ -89,7 +89,7 @@ def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
             shard_id=shard_id, num_shards=len(pools), config=config, classes=catalog.classes,
             reader=catalog.reader, locators=tuple(locators[c] for c in chunks.tolist()),
             chunk_sizes=tuple(sizes.tolist()), items=items, labels=catalog.labels[items],
-            refs=tuple(r if r.isascii() else display_ref(r) for r in map(refs.__getitem__, items.tolist())),
+            refs=tuple(display_ref(refs[i]) for i in items.tolist()),
             known_bad={p: catalog.bad[i] for p, i in enumerate(items.tolist()) if i in catalog.bad}
             if catalog.bad else {},
             store=store, build_id=build_id, on_error=on_error,

@@ -72,4 +72,6 @@ def open_source(source: str, image_column: Optional[str] = None, label_column: O
 
 def display_ref(path: str) -> str:
     """A printable, UTF-8-safe spelling of a file name that may hold undecodable bytes."""
+    if path.isascii():  # nearly every name, and the only case on hot paths: nothing to escape
+        return path
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
