@@ -198,10 +198,9 @@ def labels_rows(task: ShardTask, plan: ShardPlan, columns: dict) -> pa.Table:
     table = table.append_column("ref_a", arrow.strings([refs[p] for p in plan.a]))
     table = table.append_column("ref_b", arrow.strings([refs[p] if p >= 0 else None for p in plan.b]))
     if task.config.format == "folder":  # ... and where its image file is
-        from .writers.folder import class_dirs, image_relpath
-        dirs, ext = class_dirs(task.classes), imaging.extension(task.config.image_format)
+        from .writers.folder import image_relpaths
         table = table.append_column("path", arrow.strings(
-            [image_relpath(dirs[label], key, ext) for key, label in zip(columns["key"], columns["label"])]))
+            image_relpaths(task.classes, task.config.image_format, columns["key"], columns["label"])))
     return table
 
 

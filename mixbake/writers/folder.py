@@ -28,6 +28,12 @@ def image_relpath(class_dir: str, key: str, ext: str) -> str:
     return f"images/{class_dir}/{key}.{ext}"
 
 
+def image_relpaths(classes: Sequence[str], image_format: str, keys, labels) -> List[str]:
+    """Where each row's image file lives (the writer writes there; labels.parquet says so)."""
+    dirs, ext = class_dirs(classes), imaging.extension(image_format)
+    return [image_relpath(dirs[int(label)], key, ext) for key, label in zip(keys, labels)]
+
+
 def digest(store, relpaths: Sequence[str]):
     """(total bytes, sha256 over 'path sha256' lines) of a folder shard's files, in row order."""
     h, total = hashlib.sha256(), 0
@@ -47,8 +53,7 @@ def _lines_digest(files) -> tuple:
 class FolderShardWriter:
     def __init__(self, store, relpath: str, config, classes, footer: dict):
         self.store, self.relpath = store, relpath
-        self.ext = imaging.extension(config.image_format)
-        self.dirs = class_dirs(classes)
+        self.classes, self.image_format = classes, config.image_format
         self.written: List[tuple] = []
         self.bytes, self.sha256 = 0, ""
 
@@ -56,8 +61,8 @@ class FolderShardWriter:
         return self
 
     def write(self, columns: dict, images: List[bytes]) -> None:
-        for i, image in enumerate(images):
-            rel = image_relpath(self.dirs[int(columns["label"][i])], columns["key"][i], self.ext)
+        paths = image_relpaths(self.classes, self.image_format, columns["key"], columns["label"])
+        for rel, image in zip(paths, images):
             # no fsync per image: the build syncs OUT once before its manifest
             self.store.write_bytes(rel, image, fsync=False)
             self.written.append((rel, hashlib.sha256(image).hexdigest()))
