@@ -116,6 +116,15 @@ def kill_group(proc):
     assert wait_group_gone(proc.pid), "processes of the killed bake survive"
 
 
+def stderr_within(proc, timeout, failure):
+    """The bake's stderr once it has exited; kill its group and fail the test if it takes longer."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(failure)
+
+
 def bake(src, out, args=BIG_ARGS, timeout=120):
     return subprocess.run(MIXBAKE + ["bake", str(src), str(out), *args], capture_output=True, text=True,
                           timeout=timeout)
@@ -287,11 +296,7 @@ def worker_killed(big, tmp_path_factory):
         time.sleep(0.001)
     assert victim is not None, "no busy worker found"
     killed_at = time.monotonic()
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the parent hangs after a worker died")
+    err = stderr_within(proc, 60, "the parent hangs after a worker died")
     record = dict(out=out, victim=victim, returncode=proc.returncode, seconds=time.monotonic() - killed_at,
                   stderr=err.decode("utf-8", "replace"), orphans=not wait_group_gone(proc.pid), rerun=None)
     print(f"\nkilled worker {victim}: exit {proc.returncode}, stderr {record['stderr'].strip()!r}")
@@ -342,11 +347,7 @@ def test_ctrl_c_stops_promptly_and_resumes_to_identical_bytes(big, tmp_path):
     assert wait_for(proc, out, lambda s: s.shards >= 2) is not None
     os.killpg(proc.pid, signal.SIGINT)
     sent = time.monotonic()
-    try:
-        _, err = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("Ctrl-C did not stop the bake within 30 s")
+    err = stderr_within(proc, 30, "Ctrl-C did not stop the bake within 30 s")
     elapsed = time.monotonic() - sent
     err = err.decode("utf-8", "replace")
     assert elapsed < 10, elapsed
