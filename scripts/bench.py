@@ -471,18 +471,26 @@ def parse_args():
     return args
 
 
-def floor_and_mixbake(rep, photos, workers, with_1w):
-    """The floor, mixbake-2w (and mixbake-1w) in turn, repeat times each (best of each kept):
-    the ratios between them are measured under the same machine conditions even when those drift
+def in_turn(rep, steps):
+    """Run every step once, in order, ``rep`` times over; {name: [results]}. Rows that are compared
+    are measured this way, so their ratios see the same machine conditions even when those drift
     (a shared machine's speed varies by 10-30% over minutes)."""
-    runs = {"floor": [], "mixbake-2w": [], "floor-1w": [], "mixbake-1w": []}
+    runs = {name: [] for name in steps}
     for _ in range(rep):
-        runs["floor"].append(run_floor(list_files(photos), workers))
-        runs["mixbake-2w"].append(run_mixbake(photos, workers))
-        if with_1w:  # the machine's own scaling, to read mixbake's against
-            runs["floor-1w"].append(run_floor(list_files(photos), 1))
-            runs["mixbake-1w"].append(run_mixbake(photos, 1))
-    best = {name: best_of_results(results) for name, results in runs.items() if results}
+        for name, step in steps.items():
+            runs[name].append(step())
+    return runs
+
+
+def floor_and_mixbake(rep, photos, workers, with_1w):
+    """The floor, mixbake-2w (and floor-1w, mixbake-1w) in turn; the best of each kept."""
+    steps = {"floor": lambda: run_floor(list_files(photos), workers),
+             "mixbake-2w": lambda: run_mixbake(photos, workers)}
+    if with_1w:  # with the machine's own scaling, to read mixbake's against
+        steps.update({"floor-1w": lambda: run_floor(list_files(photos), 1),
+                      "mixbake-1w": lambda: run_mixbake(photos, 1)})
+    runs = in_turn(rep, steps)
+    best = {name: best_of_results(results) for name, results in runs.items()}
     # Each repeat's mixbake-2w / floor, from runs made back to back: drift between repeats cancels
     # out here, where best-of-each can pair a fast-moment floor with a slow-moment bake.
     best["paired"] = {"ratios": [ratio(rate(b), rate(f)) for f, b in zip(runs["floor"], runs["mixbake-2w"])]}
@@ -512,11 +520,11 @@ def run_all(args, photos):
         for f in list_files(small):  # warm the page cache, as for the photos
             f.read_bytes()
         log("running small-floor, small-png, small-raw in turn ...")
-        runs = {"small-floor": [], "small-png": [], "small-raw": []}
-        for _ in range(rep):
-            runs["small-floor"].append(run_floor(list_files(small), w, _small_floor_one))
-            for fmt_ in ("png", "raw"):
-                runs[f"small-{fmt_}"].append(run_mixbake(small, w, size=32, fmt=fmt_))
+        runs = in_turn(rep, {
+            "small-floor": lambda: run_floor(list_files(small), w, _small_floor_one),
+            "small-png": lambda: run_mixbake(small, w, size=32, fmt="png"),
+            "small-raw": lambda: run_mixbake(small, w, size=32, fmt="raw"),
+        })
         results.update({name: best_of_results(r) for name, r in runs.items()})
     return results
 
