@@ -129,6 +129,12 @@ class Store:
         return pa.OSFile(self.path(rel), "r") if self.local else self._fs.open_input_file(self.path(rel))
 
     def sha256(self, rel: str) -> str:
+        if self.local:
+            fd = os.open(self.path(rel), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                return _digest_fd(fd)[1]
+            finally:
+                os.close(fd)
         h = hashlib.sha256()
         with self.open_input(rel) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -144,38 +150,55 @@ class Store:
             self._fs.create_dir(self.path(rel), recursive=True)
 
     @contextlib.contextmanager
-    def atomic_output(self, rel: str, fsync: bool = True):
+    def atomic_output(self, rel: str, fsync: bool = True, native: bool = False):
         """A writable binary file that appears at ``rel`` only if the block exits cleanly.
 
         ``fsync=False`` (shards and their sidecars) only starts the write-back to disk without
         waiting for it: a worker blocked in fsync was 5% of a photo bake. Their durability comes
-        from :meth:`sync` before the manifest is written, and a resume re-hashes what it keeps.
+        from syncing them before the manifest is written, and a resume re-hashes what it keeps.
 
-        It counts and hashes what passes through it (``.bytes``, ``.sha256``), so a shard's digest
-        never needs a second read (which on an object store would be a second download).
+        It yields a :class:`HashingFile` (a Python file that counts and hashes what passes through
+        it, so a shard's digest never needs a second download). ``native=True`` yields a
+        :class:`NativeOutput` instead, for pyarrow writers: on a local disk its ``sink`` is a native
+        file (no Python call and no copy per write; ~20 us per 16 KB image row) and the digest is
+        taken from the page cache after the file is closed. ``.bytes``/``.sha256`` either way.
         """
         if not self.local:
             stream = HashingFile(self._fs.open_output_stream(self.path(rel)))
+            output = NativeOutput(stream) if native else stream
             try:
-                yield stream
+                yield output
             except BaseException:
                 stream.raw.close()
                 self.remove(rel)  # completed by close(); never listed anywhere, so never part of a build
                 raise
             stream.raw.close()
+            if native:
+                output.bytes, output.sha256 = stream.bytes, stream.sha256
             return
         path = self.path(rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = temporary_name(path)
         try:
-            with open(tmp, "wb") as raw:
-                stream = HashingFile(raw)
-                yield stream
-                raw.flush()
-                if fsync:
-                    os.fsync(raw.fileno())
-                else:
-                    _start_writeback(raw.fileno())
+            if native:
+                import pyarrow as pa
+                output = NativeOutput(pa.OSFile(tmp, "wb"))
+                try:
+                    yield output
+                finally:
+                    output.sink.close()
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    output.bytes, output.sha256 = _digest_fd(fd)
+                    os.fsync(fd) if fsync else _start_writeback(fd)
+                finally:
+                    os.close(fd)
+            else:
+                with open(tmp, "wb") as raw:
+                    stream = HashingFile(raw)
+                    yield stream
+                    raw.flush()
+                    os.fsync(raw.fileno()) if fsync else _start_writeback(raw.fileno())
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -219,6 +242,25 @@ def temporary_name(path: str) -> str:
     """Dot-named (readers and globs skip it) and unique per process, so an orphaned worker of a
     killed run never shares a temporary with a resumed run."""
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+
+
+class NativeOutput:
+    """What ``Store.atomic_output(native=True)`` yields: ``sink`` for a pyarrow writer, then the
+    file's ``bytes`` and ``sha256`` once the block has exited."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.bytes, self.sha256 = 0, ""
+
+
+def _digest_fd(fd: int) -> Tuple[int, str]:
+    """(size, sha256) of an open local file, hashed from a memory map (no copy out of the page cache)."""
+    import mmap
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0, hashlib.sha256().hexdigest()
+    with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+        return size, hashlib.sha256(mapped).hexdigest()
 
 
 class HashingFile:

@@ -38,7 +38,10 @@ def open_writer(store, shard_id: int, num_shards: int, config, classes, footer: 
 
 class AtomicFileWriter:
     """Base for single-file shards: the file is opened through ``store.atomic_output`` on enter and
-    committed (or discarded, on an exception) on exit; ``bytes``/``sha256`` are known after."""
+    committed (or discarded, on an exception) on exit; ``bytes``/``sha256`` are known after.
+    A writer whose ``open`` takes a pyarrow sink sets ``native = True`` (see ``Store.atomic_output``)."""
+
+    native = False
 
     def __init__(self, store, relpath: str):
         self.store, self.relpath = store, relpath
@@ -49,8 +52,9 @@ class AtomicFileWriter:
     def __enter__(self):
         self._stack = contextlib.ExitStack()
         # no fsync here: the build syncs OUT once before its manifest (see Store.atomic_output)
-        self.file = self._stack.enter_context(self.store.atomic_output(self.relpath, fsync=False))
-        self.open(self.file)
+        self.file = self._stack.enter_context(self.store.atomic_output(self.relpath, fsync=False,
+                                                                       native=self.native))
+        self.open(self.file.sink if self.native else self.file)
         return self
 
     def open(self, file) -> None:

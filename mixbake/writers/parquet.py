@@ -79,6 +79,8 @@ def shard_schema(config: BakeConfig, classes, footer: Optional[dict] = None) -> 
 class ShardWriter(AtomicFileWriter):
     """``with ShardWriter(store, relpath, ...) as w: w.write(...)``; the file appears on clean exit only."""
 
+    native = True  # pyarrow writes straight to the file
+
     def __init__(self, store, relpath: str, config: BakeConfig, classes, footer: dict):
         super().__init__(store, relpath)
         self.config = config
