@@ -172,8 +172,8 @@ def sidecar_relpath(shard_id: int) -> str:
 
 def write_sidecar(store: Store, shard_id: int, table: pa.Table, result: dict) -> None:
     table = table.replace_schema_metadata({b"mixbake": json.dumps(result, sort_keys=True).encode()})
-    with store.atomic_output(sidecar_relpath(shard_id), fsync=False) as f:
-        arrow.write_parquet(table, f, compression="none")  # temporary: labels.parquet compresses
+    with store.atomic_output(sidecar_relpath(shard_id), fsync=False, native=True) as f:
+        arrow.write_parquet(table, f.sink, compression="none")  # temporary: labels.parquet compresses
 
 
 def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:

@@ -16,7 +16,7 @@ from .errors import MixbakeError
 from .imaging import codec_versions
 from .plan import check_pairable, make_pools
 from .sources import Catalog, display_ref, open_source
-from .storage import Store
+from .storage import Store, Syncer
 from .executors import EXECUTORS, ExecutorSpec, Session, default_workers
 from .worker import ShardResult, ShardTask
 
@@ -133,11 +133,18 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
                                totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"])
         manifest.remove_stale_temporaries(store)
         labels = manifest.LabelsWriter(store, len(tasks), catalog.classes)
+        syncer = Syncer(store)
+
+        def on_result(result: ShardResult) -> None:
+            labels.add(result.shard_id)
+            syncer.add(None if result.path.startswith(manifest.IMAGES + "#") else result.path)
+
         try:
-            results = run_tasks(tasks, session, quiet, on_result=labels.add)
-            store.sync()  # every shard durable before labels.parquet and the manifest commit them
+            results = run_tasks(tasks, session, quiet, on_result=on_result)
+            syncer.finish()  # every shard durable before labels.parquet and the manifest commit them
             labels_entry = labels.close()
         except BaseException:
+            syncer.close()
             labels.abort()
             raise
         manifest.remove_stale_temporaries(store)  # left by workers lost (and retried) during this run
@@ -181,14 +188,15 @@ def finished_result(task: ShardTask) -> Optional[ShardResult]:
 
 
 def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,
-              on_result: Callable[[int], None] = lambda shard_id: None) -> List[ShardResult]:
-    """Run the shards not finished by an earlier run; ``on_result(shard_id)`` for every finished shard."""
+              on_result: Callable[[ShardResult], None] = lambda result: None) -> List[ShardResult]:
+    """Run the shards not finished by an earlier run; ``on_result(result)`` for every finished shard
+    (also those an earlier run finished)."""
     results: Dict[int, ShardResult] = {}
     for task in tasks:
         done = finished_result(task)
         if done is not None:
             results[task.shard_id] = done
-            on_result(task.shard_id)
+            on_result(done)
     pending = [t for t in tasks if t.shard_id not in results]
     rows_per_item = tasks[0].config.rows_per_item if tasks else 1
     total = sum(len(t.items) for t in tasks) * rows_per_item
@@ -201,7 +209,7 @@ def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,
 
         for result in session.execute(pending, progress, finished_result):
             results[result.shard_id] = result
-            on_result(result.shard_id)
+            on_result(result)
         progress(total)
     return [results[t.shard_id] for t in tasks]
 

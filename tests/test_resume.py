@@ -5,6 +5,7 @@ build refused, and --overwrite that removes only mixbake's files.
 
 Kill points are observed on disk by polling OUT while the bake runs in its own session.
 """
+import json
 import os
 import re
 import shutil
@@ -488,7 +489,7 @@ def _crash_before_manifest(src, out, args, monkeypatch):
 
 @pytest.mark.parametrize("fmt", ["parquet", "folder"])
 def test_resume_rebakes_a_kept_shard_whose_bytes_did_not_survive(small, tmp_path, monkeypatch, fmt):
-    """Shards are not fsynced one by one (OUT is synced once, before the manifest): after a power
+    """Workers do not fsync their shards (the parent does, before the manifest): after a power
     loss a sidecar can outlive its shard's data. A resume re-hashes each shard it keeps; a shard
     whose bytes changed (same size) is baked again, the others are kept untouched."""
     args = SMALL_ARGS + ["--format", fmt]
@@ -511,3 +512,38 @@ def test_resume_rebakes_a_kept_shard_whose_bytes_did_not_survive(small, tmp_path
     assert_same_build(out, ref)
     assert kept.stat().st_mtime_ns == kept_mtime  # a sound shard is not rewritten
     verify_deep(out)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset", "folder"])
+@pytest.mark.parametrize("resumed", [False, True])
+def test_every_shard_is_on_disk_before_the_manifest_commits_it(small, tmp_path, monkeypatch, fmt, resumed):
+    """Durability order: every shard file the manifest lists (shards kept from an earlier, crashed
+    run too) is fsynced, and so is its directory, before labels.parquet and manifest.json are
+    written; a folder shard's images through a sync of OUT's whole file system."""
+    import mixbake.storage
+    args = SMALL_ARGS + ["--format", fmt]
+    out = tmp_path / "out"
+    if resumed:
+        _crash_before_manifest(small, out, args, monkeypatch)
+    events = []
+    real_fsync, real_sync, real_replace = mixbake.storage._fsync, mixbake.storage.Store.sync, os.replace
+    monkeypatch.setattr(mixbake.storage, "_fsync", lambda path: (real_fsync(path), events.append(("fsync", path))))
+    monkeypatch.setattr(mixbake.storage.Store, "sync", lambda store: (real_sync(store), events.append(("syncfs", ""))))
+    monkeypatch.setattr(os, "replace", lambda a, b: (real_replace(a, b), events.append(("commit", os.fspath(b)))))
+    result = bake_inproc(small, out, args)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Resumed" if resumed else "Baked"), result.stdout
+
+    def first(event):
+        assert event in events, event
+        return events.index(event)
+    committed = min(first(("commit", str(out / name))) for name in ("labels.parquet", "manifest.json"))
+    shards = json.loads((out / "manifest.json").read_text())["shards"]
+    assert len(shards) >= 3
+    if fmt == "folder":
+        assert first(("syncfs", "")) < committed
+        return
+    for shard in shards:
+        path = out / shard["path"]
+        assert first(("fsync", str(path))) < committed, path
+        assert first(("fsync", str(path.parent))) < committed, path.parent
