@@ -19,7 +19,6 @@ from typing import List, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import arrow
 from .errors import MixbakeError
 from .storage import Store
 
@@ -167,13 +166,22 @@ def finish_state(store: Store) -> None:
 # ---------------------------------------------------------------- per-shard sidecars
 
 def sidecar_relpath(shard_id: int) -> str:
-    return f"{STATE}/shards/shard-{shard_id:05d}.parquet"
+    return f"{STATE}/shards/shard-{shard_id:05d}.arrow"
 
 
+# Sidecars are Arrow IPC files: temporary, read back whole by the parent (labels.parquet) in ~0.1 ms,
+# where a Parquet sidecar took ~1 ms to read and ~2 ms to write per 500 rows.
 def write_sidecar(store: Store, shard_id: int, table: pa.Table, result: dict) -> None:
     table = table.replace_schema_metadata({b"mixbake": json.dumps(result, sort_keys=True).encode()})
     with store.atomic_output(sidecar_relpath(shard_id), fsync=False, native=True) as f:
-        arrow.write_parquet(table, f.sink, compression="none")  # temporary: labels.parquet compresses
+        with pa.ipc.new_file(f.sink, table.schema) as writer:
+            writer.write_table(table)
+
+
+def _read_sidecar_table(store: Store, shard_id: int, columns=None) -> pa.Table:
+    with store.open_input(sidecar_relpath(shard_id)) as f:
+        table = pa.ipc.open_file(f).read_all()
+    return table.select(columns) if columns else table
 
 
 def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
@@ -183,15 +191,14 @@ def read_sidecar(store: Store, shard_id: int) -> Optional[dict]:
         return None
     try:
         with store.open_input(rel) as f:
-            return json.loads(pq.ParquetFile(f).schema_arrow.metadata[b"mixbake"])
+            return json.loads(pa.ipc.open_file(f).schema.metadata[b"mixbake"])
     except (pa.ArrowException, OSError, KeyError, ValueError, TypeError):
         return None
 
 
 def read_sidecar_paths(store: Store, shard_id: int) -> List[str]:
     """The image files of a folder-format shard, in row order (its sidecar's ``path`` column)."""
-    with store.open_input(sidecar_relpath(shard_id)) as f:
-        return pq.ParquetFile(f).read(columns=["path"]).column(0).to_pylist()
+    return _read_sidecar_table(store, shard_id, ["path"]).column(0).to_pylist()
 
 
 # ---------------------------------------------------------------- labels.parquet / labels.csv
@@ -199,15 +206,19 @@ def read_sidecar_paths(store: Store, shard_id: int) -> List[str]:
 class LabelsWriter:
     """labels.parquet: the shards' label rows (no image bytes), as the workers wrote them in their
     sidecars (shard, row, labels, source references), appended in shard order *while* the build
-    runs (``add`` as each shard finishes), so only the last shard's rows are left for the end.
-    The file is a temporary until ``close``; ``abort`` (or a crash) leaves no labels.parquet.
-    The ``huggingface`` footer makes ``label`` a ClassLabel there too."""
+    runs (``add`` as each shard finishes), so only the last rows are left for the end.
+    Rows are written in row groups of ~``GROUP_ROWS`` (one ``write_table`` per 500-row shard was
+    2.3 ms, against 10.5 ms per 10k rows). The file is a temporary until ``close``; ``abort`` (or a
+    crash) leaves no labels.parquet. The ``huggingface`` footer makes ``label`` a ClassLabel there too."""
+
+    GROUP_ROWS = 16384
 
     def __init__(self, store: Store, num_shards: int, classes):
         self.store, self.num_shards, self.classes = store, num_shards, classes
         self._stack = contextlib.ExitStack()
-        self._file = self._stack.enter_context(store.atomic_output(LABELS))
+        self._file = self._stack.enter_context(store.atomic_output(LABELS, native=True))
         self._writer = None
+        self._buffered: List[pa.Table] = []
         self._ready, self._next, self.rows = set(), 0, 0
 
     def add(self, shard_id: int) -> None:
@@ -219,22 +230,28 @@ class LabelsWriter:
             self._next += 1
 
     def _append(self, shard_id: int) -> None:
-        with self.store.open_input(sidecar_relpath(shard_id)) as sidecar:
-            # ParquetFile, not read_table: the latter imports pyarrow.dataset (0.6 s) for nothing
-            table = pq.ParquetFile(sidecar).read()
+        table = _read_sidecar_table(self.store, shard_id)
         if self._writer is None:
             schema = table.schema.with_metadata({b"huggingface": json.dumps(
                 {"info": {"features": labels_features(table.schema, self.classes)}}).encode()})
-            self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
-        self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata),
-                                 row_group_size=max(1, table.num_rows))
+            self._writer = pq.ParquetWriter(self._file.sink, schema, compression="zstd")
+        self._buffered.append(table.replace_schema_metadata(self._writer.schema.metadata))
         self.rows += table.num_rows
+        if sum(t.num_rows for t in self._buffered) >= self.GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffered:
+            group = pa.concat_tables(self._buffered)
+            self._writer.write_table(group, row_group_size=max(1, group.num_rows))
+            self._buffered = []
 
     def close(self) -> dict:
         """Put labels.parquet in place (every shard must have been added); its manifest entry."""
         if self._next != self.num_shards:
             raise RuntimeError(f"labels.parquet closed after {self._next} of {self.num_shards} shards")
         if self._writer is not None:
+            self._flush()
             self._writer.close()
         self._stack.close()
         return {"path": LABELS, "rows": self.rows, "bytes": self._file.bytes, "sha256": self._file.sha256}

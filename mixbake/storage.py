@@ -104,7 +104,8 @@ class Store:
                       for i in self._fs.get_file_info(selector))
 
     def walk_files(self, rel: str = "", skip_hidden: bool = False) -> Iterator[Tuple[str, int]]:
-        """(relative path, size) of every file below ``rel``; size -1 for a broken link."""
+        """(relative path, size) of every file below ``rel``; size -1 for a broken link.
+        ``skip_hidden``: leave out dot-files and everything in dot-folders."""
         if self.local:
             yield from _walk_local(self.path(rel), rel.strip("/") + "/" if rel.strip("/") else "", skip_hidden)
             return
@@ -367,28 +368,47 @@ class HashingFile:
 
 def _walk_local(path: str, prefix: str, skip_hidden: bool) -> Iterator[Tuple[str, int]]:
     """os.walk's files (symlinked folders are not followed, unreadable ones skipped), with relative
-    paths built by concatenation: os.path.relpath per file was most of the time of listing 20k files."""
+    paths built by concatenation: os.path.relpath per file was most of the time of listing 20k files.
+
+    Where it can, each folder is scanned through an open descriptor, so a file's size comes from a
+    stat relative to its folder: resolving every file's full path took a third of listing 50k files.
+    """
+    fd = None
     try:
-        entries = list(os.scandir(path))
+        if _SCAN_FD:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        entries = list(os.scandir(path if fd is None else fd))
     except OSError:
+        if fd is not None:
+            os.close(fd)
         return
-    subdirs = []
-    for entry in entries:
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            is_dir = False
-        if is_dir:
-            if not entry.is_symlink() and not (skip_hidden and entry.name.startswith(".")):
-                subdirs.append(entry)
-            continue
-        try:
-            size = entry.stat().st_size
-        except OSError:
-            size = -1
-        yield prefix + entry.name, size
-    for entry in subdirs:
-        yield from _walk_local(entry.path, prefix + entry.name + "/", skip_hidden)
+    subdirs, files = [], []
+    try:
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if skip_hidden and entry.name.startswith("."):
+                continue
+            if is_dir:
+                if not entry.is_symlink():
+                    subdirs.append(entry.name)
+                continue
+            try:
+                size = entry.stat().st_size
+            except OSError:
+                size = -1  # a broken link is an item too: its error comes when it is read
+            files.append((prefix + entry.name, size))
+    finally:
+        if fd is not None:
+            os.close(fd)
+    yield from files
+    for name in subdirs:
+        yield from _walk_local(path + os.sep + name, prefix + name + "/", skip_hidden)
+
+
+_SCAN_FD = os.scandir in os.supports_fd and hasattr(os, "O_DIRECTORY")
 
 
 def _start_writeback(fd: int) -> None:
