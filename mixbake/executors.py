@@ -47,6 +47,18 @@ class Session:
         local = spec.kind == "local" and not spec.scheduler
         self._local = _LocalPool(spec.workers, fork=fork and can_fork_now()) if local else None
 
+    def map(self, fn: Callable, items: list) -> list:
+        """``[fn(item) for item in items]``, on the worker processes when they are already running
+        (a forked pool: the parent's own set-up work, such as listing a folder's classes, is then
+        shared by otherwise idle workers), else right here. ``fn`` must be picklable."""
+        pool = self._local.pool if self._local is not None and self._local.forked else None
+        if pool is None or len(items) < 2:
+            return [fn(item) for item in items]
+        try:
+            return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * self.spec.workers))))
+        except cf.process.BrokenProcessPool:  # a worker was lost: the bake itself retries on fresh ones
+            return [fn(item) for item in items]
+
     def execute(self, tasks: List[ShardTask], progress: Callable[[int], None],
                 finished: Callable[[ShardTask], Optional[ShardResult]] = lambda task: None
                 ) -> Iterator[ShardResult]:
@@ -130,6 +142,7 @@ def can_fork_now() -> bool:
 
 class _LocalPool:
     def __init__(self, workers: int, fork: bool = False):
+        self.forked = fork
         if fork:
             context = multiprocessing.get_context("fork")
         else:

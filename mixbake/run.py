@@ -115,7 +115,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     if session is None:
         session = Session(ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler))
     with session:
-        catalog = open_source(source, image_column, label_column)
+        catalog = open_source(source, image_column, label_column, map_each=session.map)
         if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
             raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
                                f"fingerprint differs), so the build cannot be reproduced bit for bit.")

@@ -6,6 +6,8 @@ the row, not only that the bookkeeping is self-consistent.
 """
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -178,6 +180,32 @@ def test_folder_non_images_ignored_and_counted(folder_out):
     assert doc["source"]["ignored_files"] == len(IGNORED)
     refs = {r["ref_a"] for r in read_labels(folder_out)}
     assert refs == set(FOLDER_FILES)                       # no .txt, no dot-file, nested files found
+
+
+_POOLED_LISTING = """
+import json, sys
+from mixbake.executors import ExecutorSpec, Session, can_fork_now
+from mixbake.sources import open_source
+assert can_fork_now()
+here = open_source(sys.argv[1])
+with Session(ExecutorSpec(workers=2), fork=True) as session:
+    assert session._local.forked
+    pooled = open_source(sys.argv[1], map_each=session.map)
+print(json.dumps([[c.refs, list(c.classes), c.labels.tolist(), c.fingerprint, c.ignored_files]
+                  for c in (here, pooled)]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a forked pool is Linux-only")
+def test_folder_listed_by_the_worker_processes_is_the_same_catalog(folder_src):
+    """The CLI lists class folders on its (forked, still idle) worker processes: same catalog.
+    (In a fresh process: a forked pool needs one without threads.)"""
+    result = subprocess.run([sys.executable, "-c", _POOLED_LISTING, str(folder_src)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    here, pooled = json.loads(result.stdout)
+    assert here == pooled
+    assert here[0] == FOLDER_ORDER and here[1] == FOLDER_CLASSES and here[4] == len(IGNORED)
 
 
 def test_folder_items_sorted_by_relative_path(folder_out):

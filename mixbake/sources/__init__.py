@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,8 +51,11 @@ class Catalog:
         }
 
 
-def open_source(source: str, image_column: Optional[str] = None, label_column: Optional[str] = None) -> Catalog:
-    """List SOURCE: the word ``demo``, an image folder, or a Parquet file / directory / glob."""
+def open_source(source: str, image_column: Optional[str] = None, label_column: Optional[str] = None,
+                map_each: Callable = lambda fn, items: [fn(item) for item in items]) -> Catalog:
+    """List SOURCE: the word ``demo``, an image folder, or a Parquet file / directory / glob.
+    ``map_each(fn, items)`` runs independent listing steps (one per class folder): ``Session.map`` spreads
+    them over the worker processes."""
     from . import demo, folder, parquet
 
     source = os.fspath(source)
@@ -66,7 +69,7 @@ def open_source(source: str, image_column: Optional[str] = None, label_column: O
     if store.isdir():
         if image_column or label_column:
             raise MixbakeError("--image-column/--label-column apply to Parquet sources, not to an image folder.")
-        return folder.folder_catalog(store)
+        return folder.folder_catalog(store, map_each)
     raise MixbakeError(f"Source {source!r} is neither an image folder nor a Parquet file.")
 
 

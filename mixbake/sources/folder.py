@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import List
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
@@ -26,13 +26,14 @@ class FolderReader:
         return [self.store.read_bytes(locator)]
 
 
-def folder_catalog(root) -> Catalog:
+def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for item in items]) -> Catalog:
+    """``map_each(fn, items)`` lists the class folders (see ``open_source``)."""
     store = root if isinstance(root, Store) else Store.open(root)
     class_dirs = [name for name, is_dir in store.entries() if is_dir and not name.startswith(".")]
     ignored = sum(1 for name, is_dir in store.entries() if not is_dir and not name.startswith("."))
     classes, paths, sizes, labels, notes = [], [], [], [], []
-    for class_name in class_dirs:
-        found, skipped = _list_class(store, class_name)
+    listings = map_each(_list_class, [(store, class_name) for class_name in class_dirs])
+    for class_name, (found, skipped) in zip(class_dirs, listings):
         ignored += skipped
         if not found:
             notes.append(f"class folder {display_ref(class_name)!r} holds no images and is not a class")
@@ -61,8 +62,9 @@ def folder_catalog(root) -> Catalog:
     )
 
 
-def _list_class(store: Store, class_name: str):
+def _list_class(store_and_class) -> Tuple[Dict[str, int], int]:
     """({relative path: size} of the images below a class folder, count of other files)."""
+    store, class_name = store_and_class
     found, skipped = {}, 0
     for rel, size in store.walk_files(class_name, skip_hidden=True):  # (no hidden files either)
         dot = rel.rfind(".")
