@@ -159,19 +159,23 @@ def check_png_chunks(data: bytes) -> set:
     """Verify every chunk's CRC, as libpng does (Pillow skips the IDAT CRCs and would decode a
     corrupted file without a word). Returns the set of chunk types."""
     pos, n, kinds = 8, len(data), set()
+    view = memoryview(data)  # CRCs over slices of the view: no copy of each chunk
+    crc32, unpack = zlib.crc32, _CHUNK_HEAD.unpack_from
     while pos + 12 <= n:
-        length = int.from_bytes(data[pos:pos + 4], "big")
+        length, kind = unpack(data, pos)
         end = pos + 8 + length
         if end + 4 > n:
             raise DecodeError("PNG is truncated")
-        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
-            raise DecodeError(f"PNG chunk {data[pos + 4:pos + 8].decode('latin-1')!r} fails its CRC check "
-                              f"(corrupt file)")
-        kinds.add(data[pos + 4:pos + 8])
-        if data[pos + 4:pos + 8] == b"IEND":
+        if crc32(view[pos + 4:end]) != _CRC.unpack_from(data, end)[0]:
+            raise DecodeError(f"PNG chunk {kind.decode('latin-1')!r} fails its CRC check (corrupt file)")
+        kinds.add(kind)
+        if kind == b"IEND":
             return kinds
         pos = end + 4
     raise DecodeError("PNG is truncated (no IEND chunk)")
+
+
+_CHUNK_HEAD, _CRC = struct.Struct(">I4s"), struct.Struct(">I")
 
 
 # Chunks that change no decoded pixel in either library (neither applies ICC profiles): a PNG made
@@ -292,6 +296,8 @@ def fit(rgb: np.ndarray, size: Tuple[int, int], resize: str) -> np.ndarray:
     """Resize to exactly (width, height): centre ``crop`` to cover, ``pad`` (black) to fit, or ``stretch``."""
     out_w, out_h = size
     h, w = rgb.shape[:2]
+    if w == out_w and h == out_h:  # already the output size (every mode agrees): as it is
+        return np.ascontiguousarray(rgb)
     if resize == "crop":
         scale = max(out_w / w, out_h / h)
         crop_w = min(w, max(1, int(round(out_w / scale))))
