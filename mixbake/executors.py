@@ -188,6 +188,11 @@ class _LocalPool:
         if failed:
             # ProcessPoolExecutor has no terminate() before Python 3.14; waiting for running shards
             # would make Ctrl-C and --on-error fail slow; their temporaries go on the next run.
+            # Killed workers never read the task queue again: if its pipe is full, the queue's
+            # feeder thread blocks for good, and shutdown() would wait for it forever.
+            call_queue = getattr(self.pool, "_call_queue", None)
+            if call_queue is not None:
+                call_queue.cancel_join_thread()
             for process in list((getattr(self.pool, "_processes", None) or {}).values()):
                 process.terminate()
         self.pool.shutdown(wait=True, cancel_futures=True)  # idempotent

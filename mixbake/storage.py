@@ -191,10 +191,10 @@ class Store:
                     yield output
                 finally:
                     output.sink.close()
-                fd = os.open(tmp, os.O_RDONLY)
+                fd = os.open(tmp, _O_READ)
                 try:
                     output.bytes, output.sha256 = _digest_fd(fd)
-                    os.fsync(fd) if fsync else _start_writeback(fd)
+                    _flush_fd(fd, fsync)
                 finally:
                     os.close(fd)
             else:
@@ -202,7 +202,7 @@ class Store:
                     stream = HashingFile(raw)
                     yield stream
                     raw.flush()
-                    os.fsync(raw.fileno()) if fsync else _start_writeback(raw.fileno())
+                    _flush_fd(raw.fileno(), fsync)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -412,6 +412,14 @@ def _walk_local(path: str, prefix: str, skip_hidden: bool) -> Iterator[Tuple[str
 
 
 _SCAN_FD = os.scandir in os.supports_fd and hasattr(os, "O_DIRECTORY")
+
+
+def _flush_fd(fd: int, fsync: bool) -> None:
+    """Wait for a file's data to reach the disk, or (``fsync=False``) only start it."""
+    if fsync:
+        os.fsync(fd)
+    else:
+        _start_writeback(fd)
 
 
 def _start_writeback(fd: int) -> None:
