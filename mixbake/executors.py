@@ -123,9 +123,9 @@ def _run_shard(task):
     return bake_shard(task)
 
 
-def _init_worker(rows_done) -> None:
+def _init_worker(rows_done, unstarted=None, busy=None, workers=1) -> None:
     from .worker import init_worker
-    init_worker(rows_done)
+    init_worker(rows_done, unstarted, busy, workers)
 
 
 def default_workers() -> int:
@@ -150,8 +150,12 @@ class _LocalPool:
             if os.name == "posix":
                 context.set_forkserver_preload(["mixbake._preload"])
         self.rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                           initializer=_init_worker, initargs=(self.rows_done,))
+        # shard tasks no worker has started yet, and workers inside a shard: once every shard has
+        # started, the last ones use the cores of the workers already done (worker.spare_cores)
+        self.unstarted, self.busy = context.Value("q", 0), context.Value("q", 0)
+        self.pool = cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_init_worker,
+            initargs=(self.rows_done, self.unstarted, self.busy, workers))
         if fork:
             self._start(workers)  # forks every worker now, before any thread exists
         else:
@@ -168,6 +172,8 @@ class _LocalPool:
 
     def run(self, tasks, progress):
         try:
+            with self.unstarted.get_lock():
+                self.unstarted.value = len(tasks)
             pending = {self.pool.submit(_run_shard, t) for t in tasks}
             while pending:
                 finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)

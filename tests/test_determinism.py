@@ -235,3 +235,35 @@ def test_all_rows_of_an_item_land_in_one_shard(copies_out):
     assert all(len(v) == 1 for v in shards_of.values())
     counts = Counter(r["shard"] for r in labels)
     assert all(c % 4 == 0 for c in counts.values())
+
+
+def test_last_shards_use_the_cores_of_finished_workers_without_changing_a_result():
+    """Once every shard has started, a worker spreads its decode/encode batches over threads for
+    the cores the finished workers left idle (worker.spare_cores): same results, same order."""
+    import multiprocessing
+    import threading
+    import time as _time
+    from mixbake import worker
+
+    unstarted, busy = multiprocessing.Value("q", 1), multiprocessing.Value("q", 2)
+    saved = worker._pool_state
+    worker._pool_state = (unstarted, busy, 2)
+
+    def square(x):
+        _time.sleep(0.002)  # long enough for every thread to take a part
+        return x * x, threading.get_ident()
+    try:
+        items = list(range(40))
+        waiting = worker.each(square, items)          # a shard still waits to start: no spare core
+        assert [r for r, _ in waiting] == [x * x for x in items]
+        assert {t for _, t in waiting} == {threading.get_ident()}
+        unstarted.value = 0                           # all started, the other worker busy: none
+        assert worker.spare_cores() == 0
+        assert {t for _, t in worker.each(square, items)} == {threading.get_ident()}
+        busy.value = 1                                # the other worker is done: one core spare
+        assert worker.spare_cores() == 1
+        spread = worker.each(square, items)
+        assert [r for r, _ in spread] == [x * x for x in items]
+        assert len({t for _, t in spread}) == 2 and threading.get_ident() not in {t for _, t in spread}
+    finally:
+        worker._pool_state = saved
