@@ -5,6 +5,7 @@ The output of a shard is a function of the task alone; workers send back a small
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -83,7 +84,20 @@ def _prepare_process() -> None:
             pa.jemalloc_set_decay_ms(0)
         except (NotImplementedError, AttributeError):  # pyarrow built without jemalloc
             pass
+        _one_malloc_arena()
         _prepared = True
+
+
+def _one_malloc_arena() -> None:
+    """glibc gives each thread its own malloc arena and keeps what is freed there: the images a
+    spare-core thread decodes (see :func:`each`) stayed in its arena after their shard, +30-40 MB
+    of peak RSS per worker. One arena for every thread of a worker (glibc only; else nothing)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX
+        except (OSError, AttributeError):
+            pass
 
 
 def spare_cores() -> int:
