@@ -27,7 +27,7 @@ samples/s = output samples / wall seconds):
   mixbake-1w   command wall clock (interpreter start-up included) ... --workers 1.
   floor-1w     the floor with 1 process: the machine's own 2w/1w scaling, for reference.
   baseline     scripts/baseline_pillow.py: single-process PIL + numpy mixup.
-  parquet      mixbake-2w reading the Parquet file instead of the folder.
+  parquet      mixbake-2w reading the Parquet file instead of the folder (run in turn with it).
   small-floor  the floor for the small images: the same pool of workers doing only read +
                PNG decode (OpenCV) + raw bytes per 32x32 image; nothing written.
   small-png    mixbake-2w on the 32x32 PNG folder (default 50000 images: CIFAR-10's
@@ -482,13 +482,16 @@ def in_turn(rep, steps):
     return runs
 
 
-def floor_and_mixbake(rep, photos, workers, with_1w):
-    """The floor, mixbake-2w (and floor-1w, mixbake-1w) in turn; the best of each kept."""
+def floor_and_mixbake(rep, photos, workers, with_1w, with_parquet=False):
+    """The floor, mixbake-2w (and floor-1w, mixbake-1w, parquet) in turn; the best of each kept."""
     steps = {"floor": lambda: run_floor(list_files(photos), workers),
              "mixbake-2w": lambda: run_mixbake(photos, workers)}
     if with_1w:  # with the machine's own scaling, to read mixbake's against
         steps.update({"floor-1w": lambda: run_floor(list_files(photos), 1),
                       "mixbake-1w": lambda: run_mixbake(photos, 1)})
+    if with_parquet:  # compared with mixbake-2w: measured in the same turns (it was 0.77-1.02 apart)
+        parquet = ensure_parquet(photos)
+        steps["parquet"] = lambda: run_mixbake(parquet, workers)
     runs = in_turn(rep, steps)
     best = {name: best_of_results(results) for name, results in runs.items()}
     # Each repeat's mixbake-2w / floor, from runs made back to back: drift between repeats cancels
@@ -500,9 +503,10 @@ def floor_and_mixbake(rep, photos, workers, with_1w):
 def run_all(args, photos):
     results, w, rep = {}, args.workers, args.repeat
     if {"floor", "mixbake-2w"} <= args.only:
-        with_1w = "mixbake-1w" in args.only
-        log(f"running floor, mixbake-2w{', mixbake-1w' if with_1w else ''} in turn ...")
-        results.update(floor_and_mixbake(rep, photos, w, with_1w))
+        with_1w, with_parquet = "mixbake-1w" in args.only, "parquet" in args.only
+        log(f"running floor, mixbake-2w{', mixbake-1w' if with_1w else ''}"
+            f"{', parquet' if with_parquet else ''} in turn ...")
+        results.update(floor_and_mixbake(rep, photos, w, with_1w, with_parquet))
     steps = {
         "floor": lambda: best_of(rep, run_floor, list_files(photos), w),
         "mixbake-2w": lambda: best_of(rep, run_mixbake, photos, w),
