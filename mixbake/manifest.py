@@ -219,6 +219,7 @@ class LabelsWriter:
         self._file = self._stack.enter_context(store.atomic_output(LABELS, native=True))
         self._writer = None
         self._buffered: List[pa.Table] = []
+        self._buffered_rows = 0
         self._ready, self._next, self.rows = set(), 0, 0
 
     def add(self, shard_id: int) -> None:
@@ -236,15 +237,16 @@ class LabelsWriter:
                 {"info": {"features": labels_features(table.schema, self.classes)}}).encode()})
             self._writer = pq.ParquetWriter(self._file.sink, schema, compression="zstd")
         self._buffered.append(table.replace_schema_metadata(self._writer.schema.metadata))
+        self._buffered_rows += table.num_rows
         self.rows += table.num_rows
-        if sum(t.num_rows for t in self._buffered) >= self.GROUP_ROWS:
+        if self._buffered_rows >= self.GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
         if self._buffered:
             group = pa.concat_tables(self._buffered)
             self._writer.write_table(group, row_group_size=max(1, group.num_rows))
-            self._buffered = []
+            self._buffered, self._buffered_rows = [], 0
 
     def close(self) -> dict:
         """Put labels.parquet in place (every shard must have been added); its manifest entry."""

@@ -180,9 +180,9 @@ def finished_result(task: ShardTask) -> Optional[ShardResult]:
             from .writers.folder import digest
             paths = manifest.read_sidecar_paths(store, task.shard_id)
             return result if digest(store, paths) == (result.bytes, result.sha256) else None
-        if not store.exists(result.path) or store.size(result.path) != result.bytes:
-            return None
-        return result if not store.local or store.sha256(result.path) == result.sha256 else None
+        if store.local:
+            return result if store.digest(result.path) == (result.bytes, result.sha256) else None
+        return result if store.exists(result.path) and store.size(result.path) == result.bytes else None
     except (OSError, pa.ArrowException):  # a file of the shard is missing or unreadable: bake it again
         return None
 

@@ -132,18 +132,20 @@ class Store:
         import pyarrow as pa
         return pa.OSFile(self.path(rel), "r") if self.local else self._fs.open_input_file(self.path(rel))
 
-    def sha256(self, rel: str) -> str:
+    def digest(self, rel: str) -> Tuple[int, str]:
+        """(size, sha256) of a file, read once."""
         if self.local:
             fd = os.open(self.path(rel), _O_READ)
             try:
-                return _digest_fd(fd)[1]
+                return _digest_fd(fd)
             finally:
                 os.close(fd)
-        h = hashlib.sha256()
+        h, size = hashlib.sha256(), 0
         with self.open_input(rel) as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-        return h.hexdigest()
+                size += len(block)
+        return size, h.hexdigest()
 
     # ---------------------------------------------------------------- writing
 

@@ -70,9 +70,10 @@ def _check_file(out: Store, entry: dict, problems: List[str]) -> None:
     if not out.exists(rel):
         problems.append(f"{rel}: missing")
         return
-    if out.size(rel) != entry["bytes"]:
-        problems.append(f"{rel}: {out.size(rel)} bytes, manifest says {entry['bytes']}")
-    if out.sha256(rel) != entry["sha256"]:
+    size, sha = out.digest(rel)
+    if size != entry["bytes"]:
+        problems.append(f"{rel}: {size} bytes, manifest says {entry['bytes']}")
+    if sha != entry["sha256"]:
         problems.append(f"{rel}: sha256 differs from the manifest (file changed or corrupt)")
     elif rel.endswith(".parquet"):
         with out.open_input(rel) as f:

@@ -36,11 +36,8 @@ def image_relpaths(classes: Sequence[str], image_format: str, keys, labels) -> L
 
 def digest(store, relpaths: Sequence[str]):
     """(total bytes, sha256 over 'path sha256' lines) of a folder shard's files, in row order."""
-    h, total = hashlib.sha256(), 0
-    for rel in relpaths:
-        total += store.size(rel)
-        h.update(f"{rel} {store.sha256(rel)}\n".encode("utf-8"))
-    return total, h.hexdigest()
+    digests = [store.digest(rel) for rel in relpaths]  # each file opened and read once
+    return sum(size for size, _ in digests), _lines_digest(zip(relpaths, (sha for _, sha in digests)))
 
 
 def _lines_digest(files) -> tuple:
