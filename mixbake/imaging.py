@@ -33,8 +33,12 @@ class DecodeError(Exception):
 
 
 def codec_versions() -> dict:
+    """The versions of everything that writes output bytes. zlib deflates our PNGs: the zlib Python
+    links at run time (system, conda, or zlib-ng's compatible one) can deflate the same rows to
+    other bytes, so it is part of a build's identity like the rest."""
     import PIL
-    return {"simplejpeg": simplejpeg.__version__, "opencv": cv2.__version__, "pillow": PIL.__version__}
+    return {"simplejpeg": simplejpeg.__version__, "opencv": cv2.__version__, "pillow": PIL.__version__,
+            "zlib": zlib.ZLIB_RUNTIME_VERSION}
 
 
 # ---------------------------------------------------------------- decode

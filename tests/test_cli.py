@@ -7,14 +7,17 @@ import os
 import re
 import subprocess
 import sys
+import zlib
 from collections import Counter
 
+import cv2
 import numpy
 import PIL
 import pyarrow
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import simplejpeg
 from click.testing import CliRunner
 from PIL import Image
 
@@ -312,6 +315,8 @@ def test_manifest_config_seed_classes_source_versions(small, src):
     assert libs["numpy"] == numpy.__version__
     assert libs["pyarrow"] == pyarrow.__version__
     assert libs["pillow"] == PIL.__version__
+    assert libs["zlib"] == zlib.ZLIB_RUNTIME_VERSION  # it deflates the PNGs: other zlibs, other bytes
+    assert libs["simplejpeg"] == simplejpeg.__version__ and libs["opencv"] == cv2.__version__
 
 
 def test_manifest_totals_match_the_shards(small):
