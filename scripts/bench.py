@@ -30,10 +30,13 @@ samples/s = output samples / wall seconds):
   parquet      mixbake-2w reading the Parquet file instead of the folder (run in turn with it).
   small-floor  the floor for the small images: the same pool of workers doing only read +
                PNG decode (OpenCV) + raw bytes per 32x32 image; nothing written.
+  small-png-floor  ... read + PNG decode + PNG encode (OpenCV's, its default level 1 and
+               run-length strategy): the floor for small-png, bound by zlib's deflate.
   small-png    mixbake-2w on the 32x32 PNG folder (default 50000 images: CIFAR-10's
                training-set size), --size 32 --image-format png
   small-raw    ... --image-format raw.
-  x floor      samples/s over the floor's (small-* rows: over small-floor's).
+  x floor      samples/s over the floor's (small-png: over small-png-floor's; small-raw:
+               over small-floor's).
   peak RSS MB  largest max-RSS of any single process in the command's tree
                (getrusage(RUSAGE_CHILDREN) in a wrapper that, on Linux, is a
                child subreaper, so forkserver workers are counted too).
@@ -217,6 +220,13 @@ def _small_floor_one(path):
     return len(cv2.imdecode(np.frombuffer(data, np.uint8), flags).tobytes())
 
 
+def _small_png_floor_one(path):
+    """Read + PNG decode + PNG encode, both OpenCV's (level 1, run-length: its defaults)."""
+    data = Path(path).read_bytes()
+    flags = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+    return len(cv2.imencode(".png", cv2.imdecode(np.frombuffer(data, np.uint8), flags))[1])
+
+
 def run_floor(files, workers, one=_floor_one):
     paths = [str(f) for f in files]
     with mp.Pool(workers, initializer=_floor_init) as pool:
@@ -374,8 +384,8 @@ def print_table(results):
             continue
         r = rate(res)
         same_task = not name.startswith("small")
-        small_floor = rate(results.get("small-floor"))
-        x_floor = ratio(r, floor) if same_task else ratio(r, small_floor)
+        own_floor = {"small-png": "small-png-floor", "small-raw": "small-floor"}.get(name, name)
+        x_floor = ratio(r, floor) if same_task else ratio(r, rate(results.get(own_floor)))
         x_base = ratio(r, base) if same_task else None
         print(f"| {name} | {fmt(r, '.1f')} | {fmt(x_floor, '.2f')} | "
               f"{fmt(x_base, '.2f')} | {fmt(res.get('rss_mb'), '.0f')} |")
@@ -401,6 +411,7 @@ def print_checks(results):
         ("parquet / folder (no more than 10% slower)",
          ratio(r.get("parquet"), r.get("mixbake-2w")), 0.90),
         ("small-png samples/s", r.get("small-png"), 8000),
+        ("(small-png-floor samples/s: the machine's own)", r.get("small-png-floor"), 8000),
         ("small-raw samples/s", r.get("small-raw"), 8000),
     ]
     print("\n| check | value | target | result |")
@@ -523,9 +534,10 @@ def run_all(args, photos):
         small = ensure_folder(args.data, "small", args.n_small, args.seed, w)
         for f in list_files(small):  # warm the page cache, as for the photos
             f.read_bytes()
-        log("running small-floor, small-png, small-raw in turn ...")
+        log("running small-floor, small-png-floor, small-png, small-raw in turn ...")
         runs = in_turn(rep, {
             "small-floor": lambda: run_floor(list_files(small), w, _small_floor_one),
+            "small-png-floor": lambda: run_floor(list_files(small), w, _small_png_floor_one),
             "small-png": lambda: run_mixbake(small, w, size=32, fmt="png"),
             "small-raw": lambda: run_mixbake(small, w, size=32, fmt="raw"),
         })
