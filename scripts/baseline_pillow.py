@@ -8,8 +8,13 @@ resizes to cover SIZE x SIZE (bilinear) and centre-crops, mixes them with
 lam ~ Beta(0.8, 0.8) in numpy float32, saves OUT/<i>.jpg (JPEG, --quality)
 and writes OUT/labels.csv (file, label_a, label_b, lam).
 
-This is deliberately NOT optimised (no draft-mode JPEG decoding, no caching,
-no multiprocessing): it is the yardstick, not a competitor.
+--pairing batch instead mixes within batches of 64 images, as a training
+loop's in-batch mixup does (and as mixbake does per pool): each image is
+opened once and image k is mixed with image perm[k] of its batch. Half the
+decoding of the default, which opens two images per output.
+
+This is deliberately NOT optimised (no draft-mode JPEG decoding, no
+multiprocessing): it is the yardstick, not a competitor.
 """
 import argparse
 import csv
@@ -52,6 +57,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None,
                         help="bake only the first N images (its rate is per image, so a subset suffices)")
+    parser.add_argument("--pairing", choices=("random", "batch"), default="random",
+                        help="random: a random partner per image, opened again (default); "
+                             "batch: partners within batches of 64, each image opened once")
     args = parser.parse_args()
 
     items = list_images(args.data)
@@ -61,16 +69,21 @@ def main():
     with open(args.out / "labels.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "label_a", "label_b", "lam"])
-        for i, (path, label) in enumerate(outputs):
-            j = int(rng.integers(len(items)))
-            lam = float(rng.beta(0.8, 0.8))
-            a = np.asarray(load(path, args.size), dtype=np.float32)
-            b = np.asarray(load(items[j][0], args.size), dtype=np.float32)
-            mixed = lam * a + (1.0 - lam) * b
-            out = Image.fromarray(np.clip(np.rint(mixed), 0, 255).astype(np.uint8))
-            out.save(args.out / f"{i}.jpg", quality=args.quality)
-            writer.writerow([f"{i}.jpg", label, items[j][1], f"{lam:.6f}"])
-
+        batch = 64 if args.pairing == "batch" else 1
+        for start in range(0, len(outputs), batch):
+            group = outputs[start:start + batch]
+            images = [np.asarray(load(path, args.size), dtype=np.float32) for path, _ in group]
+            if args.pairing == "batch":
+                partners = [(images[k], group[k][1]) for k in rng.permutation(len(group))]
+            else:
+                j = int(rng.integers(len(items)))
+                partners = [(np.asarray(load(items[j][0], args.size), dtype=np.float32), items[j][1])]
+            for k, (a, (_, label), (b, label_b)) in enumerate(zip(images, group, partners)):
+                lam = float(rng.beta(0.8, 0.8))
+                mixed = lam * a + (1.0 - lam) * b
+                out = Image.fromarray(np.clip(np.rint(mixed), 0, 255).astype(np.uint8))
+                out.save(args.out / f"{start + k}.jpg", quality=args.quality)
+                writer.writerow([f"{start + k}.jpg", label, label_b, f"{lam:.6f}"])
 
 if __name__ == "__main__":
     main()
