@@ -156,12 +156,14 @@ class _LocalPool:
         self.pool = cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(self.rows_done, self.unstarted, self.busy, workers))
+        self._starter = None
         if fork:
             self._start(workers)  # forks every worker now, before any thread exists
         else:
             # Starting a forkserver blocks until it has imported mixbake.worker: do it on a thread,
             # so the parent imports, lists and plans meanwhile.
-            threading.Thread(target=self._start, args=(workers,), daemon=True).start()
+            self._starter = threading.Thread(target=self._start, args=(workers,), daemon=True)
+            self._starter.start()
 
     def _start(self, workers: int) -> None:
         try:
@@ -191,6 +193,12 @@ class _LocalPool:
             raise
 
     def close(self, failed: bool = False) -> None:
+        if self._starter is not None:
+            # Let it finish spawning first. Else a failure during start-up raced it: a worker still
+            # being spawned missed the terminate below (and the pool's own, once it saw a killed
+            # worker), then the pool waited for it forever (Python 3.11's ProcessPoolExecutor adds
+            # a worker to the set it terminates only once that worker has started).
+            self._starter.join()
         if failed:
             # ProcessPoolExecutor has no terminate() before Python 3.14; waiting for running shards
             # would make Ctrl-C and --on-error fail slow; their temporaries go on the next run.

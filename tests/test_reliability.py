@@ -541,3 +541,48 @@ def test_output_names_never_come_from_input_paths(tmp_path):
             assert image["path"] == f"{key}.png"
     assert set(labels_of(outs["folder"])["ref_a"]) == set(EVIL_NAMES)
     assert set(labels_of(outs["parquet"])["ref_a"]) == {f"evil.parquet#{i}" for i in range(len(evil_paths))}
+
+
+# A failure while the pool is still starting: a worker being spawned at that moment was missed by
+# every terminate, and closing the pool then waited for it forever (the one hang ever seen in CI).
+_SPAWN_RACE = r"""
+import multiprocessing.context as context, os, time
+from mixbake import executors
+
+started, start = [], context.ForkServerProcess.start
+def slow_start(self):
+    start(self)
+    started.append(self.pid)
+    if len(started) == 2:  # the second worker runs, but the pool has not recorded it yet
+        time.sleep(1.5)
+context.ForkServerProcess.start = slow_start
+
+pool = executors._LocalPool(2)  # forkserver: its workers are spawned on a thread
+while len(started) < 2:
+    time.sleep(0.01)
+time.sleep(0.2)
+pool.close(failed=True)  # a bake that failed fast
+alive, deadline = set(started), time.time() + 20
+while alive and time.time() < deadline:
+    for pid in list(alive):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            alive.discard(pid)
+    time.sleep(0.05)
+print("closed; alive:", sorted(alive))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the forkserver start method")
+def test_failure_while_workers_start_closes_every_worker_without_hanging(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _SPAWN_RACE], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, cwd=tmp_path)
+    try:
+        out, err = proc.communicate(timeout=45)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        pytest.fail("closing a pool whose workers were still starting hung")
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "closed; alive: []", (out + err).decode()
