@@ -462,3 +462,18 @@ def test_parquet_label_names_come_from_the_chosen_label_column(tmp_path):
     fine = open_source(str(path), label_column="fine_label")
     assert fine.classes == ("maple", "oak", "rose") and fine.labels.tolist() == [2, 0, 1]
     assert fine.options == {"image_column": "img", "label_column": "fine_label"}
+
+
+@pytest.mark.parametrize("relative", ["src/d.parquet", "src", "src/*.parquet"])
+def test_parquet_source_is_recorded_absolute_so_its_build_verifies_from_anywhere(relative, tmp_path,
+                                                                                 monkeypatch):
+    """A build given a relative Parquet path verifies (and rebuilds) from another directory."""
+    from mixbake.verify import verify
+    write_parquet(tmp_path / "src" / "d.parquet",
+                  {"image": struct_images([colour(i) for i in range(6)]), "label": [0, 1] * 3}, 3)
+    monkeypatch.chdir(tmp_path)
+    mixbake.bake(relative, "out", **FAST)
+    assert manifest(tmp_path / "out")["source"]["uri"] == str(tmp_path / relative)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert verify(str(tmp_path / "out"), deep=True) == []
