@@ -48,13 +48,17 @@ class Interrupted(click.ClickException):
 
 
 def friendly_errors(f):
-    """MixbakeError -> one clear sentence and exit 1; Ctrl-C -> a resumable stop, exit 130."""
+    """MixbakeError (or an OSError) -> one clear sentence and exit 1; Ctrl-C -> a resumable stop,
+    exit 130."""
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
         except MixbakeError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # the machine said no (not a directory, disk full, permission): say where
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}.") from None
         except KeyboardInterrupt:
             raise Interrupted("Interrupted: finished shards are kept; re-run the same command to resume.") from None
     return wrapper
@@ -186,6 +190,9 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
     from .executors import ExecutorSpec, Session, default_workers
 
     source, out = _source_and_out(ctx, paths)
+    if scheduler and ctx.get_parameter_source("executor") == click.core.ParameterSource.COMMANDLINE \
+            and executor == "local":
+        raise click.UsageError("--scheduler runs on Dask; it cannot go with --executor local.", ctx=ctx)
     config = BakeConfig(**clean_options(options))  # bad options fail before any process starts
     expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
     spec = ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler)

@@ -225,6 +225,9 @@ def _dask_client(spec: ExecutorSpec):
             return Client(spec.scheduler, timeout=30), None
         except OSError as exc:
             raise MixbakeError(f"Cannot reach the Dask scheduler at {spec.scheduler}: {exc}.") from None
+        except ValueError as exc:  # distributed's own address parsing
+            raise MixbakeError(f"--scheduler {spec.scheduler!r} is not a scheduler address like "
+                               f"tcp://HOST:PORT ({exc}).") from None
     logging.getLogger("distributed").setLevel(logging.ERROR)  # its lifecycle chatter is not ours to print
     cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
                            dashboard_address=None)

@@ -141,6 +141,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
 
         try:
             results = run_tasks(tasks, session, quiet, on_result=on_result)
+            _refuse_empty_build(results)
             syncer.finish()  # every shard durable before labels.parquet and the manifest commit them
             labels_entry = labels.close()
         except BaseException:
@@ -152,6 +153,15 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     summary.state = "resumed" if state == "resume" else "baked"
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _refuse_empty_build(results: List[ShardResult]) -> None:
+    """--on-error skip with every item bad would commit a build of zero rows that verifies: refuse."""
+    if results and not any(r.rows for r in results):
+        errors = [e for r in results for e in r.errors]
+        example = f" (e.g. {errors[0][0]}: {errors[0][1]})" if errors else ""
+        raise MixbakeError(f"Every one of the {sum(r.items for r in results)} source items is bad{example}, "
+                           f"so there is nothing to bake.")
 
 
 def _refuse_out_inside_source(store: Store, catalog: Catalog) -> None:

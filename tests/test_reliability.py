@@ -586,3 +586,19 @@ def test_failure_while_workers_start_closes_every_worker_without_hanging(tmp_pat
         pytest.fail("closing a pool whose workers were still starting hung")
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == "closed; alive: []", (out + err).decode()
+
+
+def test_skip_with_every_item_bad_is_an_error_not_an_empty_build(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    for i in range(3):
+        for name in "ab":
+            (src / name).mkdir(parents=True, exist_ok=True)
+            (src / name / f"{i}.png").write_bytes(b"not an image")
+    result = run("bake", src, out, "--size", "16", "--on-error", "skip", "-q")
+    assert_clean_error(result, "Every one of the 6 source items is bad", "not an image Pillow can identify")
+    assert not (out / "manifest.json").exists() and not (out / "labels.parquet").exists()
+
+
+def test_output_under_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_bytes(b"")
+    assert_clean_error(run("bake", "demo", tmp_path / "afile" / "out", "-q"), "afile", "Not a directory")
