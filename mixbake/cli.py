@@ -165,7 +165,8 @@ def _source_and_out(ctx, paths):
                                           "flags given here override it.")
 @click.option("--from-manifest", type=click.Path(), is_eager=True, callback=_load_recipe,
               help="Rebuild a finished build bit for bit from its manifest.json: "
-                   "mixbake bake --from-manifest OLD/manifest.json NEW_OUT.")
+                   "mixbake bake --from-manifest OLD/manifest.json NEW_OUT. Options given here "
+                   "override the manifest's (then it is another build).")
 @click.option("--image-column", default=None, help="Parquet: the image column (struct<bytes, path> or binary).")
 @click.option("--label-column", default=None, help="Parquet: the label column (int class index or string name).")
 @bake_options
@@ -293,6 +294,9 @@ def preview_command(ctx, source_or_out, output, n, boxes, tile, columns, image_c
     """
     from .preview import is_out, preview_sheet
 
+    if not output.lower().endswith(".png"):
+        raise click.BadParameter(f"the sheet is a PNG: name it *.png, not {output!r}.", ctx=ctx,
+                                 param_hint="'-o' / '--output'")
     explicit = {name for name in list(options) + ["image_column", "label_column"]
                 if ctx.get_parameter_source(name) in (click.core.ParameterSource.COMMANDLINE,
                                                       click.core.ParameterSource.ENVIRONMENT)}

@@ -50,10 +50,11 @@ def format_plan(d: dict) -> str:
     from .run import _human
     src, cfg = d["source"], d["config"]
     lines = [
-        f"source     {src['kind']} {src['uri']}: {src['items']} items, {len(d['classes'])} classes"
+        f"source     {src['kind']} {src['uri']}: {_count(src['items'], 'item')}, "
+        f"{_count(len(d['classes']), 'class', 'classes')}"
         + (f", {d['known_bad']} bad at listing" if d["known_bad"] else ""),
-        f"output     {d['rows']} samples in {d['shards']} shards ({d['shard_rows']['min']}..{d['shard_rows']['max']}"
-        f" rows each; first: {d['first_shard']})",
+        f"output     {_count(d['rows'], 'sample')} in {_count(d['shards'], 'shard')} "
+        f"({d['shard_rows']['min']}..{d['shard_rows']['max']} rows each; first: {d['first_shard']})",
         f"images     {cfg['size'][0]}x{cfg['size'][1]} {cfg['image_format']}, {cfg['format']} format, "
         f"~{_human(d['estimated_bytes'])} (estimate for photographs)",
         "ops        " + ", ".join(f"{op} {n} ({100 * n / max(1, d['rows']):.0f}%)" for op, n in d["ops"].items() if n),
@@ -62,3 +63,7 @@ def format_plan(d: dict) -> str:
         + (" ..." if len(d["classes"]) > 20 else ""),
     ]
     return "\n".join(lines)
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"

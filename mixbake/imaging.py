@@ -47,7 +47,9 @@ def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> 
     """Bytes (or an RGB array) -> RGB uint8 array of exactly ``size`` (width, height)."""
     if isinstance(payload, np.ndarray):
         return fit(payload, size, resize)
-    if payload is None or len(payload) == 0:
+    if payload is None:  # a null in the Parquet image column (or a Hugging Face image with only a path)
+        raise DecodeError("the image bytes are null (mixbake reads image bytes, not paths)")
+    if len(payload) == 0:
         raise DecodeError("empty image data (0 bytes)")
     if payload[:3] == b"\xff\xd8\xff":
         fast = _load_jpeg_fast(payload, size, resize, max_pixels)

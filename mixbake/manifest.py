@@ -33,6 +33,18 @@ DATA = "data"
 IMAGES = "images"
 
 
+def read_finished(out: Store) -> dict:
+    """The manifest of the finished build in ``out``, or an error saying what ``out`` is instead."""
+    if not out.exists(MANIFEST):
+        if out.exists(CLAIM):
+            raise MixbakeError(f"{out.display()} holds an unfinished build (no manifest.json yet): re-run "
+                               f"the bake command to resume it.")
+        if not out.exists():
+            raise MixbakeError(f"{out.display()} does not exist.")
+        raise MixbakeError(f"{out.display()} is not a mixbake output: it has no manifest.json.")
+    return read_json((out, MANIFEST))
+
+
 def read_json(path) -> dict:
     """A JSON file: a path or URI, or (store, relpath)."""
     if isinstance(path, tuple):

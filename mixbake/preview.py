@@ -28,6 +28,7 @@ import numpy as np
 
 from . import manifest
 from .errors import MixbakeError
+from .storage import Store
 
 TILE = 192          # target long side of a tile, in pixels
 GUTTER = 14
@@ -175,13 +176,7 @@ def out_samples(out: str, n: int, seed: Optional[int] = None) -> Tuple[dict, Lis
 
 
 def read_manifest(out: str) -> dict:
-    path = os.path.join(out, manifest.MANIFEST)
-    if not os.path.exists(path):
-        if os.path.exists(os.path.join(out, manifest.CLAIM)):
-            raise MixbakeError(f"{out} holds an unfinished build (no manifest.json yet): re-run the bake "
-                               f"command to resume it.")
-        raise MixbakeError(f"{out} is not a mixbake output: it has no manifest.json.")
-    return manifest.read_json(path)
+    return manifest.read_finished(Store.open(out))
 
 
 def decode_output(data: bytes, image_format: str, size: Sequence[int]) -> np.ndarray:

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 
 from . import manifest
 from .config import BakeConfig
-from .errors import MixbakeError
 from .storage import Store
 from .writers import shard_relpath
 
@@ -22,12 +21,7 @@ TOLERANCE = 1e-5
 def verify(out, deep: bool = False) -> List[str]:
     """Problems found in the build at ``out`` (a path or URI); empty when everything holds."""
     out = Store.open(out)
-    if not out.exists(manifest.MANIFEST):
-        if out.exists(manifest.CLAIM):
-            raise MixbakeError(f"{out.display()} holds an unfinished build (no manifest.json yet): re-run the "
-                               f"bake command to resume it.")
-        raise MixbakeError(f"{out.display()} is not a mixbake output: it has no manifest.json.")
-    doc = manifest.read_json((out, manifest.MANIFEST))
+    doc = manifest.read_finished(out)
     problems: List[str] = []
     listed = _check_files(out, doc, problems)
     if not problems:

@@ -112,6 +112,10 @@ def test_preview_errors(demo_out, tmp_path):
     assert result.exit_code == 1 and "unfinished build (no manifest.json yet)" in result.output
     result = run("inspect", tmp_path)
     assert result.exit_code == 1 and "has no manifest.json" in result.output
+    result = run("verify", tmp_path / "nowhere")
+    assert result.exit_code == 1 and "nowhere does not exist" in result.output
+    result = run("preview", demo_out, "-o", tmp_path / "x.jpg")  # the sheet is a PNG, whatever the name
+    assert result.exit_code == 2 and "name it *.png" in result.output and not (tmp_path / "x.jpg").exists()
 
 
 # ---------------------------------------------------------------- preview of a SOURCE

@@ -460,6 +460,8 @@ def test_parquet_bad_rows_are_skipped_with_global_row_references(pq_corpus, pq_b
     assert all(e["reason"].strip() for e in errors)
     reason = {e["ref"]: e["reason"].lower() for e in errors}
     assert "null" in reason["nulls.parquet#4"]
+    assert "image bytes are null" in reason["nulls.parquet#1"]  # the struct itself is null
+    assert "image bytes are null" in reason["nulls.parquet#2"]  # bytes null, a path only
     assert "99" in reason["nulls.parquet#5"]
     assert "-1" in reason["nulls.parquet#6"]
     assert set(labels_of(out)["ref_a"]) == good

@@ -186,7 +186,8 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
     if not refs:
         raise MixbakeError(f"Parquet source {source!r} holds no rows.")
     return Catalog(
-        kind="parquet", uri=source if is_uri(source) else os.path.abspath(source), classes=tuple(classes), labels=labels, refs=refs,
+        kind="parquet", uri=source if is_uri(source) else os.path.abspath(source),
+        classes=tuple(classes), labels=labels, refs=refs,
         chunk_bounds=np.asarray(bounds, dtype=np.int64), chunk_locators=locators,
         reader=ParquetReader(store, tuple(files), image_column),
         fingerprint=_fingerprint(store, files, handles),
