@@ -47,7 +47,7 @@ def plan_summary(source, image_column: Optional[str] = None, label_column: Optio
 
 
 def format_plan(d: dict) -> str:
-    from .run import _human
+    from .run import _count, _human
     src, cfg = d["source"], d["config"]
     lines = [
         f"source     {src['kind']} {src['uri']}: {_count(src['items'], 'item')}, "
@@ -63,7 +63,3 @@ def format_plan(d: dict) -> str:
         + (" ..." if len(d["classes"]) > 20 else ""),
     ]
     return "\n".join(lines)
-
-
-def _count(n: int, one: str, many: str = "") -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"

@@ -32,12 +32,14 @@ def inspect(out) -> dict:
     labels_path = os.path.join(out, manifest.LABELS)
     if not os.path.exists(labels_path):
         raise MixbakeError(f"{out}: labels.parquet is missing (the manifest lists it).")
-    table = pq.read_table(labels_path, columns=["op", "lam", "label", "soft_label"])
+    table = pq.read_table(labels_path, columns=["op", "lam", "label", "soft_label", "label_a", "label_b"])
     classes = list(doc["classes"])
     config = doc["config"]
     rows = table.num_rows
     ops = np.asarray(table.column("op").to_pylist(), dtype=object)
     lam = table.column("lam").to_numpy().astype(np.float64)
+    cross = (table.column("label_a").to_numpy() != table.column("label_b").fill_null(-1).to_numpy()) & \
+        np.asarray(table.column("label_b").is_valid())
     soft = _soft_matrix(table, len(classes))
     hard = np.bincount(table.column("label").to_numpy(), minlength=len(classes)) if rows else \
         np.zeros(len(classes), np.int64)
@@ -63,6 +65,7 @@ def inspect(out) -> dict:
             "edges": [round(float(e), 6) for e in edges],
             **{op: {"count": int(np.sum(ops == op)),
                     "mean": round(float(lam[ops == op].mean()), 6) if np.any(ops == op) else None,
+                    "cross_class": int(np.sum(cross[ops == op])),
                     "histogram": np.histogram(lam[ops == op], bins=edges)[0].astype(int).tolist()}
                for op in MIXED_OPS},
         },
@@ -179,6 +182,8 @@ def _lam(info: dict) -> List[str]:
         lines.append(f"  [{edges[k]:.1f}, {edges[k + 1]:.1f}{close}  {cells}".rstrip())
     means = "".join(f"{lam[op]['mean']:<{column}.3f}" for op in shown)
     lines.append(f"  {'mean':<12}{means}".rstrip())
+    cross = "".join(f"{_percent(lam[op]['cross_class'], lam[op]['count']):.0f}%".ljust(column) for op in shown)
+    lines.append(f"  {'cross-class':<12}{cross}".rstrip())  # pairs of two classes: a mixed label
     return lines
 
 

@@ -39,10 +39,16 @@ class BakeSummary:
         if self.state == "complete":
             return f"{self.out} already holds this finished build ({self.rows} samples); nothing to do."
         rate = self.rows / self.seconds if self.seconds > 0 else float("inf")
-        skipped = f", {self.skipped} bad items skipped (see {self.out}/errors.jsonl)" if self.skipped else ""
-        return (f"{'Resumed' if self.state == 'resumed' else 'Baked'} {self.rows} samples from {self.items} "
-                f"items into {self.shards} shards ({_human(self.bytes)}) in {self.seconds:.1f}s "
+        skipped = (f", {_count(self.skipped, 'bad item')} skipped (see {self.out}/errors.jsonl)"
+                   if self.skipped else "")
+        return (f"{'Resumed' if self.state == 'resumed' else 'Baked'} {_count(self.rows, 'sample')} from "
+                f"{_count(self.items, 'item')} into {_count(self.shards, 'shard')} ({_human(self.bytes)}) in "
+                f"{self.seconds:.1f}s "
                 f"({rate:.0f} samples/s){skipped} -> {self.out}")
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _human(n: float) -> str:

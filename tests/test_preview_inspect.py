@@ -201,8 +201,11 @@ def test_inspect_agrees_with_manifest(demo_out):
     assert sum(v["percent"] for v in info["ops"].values()) == pytest.approx(100, abs=0.05)
     assert sum(c["mass"] for c in info["classes"]) == pytest.approx(info["rows"], abs=1e-2)
     assert sum(c["label_count"] for c in info["classes"]) == info["rows"]
+    rows = pq.read_table(os.path.join(demo_out, "labels.parquet")).to_pylist()
     for op in ("mixup", "cutmix"):
         assert sum(info["lam"][op]["histogram"]) == doc["totals"]["ops"][op] == info["lam"][op]["count"]
+        cross = sum(r["op"] == op and r["label_b"] is not None and r["label_a"] != r["label_b"] for r in rows)
+        assert info["lam"][op]["cross_class"] == cross and 0 < cross < info["lam"][op]["count"]
     assert len(info["lam"]["edges"]) == 11
     assert (info["format"], info["image_format"], info["size"]) == ("parquet", "jpeg", [32, 32])
     assert info["source"] == {"kind": "demo", "uri": "demo", "items": 288}
