@@ -99,8 +99,9 @@ def _is_tar_name(name: str) -> bool:
     return name.startswith("train-") and name.endswith(".tar")
 
 
-def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool) -> str:
-    """Make OUT ours for ``build_id``. Returns 'new', 'resume' or 'complete'."""
+def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: Optional[dict] = None) -> str:
+    """Make OUT ours for ``build_id`` (whose :func:`run.build_identity` is ``identity``).
+    Returns 'new', 'resume' or 'complete'."""
     if store.local and store.exists() and not store.isdir():
         raise MixbakeError(f"OUT {store.uri!r} exists and is not a directory.")
     store.makedirs()
@@ -116,12 +117,38 @@ def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool) -> str:
             remove_own_files(store, owner_format)
             owner_id = None
         else:
-            raise MixbakeError(f"OUT {store.uri!r} holds a different build (another config, seed or source): "
-                               f"use --overwrite to replace it, or choose another directory.")
+            why = _difference(_owner_identity(store), identity) or "another config, seed or source"
+            raise MixbakeError(f"OUT {store.uri!r} holds a different build ({why}): use --overwrite to "
+                               f"replace it, or choose another directory.")
     if owner_id is None:
-        write_json(store, CLAIM, {"build_id": build_id, "format": fmt})
+        write_json(store, CLAIM, {"build_id": build_id, "format": fmt, "identity": identity})
         return "new"
     return "complete" if store.exists(MANIFEST) else "resume"
+
+
+def _owner_identity(store: Store) -> Optional[dict]:
+    """What decided the bytes of the build in OUT, as far as its files tell."""
+    if store.exists(MANIFEST):
+        doc = read_json((store, MANIFEST))
+        return {"config": doc.get("config"), "source": doc.get("source"), "classes": doc.get("classes"),
+                "libraries": doc.get("libraries")}
+    return read_json((store, CLAIM)).get("identity") if store.exists(CLAIM) else None
+
+
+def _difference(old: Optional[dict], new: Optional[dict]) -> str:
+    """'seed 0 -> 3; size [224, 224] -> [32, 32]': what differs between two build identities."""
+    if not old or not new:
+        return ""
+    parts = []
+    for group in ("config", "libraries"):
+        before, after = old.get(group) or {}, new.get(group) or {}
+        parts += [f"{key} {json.dumps(before.get(key))} -> {json.dumps(after.get(key))}"
+                  for key in sorted(set(before) | set(after)) if before.get(key) != after.get(key)]
+    if (old.get("source") or {}).get("fingerprint") != (new.get("source") or {}).get("fingerprint"):
+        parts.append("the source's files")
+    elif old.get("classes") != new.get("classes"):
+        parts.append("the classes")
+    return "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
 
 
 def _has_finished_work(store: Store) -> bool:

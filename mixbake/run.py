@@ -130,7 +130,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         identity = build_identity(config, catalog)
         build_id = fingerprint(identity)
         tasks = make_tasks(config, catalog, store, build_id, on_error)  # validates before OUT is touched
-        state = manifest.claim_out(store, build_id, config.format, overwrite)
+        state = manifest.claim_out(store, build_id, config.format, overwrite, identity)
         if state == "complete":
             manifest.finish_state(store)  # a run killed just after writing manifest.json left it behind
             done = manifest.read_json((store, manifest.MANIFEST))

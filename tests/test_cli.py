@@ -258,8 +258,8 @@ def test_other_seed_is_refused_then_overwrite_replaces_only_mixbakes_files(src, 
 
     refused = run(*base, "--shard-size", "4", "--seed", "1")
     assert refused.exit_code == 1
-    assert refused.stderr == (f"Error: OUT {str(out)!r} holds a different build (another config, seed or "
-                              f"source): use --overwrite to replace it, or choose another directory.\n")
+    assert refused.stderr == (f"Error: OUT {str(out)!r} holds a different build (seed 0 -> 1): use "
+                              f"--overwrite to replace it, or choose another directory.\n")
     assert snapshot(out) == old
 
     # --overwrite never deletes what mixbake did not write: with a foreign file it refuses outright

@@ -434,7 +434,23 @@ def test_different_seed_is_refused_and_nothing_changes(small, small_build):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "different build" in result.stderr and "--overwrite" in result.stderr, result.stderr
+    assert "(seed 0 -> 9)" in result.stderr, result.stderr  # says what differs
     assert snapshot(small_build) == before
+
+
+def test_an_unfinished_different_build_is_refused_naming_what_differs(tmp_path):
+    from mixbake import manifest
+    from mixbake.errors import MixbakeError
+    from mixbake.storage import Store
+    store = Store.open(str(tmp_path / "out"))
+    old = {"config": {"seed": 1, "size": [16, 16]}, "source": {"fingerprint": "f"}, "libraries": {"zlib": "1.2"}}
+    assert manifest.claim_out(store, "old-build", "parquet", False, old) == "new"
+    (tmp_path / "out" / ".mixbake" / "shards").mkdir(parents=True)
+    (tmp_path / "out" / ".mixbake" / "shards" / "shard-00000.arrow").write_bytes(b"a finished shard")
+    new = {"config": {"seed": 1, "size": [32, 32]}, "source": {"fingerprint": "g"}, "libraries": {"zlib": "1.3"}}
+    with pytest.raises(MixbakeError, match=r"different build \(size \[16, 16\] -> \[32, 32\]; "
+                                           r"zlib \"1.2\" -> \"1.3\"; the source's files\)"):
+        manifest.claim_out(store, "new-build", "parquet", False, new)
 
 
 def test_overwrite_replaces_the_build_with_exactly_a_fresh_one(small, small_build, tmp_path):
