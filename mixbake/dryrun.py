@@ -36,6 +36,7 @@ def plan_summary(source, image_column: Optional[str] = None, label_column: Optio
         "source": catalog.summary(),
         "classes": {name: int(np.sum(labelled == i)) for i, name in enumerate(catalog.classes)},
         "known_bad": len(catalog.bad),
+        "notes": list(catalog.notes),
         "rows": rows,
         "ops": ops,
         "shards": len(tasks),
@@ -61,5 +62,5 @@ def format_plan(d: dict) -> str:
         f"seed       {cfg['seed']}",
         "classes    " + ", ".join(f"{name} ({n})" for name, n in list(d["classes"].items())[:20])
         + (" ..." if len(d["classes"]) > 20 else ""),
-    ]
+    ] + [f"note       {note}" for note in d["notes"]]
     return "\n".join(lines)

@@ -122,6 +122,8 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         session = Session(ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler))
     with session:
         catalog = open_source(source, image_column, label_column, map_each=session.map)
+        for note in catalog.notes:
+            log.warning(note)
         if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
             raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
                                f"fingerprint differs), so the build cannot be reproduced bit for bit.")

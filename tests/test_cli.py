@@ -350,3 +350,20 @@ def test_manifest_sha256_of_every_shard_and_labels(small):
     assert labels["sha256"] == sha256(out / "labels.parquet")
     assert labels["bytes"] == (out / "labels.parquet").stat().st_size
     assert labels["rows"] == 12
+
+
+def test_empty_class_folders_and_ignored_files_are_said_not_only_counted(tmp_path, caplog):
+    src = make_folder(tmp_path / "src")
+    (src / "emptycls").mkdir()
+    (src / "readme.txt").write_text("notes")
+    Image.new("RGB", (8, 8)).save(src / "stray.png")  # in no class folder
+    plan = run("plan", src)
+    assert plan.exit_code == 0, plan.output
+    assert "class folder 'emptycls' holds no images and is not a class" in plan.output
+    assert "2 files ignored" in plan.output
+    baked = run("bake", src, tmp_path / "out", "--size", "8", "-q")
+    assert baked.exit_code == 0, baked.stderr
+    # warnings go through logging (the CLI's main() prints them to stderr as "mixbake: ...")
+    assert "'emptycls' holds no images" in caplog.text and "2 files ignored" in caplog.text
+    doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert doc["classes"] == ["a", "b"] and doc["source"]["ignored_files"] == 2

@@ -46,7 +46,10 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
     if not paths:
         raise MixbakeError(
             f"Image folder {display_ref(store.display())!r} holds no images: expected root/<class>/<image> "
-            f"with extensions such as .jpg or .png.")
+            f"with extensions such as .jpg or .png{_ROOT_FILES if ignored else ''}.")
+    if ignored:
+        notes.append(f"{ignored} file{'s' if ignored != 1 else ''} ignored: not an image by extension, or not "
+                     f"inside a class folder (counted in manifest.json as source.ignored_files)")
     return Catalog(
         kind="folder",
         uri=display_ref(store.display()),
@@ -60,6 +63,9 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
         ignored_files=ignored,
         notes=tuple(notes),
     )
+
+
+_ROOT_FILES = " (files directly in the root, or in no class folder, are not read)"
 
 
 def _list_class(store_and_class) -> Tuple[Dict[str, int], int]:
