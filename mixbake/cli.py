@@ -12,6 +12,8 @@ from . import __version__
 from .config import CUTOUT_FILLS, ERROR_POLICIES, IMAGE_FORMATS, OUTPUT_FORMATS, PAIRINGS, RESIZE_MODES
 from .errors import MixbakeError
 
+log = logging.getLogger("mixbake")
+
 BAKE_EPILOG = """\b
 Examples:
   mixbake bake demo out/
@@ -134,6 +136,25 @@ def bake_options(f):
     return f
 
 
+def warn_no_effect(ctx, config) -> None:
+    """Options given on the command line that this config never uses: said, not silently kept."""
+    given = {name for name in ctx.params
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    cutmix_off = "--cutmix 0" if config.cutmix == 0 else None
+    unused = {  # option -> why it does nothing here (None: it does something)
+        "mixup_alpha": "--mixup 0" if config.mixup == 0 else None,
+        "cutmix_alpha": cutmix_off or ("--cutmix-minmax" if config.cutmix_minmax is not None else None),
+        "cutmix_minmax": cutmix_off,
+        **dict.fromkeys(("cutout_size", "cutout_holes", "cutout_fill"),
+                        "--cutout 0" if config.cutout == 0 else None),
+        "quality": f"--image-format {config.image_format}" if config.image_format in ("png", "raw") else None,
+    }
+    for name, why in unused.items():
+        if why and name in given:
+            log.warning("--%s has no effect with %s (it is still part of the build's config)",
+                        name.replace("_", "-"), why)
+
+
 def _load_recipe(ctx, param, value):
     """Eager: a recipe becomes the defaults of every other option, so flags still override it."""
     if value is None:
@@ -195,6 +216,7 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
             and executor == "local":
         raise click.UsageError("--scheduler runs on Dask; it cannot go with --executor local.", ctx=ctx)
     config = BakeConfig(**clean_options(options))  # bad options fail before any process starts
+    warn_no_effect(ctx, config)
     expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
     spec = ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler)
     from .executors import can_fork_now

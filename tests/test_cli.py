@@ -367,3 +367,19 @@ def test_empty_class_folders_and_ignored_files_are_said_not_only_counted(tmp_pat
     assert "'emptycls' holds no images" in caplog.text and "2 files ignored" in caplog.text
     doc = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert doc["classes"] == ["a", "b"] and doc["source"]["ignored_files"] == 2
+
+
+def test_options_that_do_nothing_in_this_config_are_warned_about(src, tmp_path, caplog):
+    args = ["bake", src, tmp_path / "out", "--size", "16", "-q", "--image-format", "png", "--quality", "50",
+            "--cutmix-minmax", "0.2", "0.8", "--cutmix-alpha", "2", "--cutout-holes", "3"]
+    result = run(*args)
+    assert result.exit_code == 0, result.stderr
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == ["--cutmix-alpha has no effect with --cutmix-minmax (it is still part of the build's config)",
+                      "--cutout-holes has no effect with --cutout 0 (it is still part of the build's config)",
+                      "--quality has no effect with --image-format png (it is still part of the build's config)"]
+    caplog.clear()  # the same options where each does something: no warning
+    result = run("bake", src, tmp_path / "used", "--size", "16", "-q", "--quality", "50", "--cutout", "0.5",
+                 "--cutout-holes", "3", "--cutmix-alpha", "2")
+    assert result.exit_code == 0, result.stderr
+    assert caplog.records == []
