@@ -5,6 +5,7 @@ import functools
 import logging
 import os
 import sys
+from typing import Optional
 
 import click
 
@@ -169,6 +170,19 @@ def _load_recipe(ctx, param, value):
     return value
 
 
+recipe_option = click.option(
+    "--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_load_recipe,
+    help="A TOML file holding bake options (and optionally the source); flags given here override it.")
+
+
+def _recipe_source(ctx, given: Optional[str], what: str = "SOURCE") -> str:
+    """SOURCE as given, else the one the --recipe names."""
+    source = given or ctx.meta.get("recipe", {}).get("source")
+    if source is None:
+        raise click.UsageError(f"expected {what} (or a --recipe that names the source).", ctx=ctx)
+    return source
+
+
 def _source_and_out(ctx, paths):
     recipe_source = ctx.meta.get("recipe", {}).get("source")
     if len(paths) == 2:
@@ -181,9 +195,7 @@ def _source_and_out(ctx, paths):
 
 @cli.command(epilog=BAKE_EPILOG)
 @click.argument("paths", nargs=-1, metavar="SOURCE OUT")
-@click.option("--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
-              callback=_load_recipe, help="A TOML file holding bake options (and optionally the source); "
-                                          "flags given here override it.")
+@recipe_option
 @click.option("--from-manifest", type=click.Path(), is_eager=True, callback=_load_recipe,
               help="Rebuild a finished build bit for bit from its manifest.json: "
                    "mixbake bake --from-manifest OLD/manifest.json NEW_OUT. Options given here "
@@ -240,13 +252,15 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
 
 
 @cli.command("plan")
-@click.argument("source")
+@click.argument("source", required=False)
+@recipe_option
 @click.option("--image-column", default=None, help="Parquet: the image column.")
 @click.option("--label-column", default=None, help="Parquet: the label column.")
 @bake_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan summary as JSON.")
+@click.pass_context
 @friendly_errors
-def plan_command(source, image_column, label_column, as_json, **options):
+def plan_command(ctx, source, image_column, label_column, as_json, **options):
     """Show what `mixbake bake SOURCE ...` would produce, without decoding anything: samples and
     shards, counts per op, classes, estimated size. Takes the same options as bake.
 
@@ -258,7 +272,7 @@ def plan_command(source, image_column, label_column, as_json, **options):
 
     from .dryrun import format_plan, plan_summary
 
-    summary = plan_summary(source, image_column, label_column, **clean_options(options))
+    summary = plan_summary(_recipe_source(ctx, source), image_column, label_column, **clean_options(options))
     click.echo(json.dumps(summary, indent=2) if as_json else format_plan(summary))
 
 
@@ -288,7 +302,8 @@ def verify(out, deep):
 
 
 @cli.command("preview")
-@click.argument("source_or_out", metavar="SOURCE|OUT")
+@click.argument("source_or_out", metavar="SOURCE|OUT", required=False)
+@recipe_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
 @click.option("-n", "--samples", "n", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Samples to show.")
@@ -316,6 +331,7 @@ def preview_command(ctx, source_or_out, output, n, boxes, tile, columns, image_c
     """
     from .preview import is_out, preview_sheet
 
+    source_or_out = _recipe_source(ctx, source_or_out, "SOURCE or OUT")
     if not output.lower().endswith(".png"):
         raise click.BadParameter(f"the sheet is a PNG: name it *.png, not {output!r}.", ctx=ctx,
                                  param_hint="'-o' / '--output'")

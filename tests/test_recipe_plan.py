@@ -85,3 +85,17 @@ def test_out_inside_a_folder_source_is_refused(tmp_path):
     assert result.exit_code == 1
     assert "is inside the source folder" in result.output
     assert not (tmp_path / "src" / "out").exists()
+
+
+def test_plan_and_preview_take_a_recipe_as_bake_does(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[bake]\nsource = "demo"\nsize = 24\ncutout = 0.3\nseed = 5\nshard-size = 100\n')
+    from_recipe = run("plan", "--recipe", recipe, "--json")
+    from_flags = run("plan", "demo", *[a for a in BASE if a != "-q"], "--json")
+    assert from_recipe.exit_code == 0 and from_flags.exit_code == 0, from_recipe.output
+    assert json.loads(from_recipe.output) == json.loads(from_flags.output)
+    assert json.loads(from_recipe.output)["ops"]["cutout"] > 0
+    sheet = run("preview", "--recipe", recipe, "-o", tmp_path / "r.png", "-n", 4)
+    assert sheet.exit_code == 0 and "4 samples" in sheet.output and (tmp_path / "r.png").is_file()
+    bare = run("plan")
+    assert bare.exit_code == 2 and "expected SOURCE (or a --recipe that names the source)" in bare.output
