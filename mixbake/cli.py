@@ -350,6 +350,10 @@ def preview_command(ctx, source_or_out, output, n, boxes, tile, columns, image_c
         sheet.image.save(output, format="PNG")
     except OSError as exc:
         raise click.ClickException(f"Cannot write {output}: {exc.strerror or exc}.") from None
+    for bad in sheet.skipped[:5]:
+        log.warning("bad item left out of the preview (a bake stops on it unless --on-error skip): %s", bad)
+    if len(sheet.skipped) > 5:
+        log.warning("... and %d more bad items", len(sheet.skipped) - 5)
     layout = sheet.layout
     click.echo(f"Wrote {output}: {len(sheet.samples)} samples in {layout.columns}x{layout.rows} tiles, "
                f"{layout.width}x{layout.height} px.")

@@ -91,6 +91,7 @@ class Sheet:
     layout: Layout
     samples: List[Sample]
     classes: Tuple[str, ...]
+    skipped: Tuple[str, ...] = ()  # "ref: reason" of the bad source items met (a SOURCE preview)
 
 
 # ---------------------------------------------------------------- the public entry points
@@ -110,7 +111,7 @@ def preview_sheet(source_or_out, n: int = 16, seed: Optional[int] = None, *, box
                   tile: int = TILE, columns: Optional[int] = None, **options) -> Sheet:
     if not 1 <= n <= MAX_SAMPLES:
         raise MixbakeError(f"-n must be in 1..{MAX_SAMPLES}, got {n}.")
-    path = os.fspath(source_or_out)
+    path, skipped = os.fspath(source_or_out), ()
     if is_out(path):
         if options:
             raise MixbakeError(f"{path} is a finished build: bake options ({_flags(options)}) apply to a "
@@ -122,7 +123,8 @@ def preview_sheet(source_or_out, n: int = 16, seed: Optional[int] = None, *, box
         config, catalog, samples, skipped = source_samples(path, n, seed, **options)
         title = _source_title(catalog, config, len(samples), skipped)
         classes = tuple(catalog.classes)
-    return render_sheet(samples, classes, title, boxes=boxes, tile=tile, columns=columns)
+    sheet = render_sheet(samples, classes, title, boxes=boxes, tile=tile, columns=columns)
+    return dataclasses.replace(sheet, skipped=tuple(skipped))
 
 
 def is_out(path: str) -> bool:

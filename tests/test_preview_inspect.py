@@ -224,7 +224,7 @@ def test_inspect_cli_text_and_json(demo_out):
     assert json.loads(result.output) == json.loads(json.dumps(inspect(demo_out)))
 
 
-def test_inspect_lists_skipped_items(tmp_path):
+def test_inspect_lists_skipped_items(tmp_path, caplog):
     source = make_folder(tmp_path / "src")
     (source / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "out"
@@ -235,6 +235,10 @@ def test_inspect_lists_skipped_items(tmp_path):
     assert "dog/broken.jpg: not an image Pillow can identify" in format_inspect(info)
     # a preview meeting the bad item shows the rows of the bake with --on-error skip, partners included
     sheet = preview_sheet(str(source), n=13, size=16)
+    assert sheet.skipped == ("dog/broken.jpg: not an image Pillow can identify",)  # said, not only left out
+    result = run("preview", source, "-o", tmp_path / "p.png", "-n", 13, "--size", 16)
+    assert result.exit_code == 0, result.output
+    assert "left out of the preview" in caplog.text and "dog/broken.jpg: not an image" in caplog.text
     baked = pq.read_table(out / "labels.parquet").to_pylist()
     assert [(s.row["key"], s.row["src_b"], s.row["lam"]) for s in sheet.samples] == \
         [(r["key"], r["src_b"], r["lam"]) for r in baked]
