@@ -5,7 +5,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,7 @@ class BakeSummary:
     skipped: int
     seconds: float
     op_counts: Dict[str, int]
+    kept: int = 0         # shards an interrupted run of this build had finished (resumed)
 
     def line(self) -> str:
         if self.state == "complete":
@@ -41,7 +42,9 @@ class BakeSummary:
         rate = self.rows / self.seconds if self.seconds > 0 else float("inf")
         skipped = (f", {_count(self.skipped, 'bad item')} skipped (see {self.out}/errors.jsonl)"
                    if self.skipped else "")
-        return (f"{'Resumed' if self.state == 'resumed' else 'Baked'} {_count(self.rows, 'sample')} from "
+        verb = f"Resumed ({self.kept} of {_count(self.shards, 'shard')} kept):" if self.state == "resumed" \
+            else "Baked"
+        return (f"{verb} {_count(self.rows, 'sample')} from "
                 f"{_count(self.items, 'item')} into {_count(self.shards, 'shard')} ({_human(self.bytes)}) in "
                 f"{self.seconds:.1f}s "
                 f"({rate:.0f} samples/s){skipped} -> {self.out}")
@@ -148,7 +151,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
             syncer.add(None if result.path.startswith(manifest.IMAGES + "#") else result.path)
 
         try:
-            results = run_tasks(tasks, session, quiet, on_result=on_result)
+            results, kept = run_tasks(tasks, session, quiet, on_result=on_result)
             _refuse_empty_build(results)
             syncer.finish()  # every shard durable before labels.parquet and the manifest commit them
             labels_entry = labels.close()
@@ -158,7 +161,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
             raise
         manifest.remove_stale_temporaries(store)  # left by workers lost (and retried) during this run
     summary = finish(store, config, catalog, identity, build_id, results, labels_entry)
-    summary.state = "resumed" if state == "resume" else "baked"
+    summary.state, summary.kept = ("resumed" if kept else "baked"), kept
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -206,15 +209,17 @@ def finished_result(task: ShardTask) -> Optional[ShardResult]:
 
 
 def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,
-              on_result: Callable[[ShardResult], None] = lambda result: None) -> List[ShardResult]:
+              on_result: Callable[[ShardResult], None] = lambda result: None) -> Tuple[List[ShardResult], int]:
     """Run the shards not finished by an earlier run; ``on_result(result)`` for every finished shard
-    (also those an earlier run finished)."""
+    (also those an earlier run finished). Returns the results in shard order, and how many of them
+    an earlier run had finished."""
     results: Dict[int, ShardResult] = {}
     for task in tasks:
         done = finished_result(task)
         if done is not None:
             results[task.shard_id] = done
             on_result(done)
+    kept = len(results)
     pending = [t for t in tasks if t.shard_id not in results]
     rows_per_item = tasks[0].config.rows_per_item if tasks else 1
     total = sum(len(t.items) for t in tasks) * rows_per_item
@@ -229,7 +234,7 @@ def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,
             results[result.shard_id] = result
             on_result(result)
         progress(total)
-    return [results[t.shard_id] for t in tasks]
+    return [results[t.shard_id] for t in tasks], kept
 
 
 class _NoBar:
