@@ -44,6 +44,8 @@ class Session:
 
     def __init__(self, spec: ExecutorSpec, fork: bool = False):
         self.spec = spec
+        if spec.scheduler:
+            _scheduler_parts(spec.scheduler)  # a malformed address fails before OUT is touched
         local = spec.kind == "local" and not spec.scheduler
         self._local = _LocalPool(spec.workers, fork=fork and can_fork_now()) if local else None
 
@@ -234,12 +236,26 @@ def _dask_client(spec: ExecutorSpec):
     return Client(cluster), cluster
 
 
+def _scheduler_parts(address: str):
+    """The parsed address, when it is a TCP one (tcp:// or tls://, or HOST:PORT), else None; an
+    error naming the address when it is a malformed TCP one."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(address if "://" in address else "tcp://" + address)
+    if parts.scheme not in ("tcp", "tls"):
+        return None  # inproc://, ucx://, ...: left to distributed
+    try:
+        if parts.hostname and parts.port:
+            return parts
+    except ValueError:  # a port that is not a number
+        pass
+    raise MixbakeError(f"--scheduler {address!r} is not a scheduler address like tcp://HOST:PORT.")
+
+
 def _check_reachable(address: str) -> None:
     """Fail in a second, not after the client's 30 s of retries, when nothing listens there."""
     import socket
-    from urllib.parse import urlsplit
-    parts = urlsplit(address if "://" in address else "tcp://" + address)
-    if parts.scheme not in ("tcp", "tls") or not parts.hostname or not parts.port:
+    parts = _scheduler_parts(address)
+    if parts is None:
         return
     try:
         socket.create_connection((parts.hostname, parts.port), timeout=5).close()

@@ -82,6 +82,7 @@ def test_malformed_scheduler_or_local_executor_with_one_is_a_clear_error(source,
     result = mixbake("bake", source, tmp_path / "x", *BAKE, "--scheduler", "foo", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--scheduler 'foo' is not a scheduler address like tcp://HOST:PORT" in result.stderr
+    assert not (tmp_path / "x").exists()  # refused before OUT was touched
     both = mixbake("bake", source, tmp_path / "y", *BAKE, "--executor", "local", "--scheduler",
                    "tcp://127.0.0.1:9", check=False)
     assert both.returncode == 2 and "cannot go with --executor local" in both.stderr
