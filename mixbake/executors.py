@@ -125,9 +125,9 @@ def _run_shard(task):
     return bake_shard(task)
 
 
-def _init_worker(rows_done, unstarted=None, busy=None, workers=1) -> None:
+def _init_worker(rows_done, unstarted=None, busy=None, workers=1, parent=None) -> None:
     from .worker import init_worker
-    init_worker(rows_done, unstarted, busy, workers)
+    init_worker(rows_done, unstarted, busy, workers, parent)
 
 
 def default_workers() -> int:
@@ -157,7 +157,7 @@ class _LocalPool:
         self.unstarted, self.busy = context.Value("q", 0), context.Value("q", 0)
         self.pool = cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
-            initargs=(self.rows_done, self.unstarted, self.busy, workers))
+            initargs=(self.rows_done, self.unstarted, self.busy, workers, os.getpid()))
         self._starter = None
         if fork:
             self._start(workers)  # forks every worker now, before any thread exists

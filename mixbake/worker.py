@@ -5,7 +5,9 @@ The output of a shard is a function of the task alone; workers send back a small
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -55,16 +57,55 @@ _rows_done = None  # shared counter for the parent's progress bar (None outside 
 _pool_state = None  # (shards not started yet, workers inside a shard, workers) of a local pool
 
 
-def init_worker(rows_done=None, unstarted=None, busy=None, workers: int = 1) -> None:
+def init_worker(rows_done=None, unstarted=None, busy=None, workers: int = 1, parent: Optional[int] = None) -> None:
     """Local pool initializer: Ctrl-C is handled by the parent alone (it stops the workers; no
-    traceback per worker), a shared row counter feeds the parent's progress bar, and two more
-    tell a worker when the others are done (see :func:`spare_cores`)."""
+    traceback per worker), a shared row counter feeds the parent's progress bar, two more tell a
+    worker when the others are done (see :func:`spare_cores`), and the worker ends with ``parent``."""
     import signal
     global _rows_done, _pool_state
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _rows_done = rows_done
     _pool_state = (unstarted, busy, workers) if unstarted is not None and workers > 1 else None
+    if parent is not None:
+        _exit_with(parent)
     _prepare_process()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the process that started the bake is gone. A parent killed outright
+    (SIGKILL, the OOM killer) runs no clean-up: its workers, each holding an end of the task queue,
+    would wait for tasks forever. A thread waits on a pidfd for the parent's exit (no pid reuse);
+    where there is none (not Linux >= 5.3), it polls once a second."""
+    import threading
+
+    def wait_pidfd(fd: int) -> None:
+        import select
+        select.select([fd], [], [])
+        os._exit(1)
+
+    def poll() -> None:
+        while _alive(parent):
+            time.sleep(1.0)
+        os._exit(1)
+
+    try:
+        fd = os.pidfd_open(parent)
+        target, args = wait_pidfd, (fd,)
+    except (AttributeError, OSError):  # no pidfd here; or the parent is already gone
+        if not _alive(parent):
+            os._exit(1)
+        target, args = poll, ()
+    threading.Thread(target=target, args=args, daemon=True, name="mixbake-parent-watch").start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 _prepared = False

@@ -204,6 +204,23 @@ def big(tmp_path_factory):
     return src, ref
 
 
+def test_workers_end_when_the_main_process_is_killed_alone(big, tmp_path):
+    """The OOM killer takes the main process only: its workers must not wait for tasks forever."""
+    src, ref = big
+    out = tmp_path / "out"
+    proc = start_bake(src, out)
+    assert wait_for(proc, out, lambda s: s.tmps > 0) is not None, "the bake finished before its workers ran"
+    os.kill(proc.pid, signal.SIGKILL)  # the main process alone, not its group
+    proc.wait()
+    gone = wait_group_gone(proc.pid, timeout=10.0)
+    if not gone:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert gone, "worker processes outlived the killed main process"
+    result = bake(src, out)  # and the build still resumes to the same bytes
+    assert result.returncode == 0, result.stderr
+    assert_same_build(out, ref)
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     base = tmp_path_factory.mktemp("small")
