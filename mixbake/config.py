@@ -76,9 +76,11 @@ class BakeConfig:
             _coerce(self, name, float)
         for name in _INT_FIELDS:
             _coerce(self, name, int)
+        _require(isinstance(self.keep_originals, (bool, int)) and self.keep_originals in (0, 1),
+                 f"--keep-originals is a flag (True or False), got {self.keep_originals!r}.")
         object.__setattr__(self, "keep_originals", bool(self.keep_originals))
         if self.cutmix_minmax is not None:
-            object.__setattr__(self, "cutmix_minmax", tuple(float(v) for v in self.cutmix_minmax))
+            object.__setattr__(self, "cutmix_minmax", _pair(self.cutmix_minmax))
         _validate(self)
 
     @property
@@ -123,6 +125,15 @@ def _coerce(config, name: str, kind) -> None:
     object.__setattr__(config, name, converted)
 
 
+def _pair(value) -> Tuple[float, float]:
+    """--cutmix-minmax: two numbers (LO, HI)."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise MixbakeError(f"--cutmix-minmax needs two numbers LO HI, got {value!r}.") from None
+    return lo, hi
+
+
 def _require(cond: bool, message: str) -> None:
     if not cond:
         raise MixbakeError(message)
@@ -150,8 +161,7 @@ def _validate(c: BakeConfig) -> None:
                  f"--{name.replace('_', '-')} must be > 0 (Beta(a, a) needs a > 0), got {alpha}.")
     if c.cutmix_minmax is not None:
         lo, hi = c.cutmix_minmax
-        _require(len(c.cutmix_minmax) == 2 and 0 < lo <= hi <= 1,
-                 f"--cutmix-minmax needs 0 < LO <= HI <= 1, got {lo} {hi}.")
+        _require(0 < lo <= hi <= 1, f"--cutmix-minmax needs 0 < LO <= HI <= 1, got {lo} {hi}.")
     _require(0 < c.cutout_size <= 1, f"--cutout-size is a fraction of the side in (0, 1], got {c.cutout_size}.")
     _require(1 <= c.cutout_holes <= 64, f"--cutout-holes must be in 1..64, got {c.cutout_holes}.")
     _require(0 <= c.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {c.label_smoothing}.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # cv2 is the fast path; the numpy fallback rounds the same way (half to even) in float64
+try:  # cv2 (a dependency of mixbake) is what bakes use; the numpy fallback serves the maths alone
     import cv2
 except ImportError:  # pragma: no cover - opencv is a hard dependency, kept optional for pure-maths use
     cv2 = None
@@ -96,7 +96,10 @@ def soft_labels(label_a, label_b, lam, num_classes: int, smoothing: float = 0.0)
 # ---------------------------------------------------------------- pixels
 
 def mixup(image_a: np.ndarray, image_b: np.ndarray, lam: float) -> np.ndarray:
-    """Rounded blend ``lam*a + (1-lam)*b`` (never truncated)."""
+    """Rounded blend ``lam*a + (1-lam)*b`` (never truncated), as OpenCV's ``addWeighted`` computes it:
+    in float32, so where the exact value is within float32 error of a .5 the result can differ by 1
+    from float64 rounding (e.g. ``lam=0.1`` of 1 and 6 gives 5). Without OpenCV: float64, rounded half
+    to even, which can then differ by 1 from a bake's pixels."""
     if cv2 is not None:
         return cv2.addWeighted(image_a, float(lam), image_b, 1.0 - float(lam), 0.0)
     blend = image_a.astype(np.float64) * lam + image_b.astype(np.float64) * (1.0 - lam)

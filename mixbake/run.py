@@ -120,7 +120,9 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         raise MixbakeError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, got {on_error!r}.")
     if executor not in EXECUTORS:
         raise MixbakeError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
-    config = options.pop("config", None) or BakeConfig(**options)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise MixbakeError(f"workers must be a whole number >= 1 (or None: all cores), got {workers!r}.")
+    config = options.pop("config", None) or BakeConfig.from_dict(options)
     if session is None:
         session = Session(ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler))
     with session:

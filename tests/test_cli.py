@@ -383,3 +383,18 @@ def test_options_that_do_nothing_in_this_config_are_warned_about(src, tmp_path, 
                  "--cutout-holes", "3", "--cutmix-alpha", "2")
     assert result.exit_code == 0, result.stderr
     assert caplog.records == []
+
+
+@pytest.mark.parametrize("options, needle", [
+    ({"cutmix_minmax": (0.2,)}, "--cutmix-minmax needs two numbers"),
+    ({"cutmix_minmax": 0.5}, "--cutmix-minmax needs two numbers"),
+    ({"workers": 0}, "workers must be a whole number >= 1"),
+    ({"workers": "2"}, "workers must be a whole number >= 1"),
+    ({"imagefmt": "png"}, "Unknown bake option(s): imagefmt"),
+    ({"keep_originals": "no"}, "--keep-originals is a flag"),
+])
+def test_api_bad_options_are_a_mixbake_error_before_anything_is_written(options, needle, tmp_path):
+    with pytest.raises(mixbake.MixbakeError) as exc:
+        mixbake.bake("demo", tmp_path / "out", quiet=True, **options)
+    assert needle in str(exc.value)
+    assert not (tmp_path / "out").exists()
