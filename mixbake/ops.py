@@ -6,6 +6,8 @@ Boxes are ``(x0, y0, x1, y1)``: half-open pixel coordinates ``[y0:y1, x0:x1)`` i
 """
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 
 try:  # cv2 (a dependency of mixbake) is what bakes use; the numpy fallback serves the maths alone
@@ -67,7 +69,13 @@ def cutout_boxes(centre_y, centre_x, height: int, width: int, size_frac: float):
 # ---------------------------------------------------------------- labels
 
 def soft_label(label_a: int, label_b, lam: float, num_classes: int, smoothing: float = 0.0) -> np.ndarray:
-    """``lam*onehot(a) + (1-lam)*onehot(b)``, then label smoothing applied exactly once (float32)."""
+    """``lam*onehot(a) + (1-lam)*onehot(b)``, then label smoothing applied exactly once (float32).
+    ``label_b`` None or -1: no partner. ValueError for a label outside ``0..num_classes-1``, lam
+    outside [0, 1] or smoothing outside [0, 1)."""
+    if not 0 <= label_a < num_classes or (label_b is not None and not -1 <= label_b < num_classes):
+        raise ValueError(f"labels must be in 0..{num_classes - 1} (label_b: or None/-1), got {label_a}, {label_b}")
+    if not 0.0 <= lam <= 1.0 or not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"lam must be in [0, 1] and smoothing in [0, 1), got {lam}, {smoothing}")
     y = np.zeros(num_classes, dtype=np.float64)
     y[label_a] += lam
     if label_b is not None and label_b >= 0:
@@ -107,21 +115,24 @@ def mixup(image_a: np.ndarray, image_b: np.ndarray, lam: float) -> np.ndarray:
 
 
 def cutmix(image_a: np.ndarray, image_b: np.ndarray, box) -> np.ndarray:
-    """Paste ``image_b[box]`` into a copy of ``image_a``."""
-    x0, y0, x1, y1 = (int(v) for v in box)
+    """Paste ``image_b[box]`` into a copy of ``image_a`` (the box clipped to the image)."""
+    x0, y0, x1, y1 = _clip(box, image_a.shape)
     out = image_a.copy()
     out[y0:y1, x0:x1] = image_b[y0:y1, x0:x1]
     return out
 
 
 def cutout(image: np.ndarray, boxes, fill: str, fill_seed: int = 0) -> np.ndarray:
-    """Fill each box with zeros, the image's per-channel mean (rounded), or seeded uniform noise."""
+    """Fill each box (clipped to the image) with zeros, the image's per-channel mean (rounded), or
+    seeded uniform noise."""
+    if fill not in ("zero", "mean", "noise"):
+        raise ValueError(f"fill must be 'zero', 'mean' or 'noise', got {fill!r}")
     out = image.copy()
     if fill == "mean":
         mean = np.rint(image.reshape(-1, image.shape[-1]).mean(axis=0)).astype(np.uint8)
     rng = np.random.default_rng(fill_seed) if fill == "noise" else None
     for box in boxes:
-        x0, y0, x1, y1 = (int(v) for v in box)
+        x0, y0, x1, y1 = _clip(box, image.shape)
         if fill == "zero":
             out[y0:y1, x0:x1] = 0
         elif fill == "mean":
@@ -129,3 +140,13 @@ def cutout(image: np.ndarray, boxes, fill: str, fill_seed: int = 0) -> np.ndarra
         else:
             out[y0:y1, x0:x1] = rng.integers(0, 256, size=(y1 - y0, x1 - x0, image.shape[-1]), dtype=np.uint8)
     return out
+
+
+def _clip(box, shape) -> Tuple[int, int, int, int]:
+    """``[x0, y0, x1, y1)`` inside an image of ``shape`` (H, W, ...): never a negative index (numpy
+    would count it from the far side), and x1 >= x0, y1 >= y0. A planned box is unchanged."""
+    height, width = shape[:2]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    x0, x1 = min(max(x0, 0), width), min(max(x1, 0), width)
+    y0, y1 = min(max(y0, 0), height), min(max(y1, 0), height)
+    return x0, y0, max(x0, x1), max(y0, y1)

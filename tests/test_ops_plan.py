@@ -568,3 +568,23 @@ def test_make_pools_tiny_tail_is_merged():
     assert [len(p) for p in pools] == [10, 13]
     pools = make_pools(config, single_item_bounds(25))  # a tail of 5 = target // 2 stays
     assert [len(p) for p in pools] == [10, 10, 5]
+
+
+def test_pixel_ops_clip_boxes_to_the_image_and_refuse_bad_arguments():
+    image = np.full((4, 6, 3), 200, np.uint8)
+    other = np.zeros((4, 6, 3), np.uint8)
+    for fill in ("zero", "mean", "noise"):  # a box past the right and bottom edges fills what is inside
+        out = ops.cutout(image, [(4, 2, 10, 10)], fill, fill_seed=1)
+        assert (out[:2] == 200).all() and (out[:, :4] == 200).all()
+        assert (out[2:, 4:] != 200).any() if fill != "mean" else (out[2:, 4:] == 200).all()
+    out = ops.cutout(image, [(-2, -2, 2, 2)], "zero")  # a negative corner is clipped, not wrapped
+    assert (out[:2, :2] == 0).all() and int((out == 0).sum()) == 2 * 2 * 3
+    pasted = ops.cutmix(image, other, (-2, 0, 2, 4))
+    assert (pasted[:, :2] == 0).all() and (pasted[:, 2:] == 200).all()
+    with pytest.raises(ValueError, match="fill must be"):
+        ops.cutout(image, [(0, 0, 2, 2)], "black")
+    for bad in [dict(label_a=-1, label_b=None, lam=1.0), dict(label_a=0, label_b=3, lam=0.5),
+                dict(label_a=0, label_b=1, lam=1.5), dict(label_a=0, label_b=1, lam=0.5, smoothing=-0.5)]:
+        with pytest.raises(ValueError):
+            ops.soft_label(num_classes=3, **bad)
+    assert ops.soft_label(2, -1, 0.3, 3).tolist() == [0.0, 0.0, 1.0]  # no partner: all of a
