@@ -23,9 +23,14 @@ def cutmix_boxes(lam, centre_y, centre_x, height: int, width: int, minmax=None, 
 
     With ``minmax`` the box sides are ``side_fracs`` (uniform [0, 1) draws, shape (n, 2)) scaled into
     [lo, hi] of each side, and ``lam`` is ignored (as in timm's ``rand_bbox_minmax``).
-    Returns an int64 array (n, 4) of x0, y0, x1, y1.
+    Returns an int64 array of x0, y0, x1, y1: shape (n, 4) for n boxes, (4,) for scalar arguments.
+    ValueError for lam outside [0, 1], or ``minmax`` without ``side_fracs``.
     """
     lam = np.asarray(lam, dtype=np.float64)
+    if np.any((lam < 0) | (lam > 1)):
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
+    if minmax is not None and side_fracs is None:
+        raise ValueError("minmax needs side_fracs: uniform [0, 1) draws of shape (n, 2)")
     if minmax is None:
         ratio = np.sqrt(1.0 - lam)
         cut_h = (height * ratio).astype(np.int64)

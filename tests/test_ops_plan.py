@@ -588,3 +588,12 @@ def test_pixel_ops_clip_boxes_to_the_image_and_refuse_bad_arguments():
         with pytest.raises(ValueError):
             ops.soft_label(num_classes=3, **bad)
     assert ops.soft_label(2, -1, 0.3, 3).tolist() == [0.0, 0.0, 1.0]  # no partner: all of a
+
+
+def test_cutmix_boxes_shapes_and_bad_arguments():
+    assert ops.cutmix_boxes(0.75, 5, 5, 10, 10).shape == (4,)
+    assert ops.cutmix_boxes(np.array([0.75, 0.5]), np.array([5, 1]), np.array([5, 9]), 10, 10).shape == (2, 4)
+    with pytest.raises(ValueError, match="lam must be in"):
+        ops.cutmix_boxes(1.2, 5, 5, 10, 10)
+    with pytest.raises(ValueError, match="minmax needs side_fracs"):
+        ops.cutmix_boxes(0.5, 5, 5, 10, 10, minmax=(0.2, 0.8))
