@@ -48,16 +48,16 @@ def plan_summary(source, image_column: Optional[str] = None, label_column: Optio
 
 
 def format_plan(d: dict) -> str:
-    from .run import _count, _human
+    from .words import count, human_bytes
     src, cfg = d["source"], d["config"]
     lines = [
-        f"source     {src['kind']} {src['uri']}: {_count(src['items'], 'item')}, "
-        f"{_count(len(d['classes']), 'class', 'classes')}"
+        f"source     {src['kind']} {src['uri']}: {count(src['items'], 'item')}, "
+        f"{count(len(d['classes']), 'class', 'classes')}"
         + (f", {d['known_bad']} bad at listing" if d["known_bad"] else ""),
-        f"output     {_count(d['rows'], 'sample')} in {_count(d['shards'], 'shard')} "
+        f"output     {count(d['rows'], 'sample')} in {count(d['shards'], 'shard')} "
         f"({d['shard_rows']['min']}..{d['shard_rows']['max']} rows each; first: {d['first_shard']})",
         f"images     {cfg['size'][0]}x{cfg['size'][1]} {cfg['image_format']}, {cfg['format']} format, "
-        f"~{_human(d['estimated_bytes'])} (estimate for photographs)",
+        f"~{human_bytes(d['estimated_bytes'])} (estimate for photographs)",
         "ops        " + ", ".join(f"{op} {n} ({100 * n / max(1, d['rows']):.0f}%)" for op, n in d["ops"].items() if n),
         f"seed       {cfg['seed']}",
         "classes    " + ", ".join(f"{name} ({n})" for name, n in list(d["classes"].items())[:20])

@@ -15,6 +15,7 @@ import numpy as np
 from . import manifest
 from .config import OPS
 from .errors import MixbakeError
+from .words import count, human_bytes
 
 LAM_BINS = 10
 MIXED_OPS = ("mixup", "cutmix")   # the ops whose lam varies
@@ -109,14 +110,6 @@ def _first_errors(out: str, relpath: Optional[str]) -> List[str]:
     return lines
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return str(n)
-
-
 # ---------------------------------------------------------------- text
 
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -142,7 +135,7 @@ def format_inspect(info: dict) -> str:
 def _overview(info: dict) -> List[str]:
     width, height = info["size"]
     source = info["source"]
-    shards = f"{info['shards']} shard{'s' if info['shards'] != 1 else ''}"
+    shards = count(info['shards'], 'shard')
     return [
         f"mixbake build {info['out']}",
         f"  rows     {info['rows']:,} in {shards}, {info['bytes_human']}",

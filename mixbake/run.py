@@ -19,6 +19,7 @@ from .sources import Catalog, display_ref, open_source
 from .storage import Store, Syncer
 from .executors import EXECUTORS, ExecutorSpec, Session, default_workers
 from .worker import ShardResult, ShardTask
+from .words import count, human_bytes
 
 log = logging.getLogger("mixbake")
 
@@ -40,26 +41,14 @@ class BakeSummary:
         if self.state == "complete":
             return f"{self.out} already holds this finished build ({self.rows} samples); nothing to do."
         rate = self.rows / self.seconds if self.seconds > 0 else float("inf")
-        skipped = (f", {_count(self.skipped, 'bad item')} skipped (see {self.out}/errors.jsonl)"
+        skipped = (f", {count(self.skipped, 'bad item')} skipped (see {self.out}/errors.jsonl)"
                    if self.skipped else "")
-        verb = f"Resumed ({self.kept} of {_count(self.shards, 'shard')} kept):" if self.state == "resumed" \
+        verb = f"Resumed ({self.kept} of {count(self.shards, 'shard')} kept):" if self.state == "resumed" \
             else "Baked"
-        return (f"{verb} {_count(self.rows, 'sample')} from "
-                f"{_count(self.items, 'item')} into {_count(self.shards, 'shard')} ({_human(self.bytes)}) in "
+        return (f"{verb} {count(self.rows, 'sample')} from "
+                f"{count(self.items, 'item')} into {count(self.shards, 'shard')} ({human_bytes(self.bytes)}) in "
                 f"{self.seconds:.1f}s "
                 f"({rate:.0f} samples/s){skipped} -> {self.out}")
-
-
-def _count(n: int, one: str, many: str = "") -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return str(n)
 
 
 def library_versions() -> dict:

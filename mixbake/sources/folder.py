@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import MixbakeError
 from ..storage import Store
+from ..words import count
 from . import Catalog, display_ref
 
 IMAGE_EXTENSIONS = frozenset({
@@ -48,7 +49,7 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
             f"Image folder {display_ref(store.display())!r} holds no images: expected root/<class>/<image> "
             f"with extensions such as .jpg or .png{_ROOT_FILES if ignored else ''}.")
     if ignored:
-        notes.append(f"{ignored} file{'s' if ignored != 1 else ''} ignored: not an image by extension, or not "
+        notes.append(f"{count(ignored, 'file')} ignored: not an image by extension, or not "
                      f"inside a class folder (counted in manifest.json as source.ignored_files)")
     return Catalog(
         kind="folder",
