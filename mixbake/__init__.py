@@ -6,7 +6,7 @@ Library API (mirrors the CLI)::
     summary = mixbake.bake("demo", "out/", mixup=0.5, cutmix=0.5, seed=7, workers=2)
     print(summary.line())
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "bake": "run", "BakeSummary": "run", "BakeConfig": "config", "MixbakeError": "errors",

@@ -123,9 +123,16 @@ def bake_options(f):
         click.option("--pairing", type=_choice(PAIRINGS), default="random", show_default=True,
                      help="Partner choice (never the item itself); cross-class: a partner of another class."),
         click.option("--shard-size", type=int, default=500, show_default=True,
-                     help="Rows per shard (about). Pairs are drawn within a shard's pool of source items, "
-                          "which a worker holds decoded: memory per worker ~ 150 MB + shard size x "
-                          "output pixels x 3 bytes."),
+                     help="Rows per shard (about)."),
+        click.option("--pool-size", type=click.IntRange(2, 1_000_000), default=None, metavar="ITEMS",
+                     help="Source items decoded together; partners are drawn inside a pool, which a worker "
+                          "holds decoded: memory per worker ~ 150 MB + pool size x output pixels x 3 bytes "
+                          "[default: the items of one shard, shard size / (1 + keep-originals)]."),
+        click.option("--copies-per-pass", type=click.IntRange(1, 1000), default=None, metavar="K",
+                     help="With --copies > 1: copies made from one decode of a pool. Each pass re-shuffles "
+                          "the source into new pools, so an item meets partners from all over the dataset "
+                          "across passes; larger K decodes less [default: 4, or every copy at once when "
+                          "the source fits one pool]."),
         click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
                      help="Everything random flows from this seed."),
         click.option("--max-pixels", type=int, default=None,
@@ -173,6 +180,11 @@ def _load_recipe(ctx, param, value):
 recipe_option = click.option(
     "--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_load_recipe,
     help="A TOML file holding bake options (and optionally the source); flags given here override it.")
+
+
+def recipe_format(ctx) -> Optional[int]:
+    """The format version a --from-manifest build (or a recipe) follows: its pairing rules."""
+    return ctx.meta.get("recipe", {}).get("format_version")
 
 
 def _recipe_source(ctx, given: Optional[str], what: str = "SOURCE") -> str:
@@ -227,7 +239,7 @@ def bake(ctx, paths, from_manifest, image_column, label_column, workers, overwri
     if scheduler and ctx.get_parameter_source("executor") == click.core.ParameterSource.COMMANDLINE \
             and executor == "local":
         raise click.UsageError("--scheduler runs on Dask; it cannot go with --executor local.", ctx=ctx)
-    config = BakeConfig(**clean_options(options))  # bad options fail before any process starts
+    config = BakeConfig(**clean_options(options), format_version=recipe_format(ctx))  # fails before any process
     warn_no_effect(ctx, config)
     expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
     spec = ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler)
@@ -272,7 +284,10 @@ def plan_command(ctx, source, image_column, label_column, as_json, **options):
 
     from .dryrun import format_plan, plan_summary
 
-    summary = plan_summary(_recipe_source(ctx, source), image_column, label_column, **clean_options(options))
+    summary = plan_summary(_recipe_source(ctx, source), image_column, label_column, **clean_options(options),
+                           format_version=recipe_format(ctx))
+    for warning in summary["warnings"]:
+        log.warning(warning)
     click.echo(json.dumps(summary, indent=2) if as_json else format_plan(summary))
 
 
@@ -343,7 +358,7 @@ def preview_command(ctx, source_or_out, output, n, boxes, tile, columns, image_c
         given = {name: True for name in explicit - {"seed"}}
         sheet = preview_sheet(source_or_out, n, seed, boxes=boxes, tile=tile, columns=columns, **given)
     else:
-        options = clean_options(options)
+        options = dict(clean_options(options), format_version=recipe_format(ctx))
         sheet = preview_sheet(source_or_out, n, options.pop("seed"), boxes=boxes, tile=tile, columns=columns,
                               image_column=image_column, label_column=label_column, **options)
     try:

@@ -64,10 +64,15 @@ class BakeConfig:
     copies: int = 1
     keep_originals: bool = False
     pairing: str = "random"
-    shard_size: int = 500  # rows; also the pairing pool, which a worker holds decoded: bounds memory
+    shard_size: int = 500  # rows per shard
     seed: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
     format: str = "parquet"
+    # ---- added in format 2: omitted from to_dict() while unset, so format-1 configs keep their identity
+    pool_size: Optional[int] = None        # source items decoded together (None: the items of one shard)
+    copies_per_pass: Optional[int] = None  # copies made per decode of a pool (None: see plan.resolve_pairing)
+    # the output rules a build follows: None for the newest; 1 rebuilds a format-1 build (its pairing)
+    format_version: Optional[int] = None
 
     def __post_init__(self):
         object.__setattr__(self, "size", parse_size(self.size))
@@ -95,9 +100,16 @@ class BakeConfig:
         return self.copies + int(self.keep_originals)
 
     def to_dict(self) -> dict:
+        """The config as recorded and hashed. Options added after format 1 appear only when set, so
+        a config that baked before keeps its identity (and its bytes); ``format_version`` is not a
+        config key: the build identity records the format its rules follow."""
         d = dataclasses.asdict(self)
         d["size"] = list(self.size)
         d["cutmix_minmax"] = list(self.cutmix_minmax) if self.cutmix_minmax else None
+        del d["format_version"]
+        for name in LATER_FIELDS:
+            if d[name] is None:
+                del d[name]
         return d
 
     @classmethod
@@ -109,13 +121,19 @@ class BakeConfig:
         return cls(**d)
 
 
+LATER_FIELDS = ("pool_size", "copies_per_pass")  # recorded only when set (see to_dict)
+FORMAT_VERSIONS = (1, 2)
 _FLOAT_FIELDS = ("mixup", "cutmix", "cutout", "none", "mixup_alpha", "cutmix_alpha", "cutout_size",
                  "label_smoothing")
-_INT_FIELDS = ("quality", "cutout_holes", "copies", "shard_size", "seed", "max_pixels")
+_INT_FIELDS = ("quality", "cutout_holes", "copies", "shard_size", "seed", "max_pixels", "pool_size",
+               "copies_per_pass", "format_version")
+_OPTIONAL_INT_FIELDS = ("pool_size", "copies_per_pass", "format_version")
 
 
 def _coerce(config, name: str, kind) -> None:
     value = getattr(config, name)
+    if value is None and name in _OPTIONAL_INT_FIELDS:
+        return
     try:
         converted = kind(value)
     except (TypeError, ValueError):
@@ -167,6 +185,14 @@ def _validate(c: BakeConfig) -> None:
     _require(0 <= c.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {c.label_smoothing}.")
     _require(1 <= c.copies <= 1000, f"--copies must be in 1..1000, got {c.copies}.")
     _require(c.shard_size >= 2, f"--shard-size must be at least 2 rows, got {c.shard_size}.")
+    _require(c.pool_size is None or 2 <= c.pool_size <= 1_000_000,
+             f"--pool-size must be in 2..1000000 source items, got {c.pool_size}.")
+    _require(c.copies_per_pass is None or 1 <= c.copies_per_pass <= 1000,
+             f"--copies-per-pass must be in 1..1000, got {c.copies_per_pass}.")
+    _require(c.format_version is None or c.format_version in FORMAT_VERSIONS,
+             f"format_version must be one of {', '.join(map(str, FORMAT_VERSIONS))}, got {c.format_version}.")
+    _require(c.format_version != 1 or (c.pool_size is None and c.copies_per_pass is None),
+             "--pool-size and --copies-per-pass are format-2 options: a format-1 build has neither.")
     _require(0 <= c.seed < 2**63, f"--seed must be an integer in 0..2**63-1, got {c.seed}.")
     _require(c.max_pixels >= 1, f"--max-pixels must be positive, got {c.max_pixels}.")
 

@@ -6,13 +6,16 @@ from typing import Optional
 import numpy as np
 
 from .config import OPS, BakeConfig
-from .plan import plan_shard
-from .run import make_tasks
+from .plan import plan_pool
+from .plan import shard_rows as split
+from .pairs import few_partners, partner_stats
+from .run import make_build
 from .sources import open_source
 from .writers import shard_relpath
 
 # Rough encoded bytes per output pixel for photographs (measured on the benchmark photos at 224x224);
 # flat synthetic images compress far better. Only for the estimate line.
+PARTNER_ROWS = 4_000_000
 BYTES_PER_PIXEL = {"jpeg": 0.33, "webp": 0.25, "png": 1.9, "raw": 3.0}
 
 
@@ -20,15 +23,22 @@ def plan_summary(source, image_column: Optional[str] = None, label_column: Optio
                  **options) -> dict:
     config = BakeConfig(**options)
     catalog = open_source(source, image_column, label_column)
-    tasks = make_tasks(config, catalog, "", "plan")
+    pairing, tasks = make_build(config, catalog, "", "plan")
     ops = dict.fromkeys(OPS, 0)
-    shard_rows = []
+    shard_rows, met = [], []
+    # partners are counted for every item of builds up to ~4M rows, for every stride-th item beyond
+    stride = max(1, -(-len(catalog) * config.rows_per_item // PARTNER_ROWS))
     for task in tasks:
         valid = np.array([p not in task.known_bad for p in range(len(task.items))], dtype=bool)
-        plan = plan_shard(config, task.shard_id, task.labels, valid)
-        shard_rows.append(len(plan))
+        plan = plan_pool(config, task.pool, task.labels, valid)
+        shard_rows += [len(rows) for rows in split(len(plan), task.pool.shards)]
         for code, name in enumerate(OPS):
             ops[name] += int(np.sum(plan.op == code))
+        src_a = task.items[plan.a]
+        counted = src_a % stride == 0
+        met.append((src_a[counted], np.where(plan.b >= 0, task.items[np.maximum(plan.b, 0)], -1)[counted],
+                    plan.lam[counted]))
+    partners = partner_stats(*(np.concatenate(column) for column in zip(*met)))
     width, height = config.size
     rows = sum(shard_rows)
     labelled = catalog.labels[catalog.labels >= 0]
@@ -39,12 +49,35 @@ def plan_summary(source, image_column: Optional[str] = None, label_column: Optio
         "notes": list(catalog.notes),
         "rows": rows,
         "ops": ops,
-        "shards": len(tasks),
+        "shards": len(shard_rows),
         "shard_rows": {"min": min(shard_rows), "max": max(shard_rows)},
-        "first_shard": shard_relpath(config.format, 0, len(tasks)),
+        "first_shard": shard_relpath(config.format, 0, len(shard_rows)),
+        "pairing": {**pairing.to_dict(), "partners": partners},
+        "warnings": _pairing_warnings(config, pairing, partners),
         "estimated_bytes": int(rows * width * height * BYTES_PER_PIXEL[config.image_format]),
         "config": config.to_dict(),
     }
+
+
+def _pairing_warnings(config, pairing, partners) -> list:
+    """Say so when an item's copies would meet the same few partners again."""
+    if not few_partners(partners):
+        return []
+    why = (f"format 1's pools of {pairing.pool_size} items" if pairing.format_version == 1 else
+           f"pools of {pairing.pool_size} items" if partners["items"] > pairing.pool_size else
+           f"a source of {partners['items']} items")
+    return [f"items would meet few partners: a median of {partners['partners_median']:g} distinct partners "
+            f"over {partners['mixed_rows_per_item']:g} mixed rows each ({why}); a model can learn fixed "
+            f"pairs as it learns noisy labels{_remedy(pairing, partners)}"]
+
+
+def _remedy(pairing, partners) -> str:
+    if pairing.format_version == 1:
+        return " (bake without format_version = 1: format 2 re-pools every pass)"
+    if partners["items"] > pairing.pool_size:
+        return (f" (--pool-size {partners['items']} would pair within the whole source, holding "
+                f"{partners['items']} decoded items per worker)")
+    return ""
 
 
 def format_plan(d: dict) -> str:
@@ -60,7 +93,19 @@ def format_plan(d: dict) -> str:
         f"~{human_bytes(d['estimated_bytes'])} (estimate for photographs)",
         "ops        " + ", ".join(f"{op} {n} ({100 * n / max(1, d['rows']):.0f}%)" for op, n in d["ops"].items() if n),
         f"seed       {cfg['seed']}",
+        _pairing_line(d["pairing"]),
         "classes    " + ", ".join(f"{name} ({n})" for name, n in list(d["classes"].items())[:20])
         + (" ..." if len(d["classes"]) > 20 else ""),
     ] + [f"note       {note}" for note in d["notes"]]
     return "\n".join(lines)
+
+
+def _pairing_line(p: dict) -> str:
+    line = (f"pairing    {p['scheme']}: pools of ~{p['pool_size']} items, {p['copies_per_pass']} "
+            f"cop{'y' if p['copies_per_pass'] == 1 else 'ies'} per pass, {p['passes']} "
+            f"pass{'' if p['passes'] == 1 else 'es'}")
+    partners = p.get("partners")
+    if partners:
+        line += (f"; partners per item: median {partners['partners_median']:g} (min {partners['partners_min']}) "
+                 f"over {partners['mixed_rows_per_item']:g} mixed rows")
+    return line

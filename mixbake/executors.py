@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from .errors import ItemError, MixbakeError
 
 if TYPE_CHECKING:  # the worker module (numpy, OpenCV, pyarrow) is imported lazily: see Session
-    from .worker import ShardResult, ShardTask
+    from .worker import PoolResult, ShardTask
 
 log = logging.getLogger("mixbake")
 EXECUTORS = ("local", "dask")
@@ -62,10 +62,10 @@ class Session:
             return [fn(item) for item in items]
 
     def execute(self, tasks: List[ShardTask], progress: Callable[[int], None],
-                finished: Callable[[ShardTask], Optional[ShardResult]] = lambda task: None
-                ) -> Iterator[ShardResult]:
-        """Yield results as shards finish; ``progress(rows)`` reports rows rendered so far;
-        ``finished(task)`` recognises a shard that a lost worker completed before dying."""
+                finished: Callable[[ShardTask], Optional[PoolResult]] = lambda task: None
+                ) -> Iterator[PoolResult]:
+        """Yield results as tasks finish; ``progress(rows)`` reports rows rendered so far;
+        ``finished(task)`` recognises a task that a lost worker completed before dying."""
         if not tasks:
             return iter(())
         if self._local is None:
@@ -73,25 +73,25 @@ class Session:
         return self._execute_local(tasks, progress, finished)
 
     def _execute_local(self, tasks, progress, finished):
-        remaining = {t.shard_id: t for t in tasks}
+        remaining = {t.task_id: t for t in tasks}
         for attempt in range(self.spec.retries + 1):
-            for shard_id, task in list(remaining.items()) if attempt else ():
+            for task_id, task in list(remaining.items()) if attempt else ():
                 done = finished(task)  # on disk, but its result died with the pool
                 if done is not None:
-                    del remaining[shard_id]
+                    del remaining[task_id]
                     yield done
             try:
                 for result in self._local.run(list(remaining.values()), progress):
-                    del remaining[result.shard_id]
+                    del remaining[result.task_id]
                     yield result
                 return
             except _WorkerLost:
                 if attempt == self.spec.retries:
                     raise MixbakeError(
-                        f"Worker processes kept dying ({self.spec.retries + 1} attempts): {len(remaining)} shards "
+                        f"Worker processes kept dying ({self.spec.retries + 1} attempts): {len(remaining)} pools of shards "
                         f"unfinished. Out of memory? (A script calling mixbake.bake() must guard it with "
                         f"if __name__ == '__main__'.) Re-run to resume.") from None
-                log.warning("a worker process died; retrying %d unfinished shards", len(remaining))
+                log.warning("a worker process died; retrying %d unfinished pools of shards", len(remaining))
                 self._local = _LocalPool(self.spec.workers)
 
     def close(self, failed: bool = False) -> None:
@@ -276,7 +276,7 @@ def _execute_dask(tasks, spec: ExecutorSpec, progress):
                 for other in futures:
                     other.cancel()
                 raise _item_error(exc) from None
-            rows += result.rows
+            rows += sum(shard.rows for shard in result.shards)
             progress(rows)
             yield result
     finally:

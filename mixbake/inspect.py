@@ -15,6 +15,7 @@ import numpy as np
 from . import manifest
 from .config import OPS
 from .errors import MixbakeError
+from .pairs import partner_stats
 from .words import count, human_bytes
 
 LAM_BINS = 10
@@ -33,7 +34,8 @@ def inspect(out) -> dict:
     labels_path = os.path.join(out, manifest.LABELS)
     if not os.path.exists(labels_path):
         raise MixbakeError(f"{out}: labels.parquet is missing (the manifest lists it).")
-    table = pq.read_table(labels_path, columns=["op", "lam", "label", "soft_label", "label_a", "label_b"])
+    table = pq.read_table(labels_path, columns=["op", "lam", "label", "soft_label", "label_a", "label_b",
+                                                "src_a", "src_b"])
     classes = list(doc["classes"])
     config = doc["config"]
     rows = table.num_rows
@@ -74,6 +76,9 @@ def inspect(out) -> dict:
                      "label_count": int(hard[c])} for c, name in enumerate(classes)],
         "errors": {"count": int(errors.get("count", doc["totals"]["skipped"])),
                    "first": _first_errors(out, errors.get("path"))},
+        "pairing": {**(doc.get("pairing") or {"scheme": "shard-pools"}),
+                    "partners": partner_stats(table.column("src_a").to_numpy(),
+                                              table.column("src_b").fill_null(-1).to_numpy(), lam)},
         "seed": doc.get("seed"),
         "config": config,
         "source": {k: doc.get("source", {}).get(k) for k in ("kind", "uri", "items")},
@@ -144,8 +149,21 @@ def _overview(info: dict) -> List[str]:
         f" ({source['items']:,} items, "
         f"{info['skipped']:,} skipped)",
         f"  seed     {info['seed']}",
+        _pairing(info["pairing"]),
         f"  build    {info['build_id']} (mixbake {info['mixbake_version']})",
     ]
+
+
+def _pairing(pairing: dict) -> str:
+    """'pairing  passes (pools of 500 items, 4 copies per pass): partners per item median 16 ...'"""
+    how = (f" (pools of {pairing['pool_size']} items, {count(pairing['copies_per_pass'], 'copy', 'copies')} "
+           f"per pass)" if "pool_size" in pairing else "")
+    partners = pairing["partners"]
+    if not partners:
+        return f"  pairing  {pairing['scheme']}{how}: no row has a partner"
+    return (f"  pairing  {pairing['scheme']}{how}: partners per item median {partners['partners_median']:g} "
+            f"(min {partners['partners_min']}) over {partners['mixed_rows_per_item']:g} mixed rows; "
+            f"lam spread per item {partners['lam_spread_median']:.3f}")
 
 
 def _ops(info: dict) -> List[str]:

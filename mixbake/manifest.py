@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from .errors import MixbakeError
 from .storage import Store
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest format this mixbake writes (a build records the one its rules follow)
 MANIFEST = "manifest.json"
 LABELS = "labels.parquet"
 ERRORS = "errors.jsonl"

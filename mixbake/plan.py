@@ -1,20 +1,31 @@
 """The plan: the only place randomness is drawn.
 
-``make_pools`` shuffles the catalog's chunks with the seed and cuts them into pools, one per shard.
-``plan_shard`` decides, for every output row of one shard, the op, the two sources, lam, the boxes
-and the fill seed. Each shard draws from its own generator,
-``SeedSequence(seed, spawn_key=(1, shard_id))``, so any shard can be re-planned alone, on any
-machine, in any order; the chunk shuffle uses ``spawn_key=(0,)``.
+How items are pooled (the *pairing layout*) and what each pool makes:
 
-Every random array is drawn for every row whatever its op, each kind of decision from its own child
-stream (``shard_streams``), so changing one op's option does not move the others' draws, and an
-item found bad only changes the partners chosen, reproducibly.
+- **format 2** (``passes``): the copies of every item are made in *passes* of ``copies_per_pass``
+  copies. Each pass shuffles the catalog's chunks with its own generator,
+  ``SeedSequence(seed, spawn_key=(2, pass))``, and cuts them into pools of ``pool_size`` source
+  items. A pool decodes each of its items once and makes that pass's copies of them, with partners
+  drawn inside the pool: an item meets other partners, from other pools, in every pass, as it would
+  in every epoch of online mixup. A pool writes as many shards (of ~``shard_size`` rows) as its rows
+  need; pool ``i`` of pass ``p`` draws from ``SeedSequence(seed, spawn_key=(3, p, i))``.
+- **format 1** (``shard-pools``, every build before format 2, and still every ``--copies 1``
+  build, whose bytes it keeps): one pass holding every copy; pools of ``shard_size / (copies +
+  originals)`` items, one shard each; the shuffle uses ``spawn_key=(0,)``, shard ``s`` draws from
+  ``spawn_key=(1, s)``. (With many copies its pools shrink to a few items, which then meet the
+  same few partners in every copy: format 2 replaced it for ``--copies > 1``.)
+
+``plan_pool`` decides, for every output row of one pool, the op, the two sources, lam, the boxes
+and the fill seed, from the pool's own generator, so any pool can be re-planned alone, on any
+machine, in any order. Every random array is drawn for every row whatever its op, each kind of
+decision from its own child stream (``pool_streams``), so changing one op's option does not move
+the others' draws, and an item found bad only changes the partners chosen, reproducibly.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 import numpy as np
 
@@ -24,26 +35,116 @@ from .errors import MixbakeError
 
 MIXUP, CUTMIX, CUTOUT, NONE = range(4)
 ORIGINAL = -1  # the copy index recorded for --keep-originals rows
+SCHEMES = {1: "shard-pools", 2: "passes"}
+COPIES_PER_PASS = 4  # format 2's default: copies made from one decode of a pool (see the README)
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """The resolved pairing layout of a config (what ``manifest.json`` → ``pairing`` records)."""
+    format_version: int
+    pool_size: int          # source items per pool (target; chunks are never split)
+    copies_per_pass: int
+    passes: int
+
+    @property
+    def scheme(self) -> str:
+        return SCHEMES[self.format_version]
+
+    def to_dict(self) -> dict:
+        return {"scheme": self.scheme, "pool_size": self.pool_size, "copies_per_pass": self.copies_per_pass,
+                "passes": self.passes}
+
+
+def pairing_format(config: BakeConfig) -> int:
+    """The format whose pairing rules a config follows: 1 when asked for, or when format 2 would lay
+    the build out the same way (one copy, no pairing option): such builds keep their bytes."""
+    if config.format_version == 1:
+        return 1
+    if config.copies == 1 and config.pool_size is None and config.copies_per_pass is None:
+        return 1
+    return 2
+
+
+def resolve_pairing(config: BakeConfig, chunk_bounds: np.ndarray) -> Pairing:
+    """Pool size, copies per pass and passes of ``config`` over a catalog with these chunks."""
+    version = pairing_format(config)
+    if version == 1:
+        return Pairing(1, max(2, math.ceil(config.shard_size / config.rows_per_item)), config.copies, 1)
+    pool_size = config.pool_size or max(2, math.ceil(config.shard_size / (1 + int(config.keep_originals))))
+    per_pass = config.copies_per_pass
+    if per_pass is None:
+        # the whole catalog in one pool: every copy from a single decode, partners from everywhere
+        one_pool = len(_cut(np.diff(chunk_bounds), pool_size)) == 1
+        per_pass = config.copies if one_pool else COPIES_PER_PASS
+    per_pass = min(per_pass, config.copies)
+    return Pairing(2, pool_size, per_pass, math.ceil(config.copies / per_pass))
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One unit of work: chunks decoded together, and the rows they make."""
+    pool_id: int            # position in the build's sequence of pools
+    pass_id: int
+    index: int              # position within its pass
+    chunks: np.ndarray      # int64 chunk ids, in pool order
+    first_copy: int
+    copies: int             # copies of each item made here
+    originals: bool         # the --keep-originals rows are made here too
+    first_shard: int
+    shards: int
+    format_version: int = 1
+
+    @property
+    def shard_ids(self) -> range:
+        return range(self.first_shard, self.first_shard + self.shards)
+
+
+def pass_chunks(config: BakeConfig, pairing: Pairing, chunk_bounds: np.ndarray, pass_id: int) -> List[np.ndarray]:
+    """Chunk ids of each pool of one pass: the chunks shuffled with the pass's generator, cut into
+    runs of ~``pool_size`` items."""
+    key = (0,) if pairing.format_version == 1 else (2, pass_id)
+    sizes = np.diff(chunk_bounds)
+    order = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=key)).permutation(len(sizes))
+    return _cut(sizes, pairing.pool_size, order)
+
+
+def _cut(sizes: np.ndarray, target: int, order=None) -> List[np.ndarray]:
+    order = np.arange(len(sizes)) if order is None else order
+    starts = np.concatenate([[0], np.cumsum(sizes[order])[:-1]])
+    _, pool_of_chunk = np.unique(starts // target, return_inverse=True)
+    pools = np.split(order, np.flatnonzero(np.diff(pool_of_chunk)) + 1)
+    if len(pools) > 1 and sizes[pools[-1]].sum() < max(2, target // 2):
+        pools[-2:] = [np.concatenate(pools[-2:])]  # a tiny tail pool would pair poorly
+    return pools
+
+
+def make_layout(config: BakeConfig, chunk_bounds: np.ndarray) -> Tuple[Pairing, List[Pool]]:
+    """Every pool of the build, pass after pass, with the shards each writes."""
+    pairing = resolve_pairing(config, chunk_bounds)
+    sizes = np.diff(chunk_bounds)
+    pools, shard = [], 0
+    for pass_id in range(pairing.passes):
+        first = pass_id * pairing.copies_per_pass
+        copies = min(pairing.copies_per_pass, config.copies - first)
+        originals = config.keep_originals and pass_id == 0
+        for index, chunks in enumerate(pass_chunks(config, pairing, chunk_bounds, pass_id)):
+            rows = int(sizes[chunks].sum()) * (copies + int(originals))
+            shards = 1 if pairing.format_version == 1 else max(1, math.ceil(rows / config.shard_size))
+            pools.append(Pool(len(pools), pass_id, index, chunks, first, copies, originals, shard, shards,
+                              pairing.format_version))
+            shard += shards
+    return pairing, pools
 
 
 def pool_target(config: BakeConfig) -> int:
-    """Source items per pool, so that a shard holds about ``shard_size`` rows."""
+    """Format 1: source items per pool, so that a shard holds about ``shard_size`` rows."""
     return max(2, math.ceil(config.shard_size / config.rows_per_item))
 
 
 def make_pools(config: BakeConfig, chunk_bounds: np.ndarray) -> List[np.ndarray]:
-    """Chunk ids of each pool: chunks shuffled globally, then cut into runs of ~pool_target items."""
-    sizes = np.diff(chunk_bounds)
-    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(0,)))
-    order = rng.permutation(len(sizes))
-    starts = np.concatenate([[0], np.cumsum(sizes[order])[:-1]])
-    target = pool_target(config)
-    _, pool_of_chunk = np.unique(starts // target, return_inverse=True)
-    cuts = np.flatnonzero(np.diff(pool_of_chunk)) + 1
-    pools = np.split(order, cuts)
-    if len(pools) > 1 and sizes[pools[-1]].sum() < max(2, target // 2):
-        pools[-2:] = [np.concatenate(pools[-2:])]  # a tiny tail pool would pair poorly
-    return pools
+    """Format 1: chunk ids of each pool (= shard)."""
+    return pass_chunks(config, Pairing(1, pool_target(config), config.copies, 1), chunk_bounds, 0)
 
 
 def check_pairable(config: BakeConfig, labels: np.ndarray, classes) -> None:
@@ -73,39 +174,59 @@ class ShardPlan:
 STREAMS = ("op", "partner", "mixup", "cutmix", "box", "cutout", "order")
 
 
-def shard_streams(seed: int, shard_id: int) -> dict:
-    """One generator per kind of decision, all children of ``SeedSequence(seed, spawn_key=(1, shard))``.
+def pool_streams(seed: int, pool: Pool) -> dict:
+    """One generator per kind of decision, all children of the pool's ``SeedSequence``.
 
     Separate streams matter: ``Generator.beta`` consumes a data-dependent number of raw draws, so
     with a single stream a new --mixup-alpha would move every later draw (boxes, holes, row order).
     """
-    children = np.random.SeedSequence(seed, spawn_key=(1, shard_id)).spawn(len(STREAMS))
+    key = (1, pool.pool_id) if pool.format_version == 1 else (3, pool.pass_id, pool.index)
+    children = np.random.SeedSequence(seed, spawn_key=key).spawn(len(STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
 
 
+def shard_streams(seed: int, shard_id: int) -> dict:
+    """Format 1: the streams of shard ``shard_id`` (its pool)."""
+    return pool_streams(seed, format1_pool(BakeConfig(seed=seed), shard_id))
+
+
+def format1_pool(config: BakeConfig, shard_id: int) -> Pool:
+    """The pool of format-1 shard ``shard_id`` (chunks aside: plans do not need them)."""
+    return Pool(shard_id, 0, shard_id, np.zeros(0, np.int64), 0, config.copies, config.keep_originals,
+                shard_id, 1, 1)
+
+
 def plan_shard(config: BakeConfig, shard_id: int, labels: np.ndarray, valid: np.ndarray) -> ShardPlan:
-    """Every decision for one shard, from (config, shard_id, pool labels, which pool items are usable)."""
-    streams = shard_streams(config.seed, shard_id)
-    n, copies = len(labels), config.copies
+    """Format 1: every decision for one shard, from (config, shard_id, pool labels, usable items)."""
+    return plan_pool(config, format1_pool(config, shard_id), labels, valid)
+
+
+def plan_pool(config: BakeConfig, pool: Pool, labels: np.ndarray, valid: np.ndarray) -> ShardPlan:
+    """Every decision for one pool, from (config, the pool, its labels, which of its items are usable)."""
+    streams = pool_streams(config.seed, pool)
+    n, copies = len(labels), pool.copies
     width, height = config.size
     a = np.repeat(np.arange(n, dtype=np.int64), copies)
     rows = len(a)
     op = streams["op"].choice(len(OPS), size=rows, p=config.shares).astype(np.int8)
-    b = _partners(streams["partner"], a, labels, valid, config.pairing)
+    if pool.format_version == 1 or config.pairing == "cross-class":
+        b = _partners(streams["partner"], a, labels, valid, config.pairing)
+    else:
+        b = _spread_partners(streams["partner"], a, np.tile(np.arange(copies), n), valid, copies)
     lam_mix = streams["mixup"].beta(config.mixup_alpha, config.mixup_alpha, size=rows)
     lam_cut = streams["cutmix"].beta(config.cutmix_alpha, config.cutmix_alpha, size=rows)
     centres = streams["box"].integers(0, [height, width], size=(rows, 2))
     side_fracs = streams["box"].random((rows, 2))
     hole_centres = streams["cutout"].integers(0, [height, width], size=(rows, config.cutout_holes, 2))
     fill_seed = streams["cutout"].integers(0, 2**63, size=rows, dtype=np.int64).astype(np.uint64)
-    total = rows + (n if config.keep_originals else 0)
+    total = rows + (n if pool.originals else 0)
     order = streams["order"].permutation(total)
 
     cut_boxes = ops.cutmix_boxes(lam_cut, centres[:, 0], centres[:, 1], height, width,
                                  config.cutmix_minmax, side_fracs)
     lam, boxes, op, b = _resolve(config, op, b, lam_mix, cut_boxes, hole_centres, height, width)
-    copy = np.tile(np.arange(copies, dtype=np.int64), n)
-    if config.keep_originals:
+    copy = pool.first_copy + np.tile(np.arange(copies, dtype=np.int64), n)
+    if pool.originals:
         a = np.concatenate([a, np.arange(n, dtype=np.int64)])
         b = np.concatenate([b, np.full(n, -1, dtype=np.int64)])
         op = np.concatenate([op, np.full(n, NONE, dtype=np.int8)])
@@ -116,6 +237,18 @@ def plan_shard(config: BakeConfig, shard_id: int, labels: np.ndarray, valid: np.
     keep = order[valid[a[order]]]  # output order, rows of unusable items dropped
     return ShardPlan(op=op[keep], a=a[keep], b=b[keep], copy=copy[keep], lam=lam[keep],
                      boxes=tuple(boxes[i] for i in keep), fill_seed=fill_seed[keep])
+
+
+def shard_rows(rows: int, shards: int) -> List[range]:
+    """A pool's planned rows, in output order, cut into ``shards`` runs of near-equal length."""
+    bounds = (np.arange(shards + 1) * rows) // shards
+    return [range(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def take_rows(plan: ShardPlan, rows: range) -> ShardPlan:
+    cut = slice(rows.start, rows.stop)
+    return ShardPlan(op=plan.op[cut], a=plan.a[cut], b=plan.b[cut], copy=plan.copy[cut], lam=plan.lam[cut],
+                     boxes=plan.boxes[cut], fill_seed=plan.fill_seed[cut])
 
 
 _NO_BOX = np.zeros((0, 4), dtype=np.int64)
@@ -140,6 +273,25 @@ def _resolve(config, op, b, lam_mix, cut_boxes, hole_centres, height, width):
     for r in np.flatnonzero(op == CUTOUT).tolist():
         boxes[r] = holes[r][open_holes[r]]
     return lam, boxes, op, b
+
+
+def _spread_partners(rng, a, slot, valid, copies: int) -> np.ndarray:
+    """Format 2, ``--pairing random``: an item's copies in a pool meet distinct partners, and in
+    each copy every usable item is a partner exactly once (as in online mixup's ``x[randperm]``).
+
+    The usable items are put in a random cyclic order; copy slot ``j`` pairs each item with the one
+    ``shift[j]`` places ahead, the shifts distinct in 1..m-1 (repeating only past m-1 copies).
+    """
+    cand = np.flatnonzero(valid)
+    m = len(cand)
+    partner = np.full(len(a), -1, dtype=np.int64)
+    if m < 2:
+        return partner
+    cycle = cand[rng.permutation(m)]
+    place = np.zeros(len(valid), dtype=np.int64)
+    place[cycle] = np.arange(m)
+    shifts = np.concatenate([rng.permutation(m - 1) + 1 for _ in range(-(-copies // (m - 1)))])[:copies]
+    return cycle[(place[a] + shifts[slot]) % m]
 
 
 def _partners(rng, a, labels, valid, pairing) -> np.ndarray:

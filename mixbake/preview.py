@@ -269,14 +269,14 @@ def source_samples(source: str, n: int, seed: Optional[int] = None, image_column
 
 
 def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
-    """The first ``n`` rows of one shard, decoding only the pool items they use.
+    """The first ``n`` rows of one pool (its first shard's first), decoding only the items they use.
 
     Partners are drawn among the pool's usable items, so an undecoded bad item would move them: once
     a decode fails (the source evidently has bad items) the rest of the pool is decoded too, and the
     rows are exactly those of a bake with --on-error skip.
     """
     from . import imaging
-    from .plan import plan_shard
+    from .plan import plan_pool
     from .worker import label_columns, render
 
     config = task.config
@@ -284,7 +284,7 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
     bad = dict(task.known_bad)
     while True:
         valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
-        plan = plan_shard(config, task.shard_id, task.labels, valid)
+        plan = plan_pool(config, task.pool, task.labels, valid)
         shown = min(n, len(plan))
         used = set(plan.a[:shown].tolist()) | {b for b in plan.b[:shown].tolist() if b >= 0}
         if len(bad) > len(task.known_bad):

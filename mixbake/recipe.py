@@ -20,6 +20,7 @@ else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
 SOURCE_KEYS = ("source", "image_column", "label_column")
+FORMAT_KEYS = ("format_version",)  # the output rules to follow (a format-1 manifest: format 1's pairing)
 RUN_KEYS = ("workers", "on_error", "quiet")
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(BakeConfig))
 
@@ -37,7 +38,7 @@ def load_recipe(path: str) -> dict:
     recipe = {}
     for key, value in table.items():
         name = key.replace("-", "_")
-        if name not in CONFIG_KEYS + SOURCE_KEYS + RUN_KEYS:
+        if name not in CONFIG_KEYS + SOURCE_KEYS + RUN_KEYS + FORMAT_KEYS:
             raise MixbakeError(f"Recipe {path}: unknown option {key!r}.")
         recipe[name] = value
     if "source" in recipe and not os.path.isabs(str(recipe["source"])) and recipe["source"] != "demo":
@@ -59,6 +60,7 @@ def manifest_recipe(path: str) -> dict:
     recipe["source"] = source["uri"]
     recipe.update({k: v for k, v in (source.get("options") or {}).items() if k in SOURCE_KEYS})
     recipe["expect_fingerprint"] = source.get("fingerprint")
+    recipe["format_version"] = doc.get("format_version", 1)
     return _for_cli(recipe)
 
 

@@ -1,6 +1,7 @@
 """Orchestration: source -> catalog -> tasks -> executor -> results -> labels.parquet + manifest.json."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -14,11 +15,11 @@ from . import __version__, manifest
 from .config import ERROR_POLICIES, OPS, BakeConfig, fingerprint
 from .errors import MixbakeError
 from .imaging import codec_versions
-from .plan import check_pairable, make_pools
+from .plan import Pairing, check_pairable, make_layout, pairing_format
 from .sources import Catalog, display_ref, open_source
 from .storage import Store, Syncer
 from .executors import EXECUTORS, ExecutorSpec, Session, default_workers
-from .worker import ShardResult, ShardTask
+from .worker import PoolResult, ShardResult, ShardTask
 from .words import count, human_bytes
 
 log = logging.getLogger("mixbake")
@@ -51,40 +52,57 @@ class BakeSummary:
                 f"({rate:.0f} samples/s){skipped} -> {self.out}")
 
 
-def library_versions() -> dict:
+# Format-1 identities hashed the mixbake release among the libraries; every one was 0.1.0, the release
+# that defined format 1. Format-1 builds keep hashing it, so they keep their build id (it is in every
+# shard's footer) and their bytes whatever release bakes them; later formats hash no mixbake version.
+FORMAT1_MIXBAKE = "0.1.0"
+
+
+def library_versions(format_version: int = 1) -> dict:
+    """The versions of the libraries whose code decides the output bytes."""
     import numpy
     import pyarrow
-    return {"mixbake": __version__, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
-            **codec_versions()}
+    own = {"mixbake": FORMAT1_MIXBAKE} if format_version == 1 else {}
+    return {**own, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__, **codec_versions()}
 
 
 def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
-    """Everything that decides the output bytes: a different identity means a different dataset."""
+    """Everything that decides the output bytes: a different identity means a different dataset.
+    ``format_version`` is that of the rules the build follows (a build that format 1 would lay out
+    the same way stays format 1, and keeps its identity)."""
+    version = pairing_format(config)
     return {
-        "format_version": manifest.FORMAT_VERSION,
+        "format_version": version,
         "config": config.to_dict(),
         "source": {"kind": catalog.kind, "fingerprint": catalog.fingerprint, "options": catalog.options},
         "classes": list(catalog.classes),
-        "libraries": library_versions(),
+        "libraries": library_versions(version),
     }
 
 
 def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
                on_error: str = "fail") -> List[ShardTask]:
     """One task per pool. ``out`` is a path/URI or a Store (tasks carry the Store, which pickles)."""
+    return make_build(config, catalog, out, build_id, on_error)[1]
+
+
+def make_build(config: BakeConfig, catalog: Catalog, out, build_id: str,
+               on_error: str = "fail") -> Tuple[Pairing, List[ShardTask]]:
+    """The pairing layout and one task per pool."""
     store = out if isinstance(out, Store) else Store.open(out or ".")
     check_pairable(config, catalog.labels, catalog.classes)
-    pools = make_pools(config, catalog.chunk_bounds)
     bounds = np.asarray(catalog.chunk_bounds, dtype=np.int64)
+    pairing, pools = make_layout(config, bounds)
+    num_shards = sum(pool.shards for pool in pools)
     refs, locators = catalog.refs, catalog.chunk_locators
     tasks = []
-    for shard_id, chunks in enumerate(pools):
-        chunks = np.asarray(chunks, dtype=np.int64)
+    for pool in pools:
+        chunks = pool.chunks
         starts, sizes = bounds[chunks], bounds[chunks + 1] - bounds[chunks]
         # the items of the pool's chunks, chunk after chunk: start of its chunk + offset within it
         items = np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
         tasks.append(ShardTask(
-            shard_id=shard_id, num_shards=len(pools), config=config, classes=catalog.classes,
+            pool=pool, num_shards=num_shards, config=config, classes=catalog.classes,
             reader=catalog.reader, locators=tuple(locators[c] for c in chunks.tolist()),
             chunk_sizes=tuple(sizes.tolist()), items=items, labels=catalog.labels[items],
             refs=tuple(display_ref(refs[i]) for i in items.tolist()),
@@ -92,7 +110,7 @@ def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
             if catalog.bad else {},
             store=store, build_id=build_id, on_error=on_error,
         ))
-    return tasks
+    return pairing, tasks
 
 
 def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
@@ -125,7 +143,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
         _refuse_out_inside_source(store, catalog)
         identity = build_identity(config, catalog)
         build_id = fingerprint(identity)
-        tasks = make_tasks(config, catalog, store, build_id, on_error)  # validates before OUT is touched
+        pairing, tasks = make_build(config, catalog, store, build_id, on_error)  # validates before OUT is touched
         state = manifest.claim_out(store, build_id, config.format, overwrite, identity)
         if state == "complete":
             manifest.finish_state(store)  # a run killed just after writing manifest.json left it behind
@@ -134,7 +152,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
             return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]),
                                totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"])
         manifest.remove_stale_temporaries(store)
-        labels = manifest.LabelsWriter(store, len(tasks), catalog.classes)
+        labels = manifest.LabelsWriter(store, tasks[-1].num_shards if tasks else 0, catalog.classes)
         syncer = Syncer(store)
 
         def on_result(result: ShardResult) -> None:
@@ -143,7 +161,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
 
         try:
             results, kept = run_tasks(tasks, session, quiet, on_result=on_result)
-            _refuse_empty_build(results)
+            _refuse_empty_build(results, len(catalog))
             syncer.finish()  # every shard durable before labels.parquet and the manifest commit them
             labels_entry = labels.close()
         except BaseException:
@@ -151,18 +169,18 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
             labels.abort()
             raise
         manifest.remove_stale_temporaries(store)  # left by workers lost (and retried) during this run
-    summary = finish(store, config, catalog, identity, build_id, results, labels_entry)
+    summary = finish(store, config, catalog, identity, build_id, results, labels_entry, pairing)
     summary.state, summary.kept = ("resumed" if kept else "baked"), kept
     summary.seconds = time.monotonic() - started
     return summary
 
 
-def _refuse_empty_build(results: List[ShardResult]) -> None:
+def _refuse_empty_build(results: List[ShardResult], items: int) -> None:
     """--on-error skip with every item bad would commit a build of zero rows that verifies: refuse."""
     if results and not any(r.rows for r in results):
         errors = [e for r in results for e in r.errors]
         example = f" (e.g. {errors[0][0]}: {errors[0][1]})" if errors else ""
-        raise MixbakeError(f"Every one of the {sum(r.items for r in results)} source items is bad{example}, "
+        raise MixbakeError(f"Every one of the {items} source items is bad{example}, "
                            f"so there is nothing to bake.")
 
 
@@ -175,22 +193,21 @@ def _refuse_out_inside_source(store: Store, catalog: Catalog) -> None:
                                f"outside it (its images would be read as a class).")
 
 
-def finished_result(task: ShardTask) -> Optional[ShardResult]:
+def finished_shard(store: Store, build_id: str, shard_id: int) -> Optional[ShardResult]:
     """A shard finished by an earlier run of the same build (its sidecar is its commit record), or None.
 
     Shards are not fsynced one by one (OUT is synced once, before the manifest), so after a power
     loss a sidecar may outlive its shard's data: on a local disk the shard is re-hashed against
     the sidecar before it is kept. (An object store's write is durable once complete: size check.)
     """
-    recorded = manifest.read_sidecar(task.store, task.shard_id)
-    if not recorded or recorded.pop("build", None) != task.build_id:
+    recorded = manifest.read_sidecar(store, shard_id)
+    if not recorded or recorded.pop("build", None) != build_id:
         return None
     result = ShardResult(**recorded)
-    store = task.store
     try:
         if result.path.startswith(manifest.IMAGES + "#"):
             from .writers.folder import digest
-            paths = manifest.read_sidecar_paths(store, task.shard_id)
+            paths = manifest.read_sidecar_paths(store, shard_id)
             return result if digest(store, paths) == (result.bytes, result.sha256) else None
         if store.local:
             return result if store.digest(result.path) == (result.bytes, result.sha256) else None
@@ -199,33 +216,43 @@ def finished_result(task: ShardTask) -> Optional[ShardResult]:
         return None
 
 
+def finished_task(task: ShardTask) -> Optional[PoolResult]:
+    """Every shard of a pool, finished (by a worker lost before it could report, or an earlier run)."""
+    shards = [finished_shard(task.store, task.build_id, s) for s in task.pool.shard_ids]
+    return PoolResult(task.task_id, shards) if all(shards) else None
+
+
 def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,
               on_result: Callable[[ShardResult], None] = lambda result: None) -> Tuple[List[ShardResult], int]:
     """Run the shards not finished by an earlier run; ``on_result(result)`` for every finished shard
     (also those an earlier run finished). Returns the results in shard order, and how many of them
     an earlier run had finished."""
     results: Dict[int, ShardResult] = {}
+    pending, initial = [], 0
     for task in tasks:
-        done = finished_result(task)
-        if done is not None:
-            results[task.shard_id] = done
-            on_result(done)
+        done = {s: finished_shard(task.store, task.build_id, s) for s in task.pool.shard_ids}
+        done = {s: r for s, r in done.items() if r is not None}
+        for result in done.values():
+            results[result.shard_id] = result
+            on_result(result)
+        if len(done) < task.pool.shards:
+            pending.append(dataclasses.replace(task, done=frozenset(done)))
+        initial += sum(r.rows for r in done.values())
     kept = len(results)
-    pending = [t for t in tasks if t.shard_id not in results]
-    rows_per_item = tasks[0].config.rows_per_item if tasks else 1
-    total = sum(len(t.items) for t in tasks) * rows_per_item
-    initial = sum(len(tasks[s].items) * rows_per_item for s in results)
+    # planned rows of the shards still to write (a pool's rows, less those of its finished shards)
+    total = initial + sum(t.rows - sum(results[s].rows for s in t.done) for t in pending)
     with _progress_bar(quiet, total=total, unit="sample", desc="baking", dynamic_ncols=True,
                        initial=initial) as bar:
         def progress(rows_in_workers: int) -> None:
             bar.n = min(total, initial + rows_in_workers)
             bar.refresh()
 
-        for result in session.execute(pending, progress, finished_result):
-            results[result.shard_id] = result
-            on_result(result)
+        for pool_result in session.execute(pending, progress, finished_task):
+            for result in pool_result.shards:
+                results[result.shard_id] = result
+                on_result(result)
         progress(total)
-    return [results[t.shard_id] for t in tasks], kept
+    return [results[s] for s in sorted(results)], kept
 
 
 class _NoBar:
@@ -249,17 +276,18 @@ def _progress_bar(quiet: bool, **options):
     return tqdm(**options)
 
 
-def finish(store: Store, config, catalog, identity, build_id, results, labels: dict) -> BakeSummary:
+def finish(store: Store, config, catalog, identity, build_id, results, labels: dict,
+           pairing: Pairing) -> BakeSummary:
     if config.format == "folder":
         manifest.write_labels_csv(store, catalog.classes)
-    errors = [tuple(e) for r in results for e in r.errors]
+    errors = list(dict.fromkeys(tuple(e) for r in results for e in r.errors))  # once, not once per pass
     manifest.write_errors(store, errors)
     op_totals = {op: sum(r.op_counts.get(op, 0) for r in results) for op in OPS}
     totals = {"rows": sum(r.rows for r in results), "items": len(catalog), "skipped": len(errors),
               "bytes": sum(r.bytes for r in results), "ops": op_totals}
     doc = {
-        "format_version": manifest.FORMAT_VERSION,
-        "mixbake_version": identity["libraries"]["mixbake"],
+        "format_version": identity["format_version"],
+        "mixbake_version": __version__,
         "build_id": build_id,
         "config": identity["config"],
         "seed": config.seed,
@@ -271,6 +299,8 @@ def finish(store: Store, config, catalog, identity, build_id, results, labels: d
         "labels": labels,
         "errors": {"count": len(errors), "path": manifest.ERRORS if errors else None},
     }
+    if pairing.format_version > 1:  # a format-1 manifest has none: its pairing is implied
+        doc["pairing"] = pairing.to_dict()
     manifest.write_json(store, manifest.MANIFEST, doc)
     manifest.finish_state(store)
     return BakeSummary(store.display(), "baked", totals["rows"], len(results), totals["bytes"], len(catalog),

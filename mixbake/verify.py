@@ -76,7 +76,7 @@ def _check_file(out: Store, entry: dict, problems: List[str]) -> None:
 
 
 def _check_rows(out: Store, doc: dict, listed: List[str], problems: List[str]) -> None:
-    config = BakeConfig.from_dict(doc["config"])
+    config = config_of(doc)
     num_classes = len(doc["classes"])
     width, height = config.size
     keys, total, op_totals = set(), 0, {}
@@ -147,10 +147,9 @@ def _row_problems(t: dict, r: int, config: BakeConfig, num_classes: int, width: 
 
 def _check_plan(out: Store, doc: dict, problems: List[str]) -> None:
     """Re-list the source, re-plan each shard, and compare every row's provenance."""
-    from .plan import plan_shard
+    from .plan import plan_pool, shard_rows, take_rows
     from .run import make_tasks
     from .sources import open_source
-    from .config import OPS
 
     source = doc["source"]
     options = source.get("options") or {}
@@ -160,28 +159,41 @@ def _check_plan(out: Store, doc: dict, problems: List[str]) -> None:
         return
     if len(catalog) != doc["totals"]["items"]:
         problems.append(f"totals.items is {doc['totals']['items']}, the source lists {len(catalog)} items")
-    config = BakeConfig.from_dict(doc["config"])
+    config = config_of(doc)
     tasks = make_tasks(config, catalog, out, doc["build_id"])
-    if [shard_relpath(config.format, t.shard_id, t.num_shards) for t in tasks] != [s["path"] for s in doc["shards"]]:
+    num_shards = tasks[-1].num_shards if tasks else 0
+    if [shard_relpath(config.format, s, num_shards) for s in range(num_shards)] != [s["path"] for s in doc["shards"]]:
         problems.append("the re-planned shards differ from the manifest's shards")
         return
     skipped = {ref for ref, _ in manifest.read_errors(out)}
     for task in tasks:
         valid = np.array([ref not in skipped for ref in task.refs], dtype=bool)
-        plan = plan_shard(config, task.shard_id, task.labels, valid)
-        t = _shard_labels(out, doc, task.shard_id, ["op", "src_a", "src_b", "lam", "boxes"])
-        expected = {
-            "op": [OPS[o] for o in plan.op],
-            "src_a": task.items[plan.a].tolist(),
-            "src_b": [int(task.items[b]) if b >= 0 else None for b in plan.b],
-            "boxes": [bx.tolist() for bx in plan.boxes],
-        }
-        name = doc["shards"][task.shard_id]["path"]
-        for column, values in expected.items():
-            if t[column] != values:
-                problems.append(f"{name}: column {column} differs from the re-planned provenance")
-        if not np.allclose(np.asarray(t["lam"]), plan.lam.astype(np.float32), atol=TOLERANCE):
-            problems.append(f"{name}: column lam differs from the re-planned values")
+        plan = plan_pool(config, task.pool, task.labels, valid)
+        for shard_id, rows in zip(task.pool.shard_ids, shard_rows(len(plan), task.pool.shards)):
+            _check_provenance(out, doc, shard_id, task, take_rows(plan, rows), problems)
+
+
+def _check_provenance(out: Store, doc: dict, shard_id: int, task, plan, problems: List[str]) -> None:
+    from .config import OPS
+    t = _shard_labels(out, doc, shard_id, ["op", "src_a", "src_b", "lam", "boxes"])
+    expected = {
+        "op": [OPS[o] for o in plan.op],
+        "src_a": task.items[plan.a].tolist(),
+        "src_b": [int(task.items[b]) if b >= 0 else None for b in plan.b],
+        "boxes": [bx.tolist() for bx in plan.boxes],
+    }
+    name = doc["shards"][shard_id]["path"]
+    for column, values in expected.items():
+        if t[column] != values:
+            problems.append(f"{name}: column {column} differs from the re-planned provenance")
+    if len(t["lam"]) != len(plan) or not np.allclose(np.asarray(t["lam"]), plan.lam.astype(np.float32),
+                                                      atol=TOLERANCE):
+        problems.append(f"{name}: column lam differs from the re-planned values")
+
+
+def config_of(doc: dict) -> BakeConfig:
+    """The config of a finished build, with the format its rules followed."""
+    return BakeConfig.from_dict({**doc["config"], "format_version": doc.get("format_version", 1)})
 
 
 def _shard_labels(out: Store, doc: dict, shard_id: int, columns) -> dict:

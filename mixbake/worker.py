@@ -1,4 +1,5 @@
-"""``bake_shard(task) -> ShardResult``: read a pool, decode each item once, plan, mix, encode, write.
+"""``bake_pool(task) -> PoolResult``: read a pool, decode each item once, plan, mix, encode, and
+write the pool's shards.
 
 The output of a shard is a function of the task alone; workers send back a small summary, never pixels.
 """
@@ -17,7 +18,7 @@ import pyarrow as pa
 from . import arrow, imaging, ops
 from .config import OPS, BakeConfig
 from .errors import ItemError
-from .plan import CUTMIX, CUTOUT, MIXUP, ORIGINAL, ShardPlan, plan_shard
+from .plan import CUTMIX, CUTOUT, MIXUP, ORIGINAL, Pool, ShardPlan, plan_pool, shard_rows, take_rows
 from .manifest import write_sidecar
 from .writers import open_writer
 from .writers.parquet import label_table, rows_per_group
@@ -25,8 +26,10 @@ from .writers.parquet import label_table, rows_per_group
 
 @dataclass(frozen=True)
 class ShardTask:
-    shard_id: int
-    num_shards: int
+    """One pool: its items, and the shards it writes (``pool.shard_ids``; those in ``done`` were
+    finished by an earlier run and are planned but not written again)."""
+    pool: Pool
+    num_shards: int                   # in the whole build (shard names say "-of-N")
     config: BakeConfig
     classes: Tuple[str, ...]
     reader: object                    # source reader: read_chunk(locator) -> iterable of payloads
@@ -39,6 +42,16 @@ class ShardTask:
     store: object                     # mixbake.storage.Store of OUT
     build_id: str
     on_error: str = "fail"            # execution policy: raise on the first bad item, or skip it
+    done: frozenset = frozenset()     # shard ids already finished
+
+    @property
+    def task_id(self) -> int:
+        return self.pool.pool_id
+
+    @property
+    def rows(self) -> int:
+        """Rows this pool makes when all its items are usable."""
+        return len(self.items) * (self.pool.copies + int(self.pool.originals))
 
 
 @dataclass
@@ -49,8 +62,15 @@ class ShardResult:
     bytes: int
     sha256: str
     op_counts: Dict[str, int]
-    errors: List[List[str]] = field(default_factory=list)   # [reference, reason] of skipped items
-    items: int = 0                    # source items in the pool
+    errors: List[List[str]] = field(default_factory=list)   # [reference, reason] of skipped items (a
+    # pool's are recorded with its first shard; an item bad in every pass is listed once per pass)
+    items: int = 0                    # source items in the pool (recorded with its first shard)
+
+
+@dataclass
+class PoolResult:
+    task_id: int
+    shards: List[ShardResult]         # the shards this run wrote (not those in task.done)
 
 
 _rows_done = None  # shared counter for the parent's progress bar (None outside a local pool)
@@ -271,25 +291,35 @@ def label_columns(task: ShardTask, plan: ShardPlan) -> dict:
     }
 
 
-def bake_shard(task: ShardTask) -> ShardResult:
+def bake_shard(task: ShardTask) -> PoolResult:
     _shard_starts(+1)
     try:
-        return _bake_shard(task)
+        return _bake_pool(task)
     finally:
         _shard_starts(-1)
 
 
-def _bake_shard(task: ShardTask) -> ShardResult:
+def _bake_pool(task: ShardTask) -> PoolResult:
     _prepare_process()
-    config = task.config
     images, bad = load_pool(task)
     valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
-    plan = plan_shard(config, task.shard_id, task.labels, valid)
-    columns = label_columns(task, plan)
+    plan = plan_pool(task.config, task.pool, task.labels, valid)
     errors = [[task.refs[p], reason] for p, reason in sorted(bad.items())]
-    footer = {"build": task.build_id, "shard": task.shard_id}
+    results = []
+    for shard_id, rows in zip(task.pool.shard_ids, shard_rows(len(plan), task.pool.shards)):
+        first = shard_id == task.pool.first_shard
+        if shard_id not in task.done:
+            results.append(_write_shard(task, shard_id, take_rows(plan, rows), images, errors if first else [],
+                                        len(task.items) if first else 0))
+    return PoolResult(task.task_id, results)
+
+
+def _write_shard(task: ShardTask, shard_id: int, plan: ShardPlan, images, errors, items: int) -> ShardResult:
+    config = task.config
+    columns = label_columns(task, plan)
+    footer = {"build": task.build_id, "shard": shard_id}
     step = rows_per_group(config)
-    with open_writer(task.store, task.shard_id, task.num_shards, config, task.classes, footer) as writer:
+    with open_writer(task.store, shard_id, task.num_shards, config, task.classes, footer) as writer:
         def encode(r: int) -> bytes:
             return imaging.encode(render(config, plan, r, images), config.image_format, config.quality)
 
@@ -302,22 +332,22 @@ def _bake_shard(task: ShardTask) -> ShardResult:
                 _tick(len(batch))
             writer.write({name: values[rows.start:rows.stop] for name, values in columns.items()}, encoded)
     result = ShardResult(
-        shard_id=task.shard_id, path=writer.relpath, rows=len(plan), bytes=writer.bytes,
+        shard_id=shard_id, path=writer.relpath, rows=len(plan), bytes=writer.bytes,
         sha256=writer.sha256, op_counts={name: int(np.sum(plan.op == code)) for code, name in enumerate(OPS)},
-        errors=errors, items=len(task.items),
+        errors=errors, items=items,
     )
-    write_sidecar(task.store, task.shard_id, labels_rows(task, plan, columns),
+    write_sidecar(task.store, shard_id, labels_rows(task, shard_id, plan, columns),
                   dict(dataclasses.asdict(result), build=task.build_id))
     return result
 
 
-def labels_rows(task: ShardTask, plan: ShardPlan, columns: dict) -> pa.Table:
+def labels_rows(task: ShardTask, shard_id: int, plan: ShardPlan, columns: dict) -> pa.Table:
     """This shard's rows of labels.parquet: where each row is, its labels, and which source items it
     came from (made here, in parallel, so the parent only concatenates them)."""
     n = len(plan)
     refs = task.refs
     table = label_table(columns)
-    table = table.add_column(0, "shard", arrow.numeric(np.full(n, task.shard_id), pa.int32()))
+    table = table.add_column(0, "shard", arrow.numeric(np.full(n, shard_id), pa.int32()))
     table = table.add_column(1, "row", arrow.numeric(np.arange(n)))
     table = table.append_column("ref_a", arrow.strings([refs[p] for p in plan.a]))
     table = table.append_column("ref_b", arrow.strings([refs[p] if p >= 0 else None for p in plan.b]))

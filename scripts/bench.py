@@ -35,6 +35,9 @@ samples/s = output samples / wall seconds):
                PNG decode (OpenCV) + raw bytes per 32x32 image; nothing written.
   small-png-floor  ... read + PNG decode + PNG encode (OpenCV's, its default level 1 and
                run-length strategy): the floor for small-png, bound by zlib's deflate.
+  copies4      mixbake-2w --copies 4 (format 2: passes of fresh pools; per output sample), run in
+               turn with copies4-format1: the same with format 1's pairing (every copy of an item in
+               one small pool, decoded once), what --copies 4 cost before format 2.
   small-png    mixbake-2w on the 32x32 PNG folder (default 50000 images: CIFAR-10's
                training-set size), --size 32 --image-format png
   small-raw    ... --image-format raw.
@@ -84,7 +87,7 @@ GEN_VERSION = 1  # bump when the generator changes, to invalidate caches
 SIZE = 224
 QUALITY = 90
 RUNS = ("floor", "mixbake-2w", "startup", "mixbake-1w", "baseline", "baseline-batch", "parquet", "small",
-        "memory")
+        "copies", "memory")
 
 # ----------------------------------------------------------------- data
 
@@ -299,7 +302,7 @@ def count_rows(out):
     return sum(f.metadata.num_rows for f in files if "image" in f.schema_arrow.names)
 
 
-def run_mixbake(src, workers, size=SIZE, fmt="jpeg"):
+def run_mixbake(src, workers, size=SIZE, fmt="jpeg", extra=()):
     missing = mixbake_missing()
     if missing:
         return {"error": missing}
@@ -308,7 +311,7 @@ def run_mixbake(src, workers, size=SIZE, fmt="jpeg"):
         quality = ["--quality", QUALITY] if fmt == "jpeg" else []
         cmd = [sys.executable, "-m", "mixbake", "bake", src, out, "--size", size,
                "--image-format", fmt, *quality, "--workers", workers,
-               "--quiet", "--seed", 0]
+               "--quiet", "--seed", 0, *extra]
         res = run_measured(cmd)
         if res["rc"] != 0:
             last = (res["stderr"].strip().splitlines() or ["?"])[-1]
@@ -417,6 +420,8 @@ def print_checks(results):
         ("(the floor's own 2w / 1w scaling)", ratio(r.get("floor"), r.get("floor-1w")), 1.8),
         ("parquet / folder (no more than 10% slower)",
          ratio(r.get("parquet"), r.get("mixbake-2w")), 0.90),
+        ("copies4 / copies4-format1 per sample (cost <= 1.5x: >= 0.67)",
+         ratio(r.get("copies4"), r.get("copies4-format1")), 1 / 1.5),
         ("small-png samples/s", r.get("small-png"), 8000),
         ("(small-png-floor samples/s: the machine's own)", r.get("small-png-floor"), 8000),
         ("small-raw samples/s", r.get("small-raw"), 8000),
@@ -538,6 +543,15 @@ def run_all(args, photos):
         if name in args.only and name not in results:
             log(f"running {name} ...")
             results[name] = step()
+    if "copies" in args.only:
+        recipe = Path(args.data) / "format1.toml"
+        recipe.write_text("format_version = 1\n")
+        log("running copies4-format1, copies4 in turn ...")
+        runs = in_turn(rep, {
+            "copies4-format1": lambda: run_mixbake(photos, w, extra=("--copies", 4, "--recipe", recipe)),
+            "copies4": lambda: run_mixbake(photos, w, extra=("--copies", 4)),
+        })
+        results.update({name: best_of_results(r) for name, r in runs.items()})
     if "small" in args.only:
         small = ensure_folder(args.data, "small", args.n_small, args.seed, w)
         for f in list_files(small):  # warm the page cache, as for the photos

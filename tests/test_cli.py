@@ -302,7 +302,11 @@ def test_manifest_config_seed_classes_source_versions(small, src):
     _, out = small
     doc = json.loads((out / "manifest.json").read_text())
     assert doc["config"] == BakeConfig(size=16, shard_size=4, seed=5).to_dict()
-    assert set(doc["config"]) == {f.name for f in dataclasses.fields(BakeConfig)}
+    # every format-1 option is recorded; options added since only when set (a config keeps its identity)
+    from mixbake.config import LATER_FIELDS
+    assert set(doc["config"]) == {f.name for f in dataclasses.fields(BakeConfig)} - set(LATER_FIELDS) - {
+        "format_version"}
+    assert doc["format_version"] == 1 and "pairing" not in doc  # --copies 1: format 1's layout
     assert not {"workers", "quiet", "overwrite"} & set(doc["config"])
     assert doc["seed"] == 5
     assert doc["classes"] == ["a", "b"]
@@ -311,7 +315,8 @@ def test_manifest_config_seed_classes_source_versions(small, src):
     assert doc["source"]["fingerprint"] == open_source(str(src)).fingerprint
     assert re.fullmatch(r"[0-9a-f]{64}", doc["source"]["fingerprint"])
     libs = doc["libraries"]
-    assert libs["mixbake"] == mixbake.__version__ == doc["mixbake_version"]
+    assert doc["mixbake_version"] == mixbake.__version__
+    assert libs["mixbake"] == "0.1.0"  # format 1's identity names the release that defined it, always
     assert libs["numpy"] == numpy.__version__
     assert libs["pyarrow"] == pyarrow.__version__
     assert libs["pillow"] == PIL.__version__

@@ -225,16 +225,21 @@ def test_originals_are_unaugmented_and_copies_differ(copies_out):
     assert all(len(v) == 3 for v in copies.values())
 
 
-def test_all_rows_of_an_item_land_in_one_shard(copies_out):
+def test_an_items_copies_meet_distinct_partners_and_shards_hold_about_shard_size_rows(copies_out):
+    """Format 2: pools of 6 items (shard size 12 / 2 rows per item and pass), here all 3 copies in
+    one pass; a pool of 6 items makes 24 rows, written as 2 shards of 12."""
     _, out = copies_out
+    doc = json.loads((out / "manifest.json").read_text())
+    assert doc["format_version"] == 2
+    assert doc["pairing"] == {"scheme": "passes", "pool_size": 6, "copies_per_pass": 3, "passes": 1}
     labels = pq.read_table(out / "labels.parquet").to_pylist()
-    shards_of = defaultdict(set)
+    partners = defaultdict(list)
     for r in labels:
-        shards_of[r["src_a"]].add(r["shard"])
-    assert len({s for v in shards_of.values() for s in v}) >= 2      # several pools
-    assert all(len(v) == 1 for v in shards_of.values())
+        if r["src_b"] is not None:
+            partners[r["src_a"]].append(r["src_b"])
+    assert all(len(set(p)) == len(p) == 3 for p in partners.values())  # distinct within a pool's copies
     counts = Counter(r["shard"] for r in labels)
-    assert all(c % 4 == 0 for c in counts.values())
+    assert sorted(counts.values()) == [8, 8, 12, 12]  # pools of 6 and 4 items: 24 rows and 16 rows
 
 
 def test_last_shards_use_the_cores_of_finished_workers_without_changing_a_result():
