@@ -10,8 +10,9 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "bake": "run", "BakeSummary": "run", "BakeConfig": "config", "MixbakeError": "errors",
-    "ItemError": "errors", "mixup": "ops", "cutmix": "ops", "cutout": "ops", "cutmix_boxes": "ops",
-    "cutmix_lam": "ops", "soft_label": "ops",
+    "ItemError": "errors", "SourceOptions": "sources", "mixup": "ops.mixup", "cutmix": "ops.cutmix",
+    "cutout": "ops.cutout", "cutmix_boxes": "ops.boxes", "cutmix_lam": "ops.boxes",
+    "soft_label": "targets.classes",
 }
 __all__ = ["__version__", *_EXPORTS]
 

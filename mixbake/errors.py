@@ -5,6 +5,10 @@ class MixbakeError(Exception):
     """A problem with the user's input or request (not a bug). The CLI prints it without a traceback."""
 
 
+class OptionsConflict(MixbakeError):
+    """Options that cannot go together (the CLI's usage error, exit status 2)."""
+
+
 class ItemError(MixbakeError):
     """One source item could not be used: ``ref`` names it (file, or parquet file + row)."""
 

@@ -19,10 +19,11 @@ from typing import Callable, Iterator, List, Optional
 
 from typing import TYPE_CHECKING
 
-from .errors import ItemError, MixbakeError
+from .config import ERROR_POLICIES
+from .errors import ItemError, MixbakeError, OptionsConflict
 
 if TYPE_CHECKING:  # the worker module (numpy, OpenCV, pyarrow) is imported lazily: see Session
-    from .worker import PoolResult, ShardTask
+    from .tasks import PoolResult, PoolTask
 
 log = logging.getLogger("mixbake")
 EXECUTORS = ("local", "dask")
@@ -61,8 +62,8 @@ class Session:
         except cf.process.BrokenProcessPool:  # a worker was lost: the bake itself retries on fresh ones
             return [fn(item) for item in items]
 
-    def execute(self, tasks: List[ShardTask], progress: Callable[[int], None],
-                finished: Callable[[ShardTask], Optional[PoolResult]] = lambda task: None
+    def execute(self, tasks: List[PoolTask], progress: Callable[[int], None],
+                finished: Callable[[PoolTask], Optional[PoolResult]] = lambda task: None
                 ) -> Iterator[PoolResult]:
         """Yield results as tasks finish; ``progress(rows)`` reports rows rendered so far;
         ``finished(task)`` recognises a task that a lost worker completed before dying."""
@@ -106,6 +107,21 @@ class Session:
         return False
 
 
+def execution_spec(on_error: str, executor: Optional[str], scheduler: Optional[str],
+                   workers: Optional[int]) -> ExecutorSpec:
+    """The how-it-runs options, checked: one sentence for each mistake."""
+    if on_error not in ERROR_POLICIES:
+        raise MixbakeError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, got {on_error!r}.")
+    if executor is not None and executor not in EXECUTORS:
+        raise MixbakeError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
+    if scheduler and executor == "local":
+        raise OptionsConflict("--scheduler runs on Dask; it cannot go with --executor local.")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise MixbakeError(f"workers must be a whole number >= 1 (or None: all cores), got {workers!r}.")
+    kind = "dask" if scheduler else (executor or "local")
+    return ExecutorSpec(kind=kind, workers=workers or default_workers(), scheduler=scheduler)
+
+
 def _item_error(exc: ItemError) -> MixbakeError:
     return MixbakeError(f"Bad input item {exc.ref}: {exc.reason} (use --on-error skip to leave such items out).")
 
@@ -120,13 +136,13 @@ def _warm() -> None:
     """A no-op task: submitting one per worker makes the pool start its processes now."""
 
 
-def _run_shard(task):
-    from .worker import bake_shard
-    return bake_shard(task)
+def _run_task(task):
+    from .worker import bake_pool
+    return bake_pool(task)
 
 
 def _init_worker(rows_done, unstarted=None, busy=None, workers=1, parent=None) -> None:
-    from .worker import init_worker
+    from .worker_process import init_worker
     init_worker(rows_done, unstarted, busy, workers, parent)
 
 
@@ -150,7 +166,7 @@ class _LocalPool:
         else:
             context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
             if os.name == "posix":
-                context.set_forkserver_preload(["mixbake._preload"])
+                context.set_forkserver_preload(["mixbake.forkserver_preload"])
         self.rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
         # shard tasks no worker has started yet, and workers inside a shard: once every shard has
         # started, the last ones use the cores of the workers already done (worker.spare_cores)
@@ -178,7 +194,7 @@ class _LocalPool:
         try:
             with self.unstarted.get_lock():
                 self.unstarted.value = len(tasks)
-            pending = {self.pool.submit(_run_shard, t) for t in tasks}
+            pending = {self.pool.submit(_run_task, t) for t in tasks}
             while pending:
                 finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
                 progress(self.rows_done.value)
@@ -230,9 +246,9 @@ def _dask_client(spec: ExecutorSpec):
         except ValueError as exc:  # distributed's own address parsing
             raise MixbakeError(f"--scheduler {spec.scheduler!r} is not a scheduler address like "
                                f"tcp://HOST:PORT ({exc}).") from None
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # its lifecycle chatter is not ours to print
+    # silence_logs: the cluster's lifecycle chatter is not ours to print (distributed's own option)
     cluster = LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=None, silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
 
@@ -267,7 +283,7 @@ def _execute_dask(tasks, spec: ExecutorSpec, progress):
     client, cluster = _dask_client(spec)
     try:
         executor = client.get_executor(retries=spec.retries, pure=False)
-        futures = [executor.submit(_run_shard, t) for t in tasks]
+        futures = [executor.submit(_run_task, t) for t in tasks]
         rows = 0
         for future in cf.as_completed(futures):
             try:

@@ -10,21 +10,21 @@ One rule everywhere (so a JPEG and a PNG of the same picture come out alike):
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import threading
 import warnings
 import zlib
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageFile
+from PIL import Image
 
 from .errors import MixbakeError
 
-ImageFile.LOAD_TRUNCATED_IMAGES = False
 EXIF_ORIENTATION = 0x0112
 
 
@@ -42,6 +42,23 @@ def codec_versions() -> dict:
 
 
 # ---------------------------------------------------------------- decode
+
+_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def own_pixel_limit():
+    """While mixbake decodes in this process, its own guard (--max-pixels, checked from the header
+    before Pillow is asked) decides, not Pillow's global ``MAX_IMAGE_PIXELS``, which would refuse a
+    large image that --max-pixels allows. Worker processes turn Pillow's off once, at start-up; an
+    in-process decode (``mixbake preview`` of a source) runs inside this block, which puts it back."""
+    with _LIMIT_LOCK:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
 
 def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> np.ndarray:
     """Bytes (or an RGB array) -> RGB uint8 array of exactly ``size`` (width, height)."""
@@ -383,6 +400,14 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def extension(image_format: str) -> str:
-    return {"jpeg": "jpg", "png": "png", "webp": "webp", "raw": "raw"}[image_format]
+def decode_output(data: bytes, image_format: str, size: Sequence[int]) -> np.ndarray:
+    """Stored output image bytes -> HxWx3 uint8, as a reader of the dataset decodes them (raw:
+    ``size`` is (width, height))."""
+    if image_format == "raw":
+        width, height = size
+        if len(data) != width * height * 3:
+            raise MixbakeError(f"a raw image holds {len(data)} bytes, expected {width}x{height}x3.")
+        return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
 

@@ -11,26 +11,24 @@ The ``.mixbake`` directory is removed once ``manifest.json`` is written.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 from typing import List, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import formats
+from .columns import hf_features
 from .errors import MixbakeError
+from .formats import is_temporary
 from .storage import Store
 
 FORMAT_VERSION = 2  # the newest format this mixbake writes (a build records the one its rules follow)
 MANIFEST = "manifest.json"
 LABELS = "labels.parquet"
 ERRORS = "errors.jsonl"
-LABELS_CSV = "labels.csv"
 STATE = ".mixbake"
 CLAIM = STATE + "/build.json"
-DATA = "data"
-IMAGES = "images"
 
 
 def read_finished(out: Store) -> dict:
@@ -65,38 +63,17 @@ def write_json(store: Store, rel: str, obj) -> None:
 
 def _is_own(name: str, fmt: Optional[str]) -> bool:
     """Is top-level entry ``name`` something a build of format ``fmt`` writes? (None: no build here.)"""
-    if name == STATE or (name.startswith(".") and name.endswith(".tmp")):
+    if name == STATE or is_temporary(name):
         return True
     if fmt is None:
         return False
-    return (name in (MANIFEST, LABELS, ERRORS)
-            or (fmt == "parquet" and name == DATA)
-            or (fmt == "webdataset" and _is_tar_name(name))
-            or (fmt == "folder" and name in (IMAGES, LABELS_CSV)))
+    return name in (MANIFEST, LABELS, ERRORS) or formats.get(fmt).owns(name)
 
 
 def _foreign_entries(store: Store, fmt: Optional[str]) -> List[str]:
     """Entries of OUT that mixbake did not write."""
-    foreign = []
-    for name in store.listdir():
-        if not _is_own(name, fmt):
-            foreign.append(name)
-        elif name == DATA:
-            foreign += [f"{DATA}/{n}" for n in store.listdir(DATA) if not _is_shard_name(n)]
-    return foreign
-
-
-def _is_shard_name(name: str) -> bool:
-    """A Parquet shard (``train-*.parquet``) or one of its temporaries (``.train-*.parquet.<pid>.tmp``)."""
-    if name.startswith(".") and name.endswith(".tmp"):
-        return name.startswith(".train-") and ".parquet." in name
-    return name.startswith("train-") and name.endswith(".parquet")
-
-
-def _is_tar_name(name: str) -> bool:
-    if name.startswith(".") and name.endswith(".tmp"):
-        return name.startswith(".train-") and ".tar." in name
-    return name.startswith("train-") and name.endswith(".tar")
+    foreign = [name for name in store.listdir() if not _is_own(name, fmt)]
+    return foreign + (formats.get(fmt).foreign(store) if fmt is not None else [])
 
 
 def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: Optional[dict] = None) -> str:
@@ -169,23 +146,16 @@ def _owner(store: Store):
 def remove_own_files(store: Store, fmt: Optional[str]) -> None:
     """Remove only what a build of format ``fmt`` writes (never a foreign file)."""
     for name in store.listdir():
-        if not _is_own(name, fmt) or name == DATA:
-            continue
-        if store.isdir(name):
-            store.rmtree(name)
-        else:
-            store.remove(name)
-    if fmt == "parquet":
-        for name in store.listdir(DATA):
-            if _is_shard_name(name):
-                store.remove(f"{DATA}/{name}")
-        if store.local and store.isdir(DATA) and not store.listdir(DATA):
-            store.rmtree(DATA)
+        if _is_own(name, None) or (fmt is not None and name in (MANIFEST, LABELS, ERRORS)):
+            store.rmtree(name) if store.isdir(name) else store.remove(name)
+    if fmt is not None:
+        formats.get(fmt).remove(store)
 
 
-def remove_stale_temporaries(store: Store) -> int:
-    """Temporaries of a killed run: dot-named ``*.tmp`` files in OUT, data/, images/ and .mixbake/."""
-    stale = [rel for top in ("", DATA, IMAGES, STATE) for rel in _tmp_files(store, top)]
+def remove_stale_temporaries(store: Store, fmt: Optional[str]) -> int:
+    """Temporaries of a killed run: dot-named ``*.tmp`` files in OUT, .mixbake/ and the format's directories."""
+    dirs = ("", STATE) + (formats.get(fmt).temporary_dirs() if fmt else ())
+    stale = [rel for top in dirs for rel in _tmp_files(store, top)]
     for rel in stale:
         store.remove(rel)
     return len(stale)
@@ -193,7 +163,7 @@ def remove_stale_temporaries(store: Store) -> int:
 
 def _tmp_files(store: Store, top: str):
     for rel in (store.listdir() if not top else (r for r, _ in store.walk_files(top))):
-        if rel.rsplit("/", 1)[-1].startswith(".") and rel.endswith(".tmp"):
+        if is_temporary(rel.rsplit("/", 1)[-1]):
             yield rel
 
 
@@ -273,7 +243,7 @@ class LabelsWriter:
         table = _read_sidecar_table(self.store, shard_id)
         if self._writer is None:
             schema = table.schema.with_metadata({b"huggingface": json.dumps(
-                {"info": {"features": labels_features(table.schema, self.classes)}}).encode()})
+                {"info": {"features": hf_features(table.schema, self.classes)}}).encode()})
             self._writer = pq.ParquetWriter(self._file.sink, schema, compression="zstd")
         self._buffered.append(table.replace_schema_metadata(self._writer.schema.metadata))
         self._buffered_rows += table.num_rows
@@ -306,36 +276,11 @@ class LabelsWriter:
             self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
-def labels_features(schema: pa.Schema, classes) -> dict:
-    """HF ``datasets`` features for labels.parquet, spelled from its Arrow types (they must match)."""
-    def feature(t: pa.DataType) -> dict:
-        if pa.types.is_list(t):
-            return {"feature": feature(t.value_type), "_type": "Sequence"}
-        return {"dtype": {"float": "float32", "double": "float64"}.get(str(t), str(t)), "_type": "Value"}
-    features = {f.name: feature(f.type) for f in schema}
-    features["label"] = {"names": list(classes), "_type": "ClassLabel"}
-    return features
-
-
 def read_labels(store: Store, columns=None, filters=None) -> pa.Table:
     with store.open_input(LABELS) as f:
         if filters is None:
             return pq.ParquetFile(f).read(columns=columns)
         return pq.read_table(f, columns=columns, filters=filters)
-
-
-def write_labels_csv(store: Store, classes) -> None:
-    """labels.csv for people who just want files: one row per image, soft label as a JSON list."""
-    columns = ["path", "key", "label", "class", "op", "lam", "label_a", "label_b", "src_a", "src_b",
-               "ref_a", "ref_b", "soft_label"]
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(columns)
-    for row in read_labels(store).to_pylist():
-        row["class"] = classes[row["label"]]
-        row["soft_label"] = json.dumps([round(v, 7) for v in row["soft_label"]])
-        writer.writerow(["" if row[c] is None else row[c] for c in columns])
-    store.write_bytes(LABELS_CSV, text.getvalue().encode("utf-8"))
 
 
 def write_errors(store: Store, errors) -> None:

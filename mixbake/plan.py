@@ -30,10 +30,11 @@ from typing import Iterator, List, Tuple
 import numpy as np
 
 from . import ops
-from .config import OPS, BakeConfig
+from .config import BakeConfig
 from .errors import MixbakeError
+from .ops.boxes import NO_BOX
 
-MIXUP, CUTMIX, CUTOUT, NONE = range(4)
+MIXUP, CUTMIX, CUTOUT, NONE = (ops.BY_NAME[name].code for name in ("mixup", "cutmix", "cutout", "none"))
 ORIGINAL = -1  # the copy index recorded for --keep-originals rows
 SCHEMES = {1: "shard-pools", 2: "passes"}
 COPIES_PER_PASS = 4  # format 2's default: copies made from one decode of a pool (see the README)
@@ -157,11 +158,11 @@ def check_pairable(config: BakeConfig, labels: np.ndarray, classes) -> None:
 
 
 @dataclass(frozen=True)
-class ShardPlan:
-    """Row-aligned arrays, already in output order. Positions index the shard's pool."""
-    op: np.ndarray          # int8 codes into config.OPS
-    a: np.ndarray           # int64 pool position of source a
-    b: np.ndarray           # int64 pool position of source b, -1 when there is none
+class PoolPlan:
+    """Row-aligned arrays, already in output order. Positions index the pool's items."""
+    op: np.ndarray          # int8 codes into the ops registry (mixbake.ops.REGISTRY)
+    pos_a: np.ndarray       # int64 pool position of source a
+    pos_b: np.ndarray       # int64 pool position of source b, -1 when there is none
     copy: np.ndarray        # int64 copy index, ORIGINAL for --keep-originals rows
     lam: np.ndarray         # float64 weight of source a (cutmix: from the clipped box's pixel area)
     boxes: Tuple[np.ndarray, ...]  # per row (k, 4) int64 x0, y0, x1, y1
@@ -196,35 +197,28 @@ def format1_pool(config: BakeConfig, shard_id: int) -> Pool:
                 shard_id, 1, 1)
 
 
-def plan_shard(config: BakeConfig, shard_id: int, labels: np.ndarray, valid: np.ndarray) -> ShardPlan:
+def plan_shard(config: BakeConfig, shard_id: int, labels: np.ndarray, valid: np.ndarray) -> PoolPlan:
     """Format 1: every decision for one shard, from (config, shard_id, pool labels, usable items)."""
     return plan_pool(config, format1_pool(config, shard_id), labels, valid)
 
 
-def plan_pool(config: BakeConfig, pool: Pool, labels: np.ndarray, valid: np.ndarray) -> ShardPlan:
+def plan_pool(config: BakeConfig, pool: Pool, labels: np.ndarray, valid: np.ndarray) -> PoolPlan:
     """Every decision for one pool, from (config, the pool, its labels, which of its items are usable)."""
     streams = pool_streams(config.seed, pool)
     n, copies = len(labels), pool.copies
     width, height = config.size
     a = np.repeat(np.arange(n, dtype=np.int64), copies)
     rows = len(a)
-    op = streams["op"].choice(len(OPS), size=rows, p=config.shares).astype(np.int8)
+    op = streams["op"].choice(len(ops.REGISTRY), size=rows, p=config.shares).astype(np.int8)
     if pool.format_version == 1 or config.pairing == "cross-class":
         b = _partners(streams["partner"], a, labels, valid, config.pairing)
     else:
         b = _spread_partners(streams["partner"], a, np.tile(np.arange(copies), n), valid, copies)
-    lam_mix = streams["mixup"].beta(config.mixup_alpha, config.mixup_alpha, size=rows)
-    lam_cut = streams["cutmix"].beta(config.cutmix_alpha, config.cutmix_alpha, size=rows)
-    centres = streams["box"].integers(0, [height, width], size=(rows, 2))
-    side_fracs = streams["box"].random((rows, 2))
-    hole_centres = streams["cutout"].integers(0, [height, width], size=(rows, config.cutout_holes, 2))
-    fill_seed = streams["cutout"].integers(0, 2**63, size=rows, dtype=np.int64).astype(np.uint64)
+    draws = [op_.sample(config, streams, rows, height, width) for op_ in ops.REGISTRY]
     total = rows + (n if pool.originals else 0)
     order = streams["order"].permutation(total)
-
-    cut_boxes = ops.cutmix_boxes(lam_cut, centres[:, 0], centres[:, 1], height, width,
-                                 config.cutmix_minmax, side_fracs)
-    lam, boxes, op, b = _resolve(config, op, b, lam_mix, cut_boxes, hole_centres, height, width)
+    columns, op, b = _resolve(config, op, b, draws)
+    lam, boxes, fill_seed = columns.lam, columns.boxes, columns.seed
     copy = pool.first_copy + np.tile(np.arange(copies, dtype=np.int64), n)
     if pool.originals:
         a = np.concatenate([a, np.arange(n, dtype=np.int64)])
@@ -232,11 +226,11 @@ def plan_pool(config: BakeConfig, pool: Pool, labels: np.ndarray, valid: np.ndar
         op = np.concatenate([op, np.full(n, NONE, dtype=np.int8)])
         copy = np.concatenate([copy, np.full(n, ORIGINAL, dtype=np.int64)])
         lam = np.concatenate([lam, np.ones(n)])
-        boxes = boxes + [_NO_BOX] * n
+        boxes = boxes + [NO_BOX] * n
         fill_seed = np.concatenate([fill_seed, np.zeros(n, dtype=np.uint64)])
     keep = order[valid[a[order]]]  # output order, rows of unusable items dropped
-    return ShardPlan(op=op[keep], a=a[keep], b=b[keep], copy=copy[keep], lam=lam[keep],
-                     boxes=tuple(boxes[i] for i in keep), fill_seed=fill_seed[keep])
+    return PoolPlan(op=op[keep], pos_a=a[keep], pos_b=b[keep], copy=copy[keep], lam=lam[keep],
+                    boxes=tuple(boxes[i] for i in keep), fill_seed=fill_seed[keep])
 
 
 def shard_rows(rows: int, shards: int) -> List[range]:
@@ -245,34 +239,23 @@ def shard_rows(rows: int, shards: int) -> List[range]:
     return [range(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def take_rows(plan: ShardPlan, rows: range) -> ShardPlan:
+def take_rows(plan: PoolPlan, rows: range) -> PoolPlan:
     cut = slice(rows.start, rows.stop)
-    return ShardPlan(op=plan.op[cut], a=plan.a[cut], b=plan.b[cut], copy=plan.copy[cut], lam=plan.lam[cut],
-                     boxes=plan.boxes[cut], fill_seed=plan.fill_seed[cut])
+    return PoolPlan(op=plan.op[cut], pos_a=plan.pos_a[cut], pos_b=plan.pos_b[cut], copy=plan.copy[cut],
+                    lam=plan.lam[cut], boxes=plan.boxes[cut], fill_seed=plan.fill_seed[cut])
 
 
-_NO_BOX = np.zeros((0, 4), dtype=np.int64)
-
-
-def _resolve(config, op, b, lam_mix, cut_boxes, hole_centres, height, width):
-    """Every row's op-specific parameters, vectorised: (lam, boxes, op, b).
-
-    A mixup/cutmix row without a usable partner becomes an unmixed row; a cutmix box clipped to
-    nothing is an identity (lam 1, no box); cutout holes are clipped and empty ones dropped."""
-    paired = (op == MIXUP) | (op == CUTMIX)
-    op = np.where(paired & (b < 0), NONE, op).astype(np.int8)
-    b = np.where((op == MIXUP) | (op == CUTMIX), b, -1)
-    pasted = (op == CUTMIX) & (ops.box_area(cut_boxes) > 0)
-    lam = np.where(op == MIXUP, lam_mix, 1.0)
-    lam = np.where(pasted, ops.cutmix_lam(cut_boxes, height, width), lam)
-    holes = ops.cutout_boxes(hole_centres[..., 0], hole_centres[..., 1], height, width, config.cutout_size)
-    open_holes = (holes[..., 2] > holes[..., 0]) & (holes[..., 3] > holes[..., 1])
-    boxes = [_NO_BOX] * len(op)
-    for r in np.flatnonzero(pasted).tolist():
-        boxes[r] = cut_boxes[r:r + 1]
-    for r in np.flatnonzero(op == CUTOUT).tolist():
-        boxes[r] = holes[r][open_holes[r]]
-    return lam, boxes, op, b
+def _resolve(config, op, b, draws):
+    """Every row's op-specific parameters: (columns, op, b). A row of an op that needs a partner
+    becomes an unmixed row when it has none; each op then fills the lam and boxes of its rows."""
+    needs = np.isin(op, [o.code for o in ops.REGISTRY if o.partner])
+    op = np.where(needs & (b < 0), NONE, op).astype(np.int8)
+    b = np.where(np.isin(op, [o.code for o in ops.REGISTRY if o.partner]), b, -1)
+    columns = ops.PlanColumns(len(op))
+    for op_, drawn in zip(ops.REGISTRY, draws):
+        op_.resolve(config, drawn, np.flatnonzero(op == op_.code), columns)
+    columns.boxes = [NO_BOX if box is None else box for box in columns.boxes]
+    return columns, op, b
 
 
 def _spread_partners(rng, a, slot, valid, copies: int) -> np.ndarray:

@@ -5,7 +5,7 @@ Two ways in, one picture out:
 - an OUT (a directory holding ``manifest.json``): the samples are read back from the output (any
   format, raw pixels too), exactly as a reader of the dataset decodes them;
 - a SOURCE (``demo``, an image folder, Parquet): nothing is written. The source is listed and planned
-  by the real pipeline (``make_tasks`` -> ``plan_shard`` -> ``render`` -> ``label_columns``), and each
+  by the real pipeline (``make_tasks`` -> ``plan_pool`` -> ``render`` -> ``label_columns``), and each
   rendered sample goes through the output encoder and back, so the tiles are what a bake with the
   same options would write, pixel for pixel. Only the pool items the shown rows use are decoded,
   unless one turns out bad: then the whole pool is (partners are drawn among the usable items).
@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
-import io
 import math
 import os
-import tarfile
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import manifest
+from . import formats, manifest, ops
 from .errors import MixbakeError
+from .sources import SourceOptions
 from .storage import Store
+from .targets.classes import CLASSES
 
 TILE = 192          # target long side of a tile, in pixels
 GUTTER = 14
@@ -39,8 +39,6 @@ BACKGROUND = (24, 25, 28)
 CARD = (36, 37, 42)
 TEXT = (232, 234, 237)
 MUTED = (154, 160, 166)
-OP_COLORS = {"mixup": (138, 180, 248), "cutmix": (253, 214, 99), "cutout": (242, 139, 130),
-             "none": (154, 160, 166)}
 CLASS_COLORS = [(78, 121, 167), (242, 142, 43), (225, 87, 89), (118, 183, 178), (89, 161, 79),
                 (237, 201, 72), (176, 122, 161), (255, 157, 167), (156, 117, 95), (186, 176, 172)]
 _NOT_NEEDED = "(not needed for the preview)"
@@ -163,17 +161,11 @@ def out_samples(out: str, n: int, seed: Optional[int] = None) -> Tuple[dict, Lis
         rng = np.random.default_rng(seed)
         picked = np.sort(rng.choice(table.num_rows, size=min(n, table.num_rows), replace=False))
     rows = table.take(picked).to_pylist()
-    fmt = doc["config"].get("format", "parquet")
+    fmt, store = formats.get(doc["config"].get("format")), Store.open(out)
     pixels: Dict[int, np.ndarray] = {}
     for shard_id in sorted({r["shard"] for r in rows}):
         wanted = {i: r for i, r in enumerate(rows) if r["shard"] == shard_id}
-        entry = doc["shards"][shard_id]
-        if fmt == "parquet":
-            pixels.update(_parquet_pixels(out, entry["path"], wanted, doc["config"]))
-        elif fmt == "webdataset":
-            pixels.update(_tar_pixels(out, entry["path"], wanted, doc["config"]))
-        else:
-            pixels.update({i: _read_file(out, r["path"], doc["config"]) for i, r in wanted.items()})
+        pixels.update(fmt.read_images(store, doc["shards"][shard_id]["path"], wanted, doc["config"]))
     return doc, [Sample(pixels[i], r) for i, r in enumerate(rows)]
 
 
@@ -181,80 +173,22 @@ def read_manifest(out: str) -> dict:
     return manifest.read_finished(Store.open(out))
 
 
-def decode_output(data: bytes, image_format: str, size: Sequence[int]) -> np.ndarray:
-    """Stored image bytes -> HxWx3 uint8 (raw: ``size`` is (width, height))."""
-    if image_format == "raw":
-        width, height = size
-        if len(data) != width * height * 3:
-            raise MixbakeError(f"a raw image holds {len(data)} bytes, expected {width}x{height}x3.")
-        return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
-    from PIL import Image
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def _parquet_pixels(out: str, relpath: str, wanted: Dict[int, dict], config: dict) -> Dict[int, np.ndarray]:
-    """Read only the row groups holding the wanted rows."""
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(os.path.join(out, relpath))
-    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    raw = config["image_format"] == "raw"
-    columns = ["image", "height", "width"] if raw else ["image"]
-    found, groups = {}, {}
-    for i, r in wanted.items():
-        groups.setdefault(int(np.searchsorted(starts, r["row"], side="right") - 1), []).append(i)
-    for group, indices in sorted(groups.items()):
-        table = pf.read_row_group(group, columns=columns).to_pydict()
-        for i in indices:
-            k = wanted[i]["row"] - int(starts[group])
-            size = (table["width"][k], table["height"][k]) if raw else config["size"]
-            found[i] = decode_output(table["image"][k]["bytes"], config["image_format"], size)
-    return found
-
-
-def _tar_pixels(out: str, relpath: str, wanted: Dict[int, dict], config: dict) -> Dict[int, np.ndarray]:
-    from .imaging import extension
-    ext = extension(config["image_format"])
-    by_name = {f"{r['key']}.{ext}": i for i, r in wanted.items()}
-    found = {}
-    with tarfile.open(os.path.join(out, relpath), "r") as tar:
-        for member in tar:
-            i = by_name.get(member.name)
-            if i is not None:
-                found[i] = decode_output(tar.extractfile(member).read(), config["image_format"], config["size"])
-                if len(found) == len(by_name):
-                    break
-    missing = sorted(set(by_name) - {n for n, i in by_name.items() if i in found})
-    if missing:
-        raise MixbakeError(f"{relpath}: no member {missing[0]} (the output is incomplete; run mixbake verify).")
-    return found
-
-
-def _read_file(out: str, relpath: str, config: dict) -> np.ndarray:
-    try:
-        with open(os.path.join(out, relpath), "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise MixbakeError(f"{relpath}: cannot read ({exc.strerror or exc}).") from None
-    return decode_output(data, config["image_format"], config["size"])
-
-
 # ---------------------------------------------------------------- samples of a SOURCE, in memory
 
-def source_samples(source: str, n: int, seed: Optional[int] = None, image_column: Optional[str] = None,
-                   label_column: Optional[str] = None, **options):
+def source_samples(source: str, n: int, seed: Optional[int] = None,
+                   source_options: Optional[SourceOptions] = None, **options):
     """(config, catalog, samples, skipped): the first ``n`` rows a bake of SOURCE with ``options`` would
     write (as with --on-error skip), and the references of the bad items met on the way."""
     from .config import BakeConfig, fingerprint
-    from .run import build_identity, make_tasks
+    from .run import build_identity
     from .sources import open_source
+    from .tasks import make_tasks
 
     if seed is not None:
         options["seed"] = seed
+    source_options = source_options or SourceOptions.take(options)
     config = BakeConfig(**options)
-    catalog = open_source(source, image_column, label_column)
+    catalog = open_source(source, source_options)
     build_id = fingerprint(build_identity(config, catalog))
     samples: List[Sample] = []
     skipped: List[str] = []
@@ -276,6 +210,7 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
     rows are exactly those of a bake with --on-error skip.
     """
     from . import imaging
+    from .columns import row_json
     from .plan import plan_pool
     from .worker import label_columns, render
 
@@ -286,7 +221,7 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
         valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
         plan = plan_pool(config, task.pool, task.labels, valid)
         shown = min(n, len(plan))
-        used = set(plan.a[:shown].tolist()) | {b for b in plan.b[:shown].tolist() if b >= 0}
+        used = set(plan.pos_a[:shown].tolist()) | {b for b in plan.pos_b[:shown].tolist() if b >= 0}
         if len(bad) > len(task.known_bad):
             used = range(len(task.items))
         missing = sorted(p for p in used if images[p] is None and p not in bad)
@@ -298,15 +233,14 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
     samples = []
     for r in range(shown):
         stored = imaging.encode(render(config, plan, r, images), config.image_format, config.quality)
-        samples.append(Sample(decode_output(stored, config.image_format, config.size), _row(columns, r)))
+        samples.append(Sample(imaging.decode_output(stored, config.image_format, config.size), row_json(columns, r)))
     return samples
 
 
 def _decode_positions(task, positions: List[int], images: list, bad: dict) -> None:
     """Decode pool ``positions`` with the worker's own ``load_pool``, run on a sub-pool of their chunks
     (the other items of those chunks are marked as not needed, so they are read but never decoded)."""
-    from PIL import Image
-
+    from .imaging import own_pixel_limit
     from .worker import load_pool
 
     starts = np.concatenate([[0], np.cumsum(task.chunk_sizes)]).astype(np.int64)
@@ -320,11 +254,8 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
         chunk_sizes=tuple(task.chunk_sizes[c] for c in chunks), items=task.items[sub_positions],
         labels=task.labels[sub_positions], refs=tuple(task.refs[p] for p in sub_positions),
         known_bad=skip, on_error="skip")
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # as in workers: --max-pixels decides
-    try:
+    with own_pixel_limit():  # as in workers: --max-pixels decides
         sub_images, sub_bad = load_pool(sub)
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
     for q, p in enumerate(sub_positions.tolist()):
         if p in wanted:
             if q in sub_bad:
@@ -333,32 +264,9 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
                 images[p] = sub_images[q]
 
 
-def _row(columns: dict, r: int) -> dict:
-    """Row ``r`` of ``label_columns`` spelled as labels.parquet stores it (float32 lam, None for no b)."""
-    def optional(v):
-        return int(v) if v >= 0 else None
-    return {
-        "key": columns["key"][r], "label": int(columns["label"][r]),
-        "soft_label": [float(v) for v in np.asarray(columns["soft_label"][r], dtype=np.float32)],
-        "op": columns["op"][r], "lam": float(np.float32(columns["lam"][r])),
-        "src_a": int(columns["src_a"][r]), "src_b": optional(columns["src_b"][r]),
-        "label_a": int(columns["label_a"][r]), "label_b": optional(columns["label_b"][r]),
-        "boxes": np.asarray(columns["boxes"][r], dtype=np.int64).reshape(-1, 4).tolist(),
-    }
-
-
-# ---------------------------------------------------------------- captions
-
-def top_classes(row: dict, top: int = 2, floor: float = 0.005) -> List[Tuple[int, float]]:
-    """(class index, mass) of the largest soft-label entries, largest first (ties: lower index)."""
-    soft = np.asarray(row["soft_label"], dtype=np.float64)
-    order = np.argsort(-soft, kind="stable")[:top]
-    return [(int(c), float(soft[c])) for k, c in enumerate(order) if k == 0 or soft[c] >= floor]
-
-
 def caption(row: dict, classes: Sequence[str], top: int = 2) -> str:
     """'cutmix  cat 0.62 / dog 0.38': the op, then the top classes of the soft label."""
-    parts = " / ".join(f"{classes[c]} {mass:.2f}" for c, mass in top_classes(row, top))
+    parts = " / ".join(f"{classes[c]} {mass:.2f}" for c, mass in CLASSES.top(row, top))
     return f"{row['op']}  {parts}"
 
 
@@ -441,12 +349,13 @@ def _draw_title(draw, layout: Layout, title: Sequence[str]) -> None:
 
 
 def _draw_boxes(draw, row: dict, layout: Layout, x0: int, y0: int) -> None:
-    """Cutmix box / cutout holes, outlined inside their half-open pixel bounds."""
-    if row["op"] not in ("cutmix", "cutout"):
+    """The boxes the row's op outlines (cutmix box, cutout holes), inside their half-open pixel bounds."""
+    op = ops.BY_NAME.get(row["op"])
+    if op is None:
         return
-    color, s = OP_COLORS[row["op"]], layout.scale
+    color, s = op.color, layout.scale
     width = 2 if min(layout.tile_w, layout.tile_h) >= 64 else 1
-    for bx0, by0, bx1, by1 in row["boxes"]:
+    for bx0, by0, bx1, by1 in op.outline(row):
         box = [x0 + round(bx0 * s), y0 + round(by0 * s), x0 + round(bx1 * s) - 1, y0 + round(by1 * s) - 1]
         if box[2] >= box[0] and box[3] >= box[1]:
             draw.rectangle(box, outline=(0, 0, 0), width=width + 2)   # a dark rim reads on any picture
@@ -466,15 +375,16 @@ def _draw_caption(draw, row: dict, classes: Sequence[str], layout: Layout, x: in
     avail = layout.cell_w - 2 * pad
     cap, det = font(FONT_CAPTION), font(FONT_DETAIL)
     ty = y + BAR + pad - 2
-    tx = _segment(draw, x + pad, ty, row["op"], cap, OP_COLORS.get(row["op"], TEXT))
-    if row["op"] in ("mixup", "cutmix"):  # elsewhere lam is 1 by definition
-        tx = _segment(draw, tx, ty, f"  lam {row['lam']:.2f}", cap, TEXT)
+    op = ops.BY_NAME.get(row["op"])
+    tx = _segment(draw, x + pad, ty, row["op"], cap, op.color if op else TEXT)
+    if op is not None and op.caption(row):  # ops that do not mix have lam 1 by definition
+        tx = _segment(draw, tx, ty, op.caption(row), cap, TEXT)
     key = _fit(str(row["key"]), det, max(0, int(x + pad + avail - tx - 8)))
     if key != "…":
         draw.text((x + pad + avail - det.getlength(key), ty + FONT_CAPTION - FONT_DETAIL), key, font=det,
                   fill=MUTED)
     ty += _line(FONT_CAPTION) + 2
-    tops = top_classes(row)
+    tops = CLASSES.top(row)
     names = _fit_names([classes[c] for c, _ in tops], [m for _, m in tops], cap, avail)
     tx = x + pad
     for k, ((c, mass), name) in enumerate(zip(tops, names)):
@@ -518,10 +428,9 @@ def _fit_names(names: List[str], masses: List[float], face, width: int) -> List[
 # ---------------------------------------------------------------- titles
 
 def _ops_summary(config: dict) -> str:
-    from .config import OPS
-    shares = [float(config.get(op, 0)) for op in OPS]
+    shares = [float(config.get(op, 0)) for op in ops.NAMES]
     total = sum(shares) or 1.0
-    return " ".join(f"{op} {100 * s / total:.0f}%" for op, s in zip(OPS, shares) if s > 0)
+    return " ".join(f"{op} {100 * s / total:.0f}%" for op, s in zip(ops.NAMES, shares) if s > 0)
 
 
 def _config_line(config: dict) -> str:

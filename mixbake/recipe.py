@@ -6,23 +6,22 @@ top level or under a ``[bake]`` table, optionally with ``source``, ``image-colum
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 
-from .config import BakeConfig
+from .config import OPTIONS
 from .errors import MixbakeError
 from .manifest import read_json
+from .sources import SourceOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
-SOURCE_KEYS = ("source", "image_column", "label_column")
-FORMAT_KEYS = ("format_version",)  # the output rules to follow (a format-1 manifest: format 1's pairing)
+SOURCE_KEYS = ("source", *SourceOptions.names())
 RUN_KEYS = ("workers", "on_error", "quiet")
-CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(BakeConfig))
+CONFIG_KEYS = tuple(OPTIONS)  # format_version among them: the output rules to follow
 
 
 def load_recipe(path: str) -> dict:
@@ -38,7 +37,7 @@ def load_recipe(path: str) -> dict:
     recipe = {}
     for key, value in table.items():
         name = key.replace("-", "_")
-        if name not in CONFIG_KEYS + SOURCE_KEYS + RUN_KEYS + FORMAT_KEYS:
+        if name not in CONFIG_KEYS + SOURCE_KEYS + RUN_KEYS:
             raise MixbakeError(f"Recipe {path}: unknown option {key!r}.")
         recipe[name] = value
     if "source" in recipe and not os.path.isabs(str(recipe["source"])) and recipe["source"] != "demo":

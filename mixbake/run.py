@@ -8,19 +8,17 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import pyarrow as pa
 
-from . import __version__, manifest
-from .config import ERROR_POLICIES, OPS, BakeConfig, fingerprint
+from . import __version__, formats, manifest, ops
+from .config import BakeConfig, fingerprint, warn_inert
 from .errors import MixbakeError
-from .imaging import codec_versions
-from .plan import Pairing, check_pairable, make_layout, pairing_format
-from .sources import Catalog, display_ref, open_source
+from .executors import Session, execution_spec
+from .humanize import count, human_bytes
+from .plan import Pairing, pairing_format
+from .sources import Catalog, SourceOptions, open_source
 from .storage import Store, Syncer
-from .executors import EXECUTORS, ExecutorSpec, Session, default_workers
-from .worker import PoolResult, ShardResult, ShardTask
-from .words import count, human_bytes
+from .tasks import PoolResult, PoolTask, ShardResult, make_build
 
 log = logging.getLogger("mixbake")
 
@@ -62,6 +60,8 @@ def library_versions(format_version: int = 1) -> dict:
     """The versions of the libraries whose code decides the output bytes."""
     import numpy
     import pyarrow
+
+    from .imaging import codec_versions
     own = {"mixbake": FORMAT1_MIXBAKE} if format_version == 1 else {}
     return {**own, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__, **codec_versions()}
 
@@ -80,99 +80,82 @@ def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
     }
 
 
-def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
-               on_error: str = "fail") -> List[ShardTask]:
-    """One task per pool. ``out`` is a path/URI or a Store (tasks carry the Store, which pickles)."""
-    return make_build(config, catalog, out, build_id, on_error)[1]
-
-
-def make_build(config: BakeConfig, catalog: Catalog, out, build_id: str,
-               on_error: str = "fail") -> Tuple[Pairing, List[ShardTask]]:
-    """The pairing layout and one task per pool."""
-    store = out if isinstance(out, Store) else Store.open(out or ".")
-    check_pairable(config, catalog.labels, catalog.classes)
-    bounds = np.asarray(catalog.chunk_bounds, dtype=np.int64)
-    pairing, pools = make_layout(config, bounds)
-    num_shards = sum(pool.shards for pool in pools)
-    refs, locators = catalog.refs, catalog.chunk_locators
-    tasks = []
-    for pool in pools:
-        chunks = pool.chunks
-        starts, sizes = bounds[chunks], bounds[chunks + 1] - bounds[chunks]
-        # the items of the pool's chunks, chunk after chunk: start of its chunk + offset within it
-        items = np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
-        tasks.append(ShardTask(
-            pool=pool, num_shards=num_shards, config=config, classes=catalog.classes,
-            reader=catalog.reader, locators=tuple(locators[c] for c in chunks.tolist()),
-            chunk_sizes=tuple(sizes.tolist()), items=items, labels=catalog.labels[items],
-            refs=tuple(display_ref(refs[i]) for i in items.tolist()),
-            known_bad={p: catalog.bad[i] for p, i in enumerate(items.tolist()) if i in catalog.bad}
-            if catalog.bad else {},
-            store=store, build_id=build_id, on_error=on_error,
-        ))
-    return pairing, tasks
-
-
 def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
-         on_error: str = "fail", image_column: Optional[str] = None, label_column: Optional[str] = None,
-         expect_fingerprint: Optional[str] = None, executor: str = "local", scheduler: Optional[str] = None,
-         session: Optional[Session] = None, **options) -> BakeSummary:
-    """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options).
+         on_error: str = "fail", expect_fingerprint: Optional[str] = None, executor: Optional[str] = None,
+         scheduler: Optional[str] = None, session: Optional[Session] = None, config: Optional[BakeConfig] = None,
+         explicit=None, source_options: Optional[SourceOptions] = None, **options) -> BakeSummary:
+    """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options) and
+    :class:`SourceOptions` fields (``image_column``, ``label_column``); or give ``config`` and
+    ``source_options`` whole (with ``explicit``: the option names the user gave, for the warnings
+    about inert ones).
 
     ``workers``, ``quiet``, ``on_error`` ('fail' or 'skip'), ``executor`` ('local' or 'dask') and
     ``scheduler`` (a Dask scheduler address) only decide how the build runs, never what it produces.
     """
     started = time.monotonic()
-    if on_error not in ERROR_POLICIES:
-        raise MixbakeError(f"--on-error must be one of {', '.join(ERROR_POLICIES)}, got {on_error!r}.")
-    if executor not in EXECUTORS:
-        raise MixbakeError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}.")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise MixbakeError(f"workers must be a whole number >= 1 (or None: all cores), got {workers!r}.")
-    config = options.pop("config", None) or BakeConfig.from_dict(options)
-    if session is None:
-        session = Session(ExecutorSpec(kind=executor, workers=workers or default_workers(), scheduler=scheduler))
-    with session:
-        catalog = open_source(source, image_column, label_column, map_each=session.map)
-        for note in catalog.notes:
-            log.warning(note)
-        if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
-            raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
-                               f"fingerprint differs), so the build cannot be reproduced bit for bit.")
-        store = Store.open(out)
-        _refuse_out_inside_source(store, catalog)
-        identity = build_identity(config, catalog)
-        build_id = fingerprint(identity)
-        pairing, tasks = make_build(config, catalog, store, build_id, on_error)  # validates before OUT is touched
-        state = manifest.claim_out(store, build_id, config.format, overwrite, identity)
-        if state == "complete":
-            manifest.finish_state(store)  # a run killed just after writing manifest.json left it behind
-            done = manifest.read_json((store, manifest.MANIFEST))
-            totals = done["totals"]
-            return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]),
-                               totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"])
-        manifest.remove_stale_temporaries(store)
-        labels = manifest.LabelsWriter(store, tasks[-1].num_shards if tasks else 0, catalog.classes)
-        syncer = Syncer(store)
-
-        def on_result(result: ShardResult) -> None:
-            labels.add(result.shard_id)
-            syncer.add(None if result.path.startswith(manifest.IMAGES + "#") else result.path)
-
-        try:
-            results, kept = run_tasks(tasks, session, quiet, on_result=on_result)
-            _refuse_empty_build(results, len(catalog))
-            syncer.finish()  # every shard durable before labels.parquet and the manifest commit them
-            labels_entry = labels.close()
-        except BaseException:
-            syncer.close()
-            labels.abort()
-            raise
-        manifest.remove_stale_temporaries(store)  # left by workers lost (and retried) during this run
-    summary = finish(store, config, catalog, identity, build_id, results, labels_entry, pairing)
-    summary.state, summary.kept = ("resumed" if kept else "baked"), kept
+    source_options = source_options or SourceOptions.take(options)
+    if config is None:
+        explicit, config = set(options), BakeConfig.from_dict(options)
+    spec = execution_spec(on_error, executor, scheduler, workers)
+    warn_inert(config, explicit or ())
+    with session or Session(spec) as running:
+        summary = _bake(source, Store.open(out), config, source_options, running, quiet=quiet,
+                        overwrite=overwrite, on_error=on_error, expect_fingerprint=expect_fingerprint)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _bake(source, store: Store, config: BakeConfig, source_options: SourceOptions, session: Session, *,
+          quiet: bool, overwrite: bool, on_error: str, expect_fingerprint) -> BakeSummary:
+    catalog = open_source(source, source_options, map_each=session.map)
+    for note in catalog.notes:
+        log.warning(note)
+    if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
+        raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
+                           f"fingerprint differs), so the build cannot be reproduced bit for bit.")
+    _refuse_out_inside_source(store, catalog)
+    identity = build_identity(config, catalog)
+    build_id = fingerprint(identity)
+    pairing, tasks = make_build(config, catalog, store, build_id, on_error)  # validates before OUT is touched
+    state = manifest.claim_out(store, build_id, config.format, overwrite, identity)
+    if state == "complete":
+        return _complete(store)
+    manifest.remove_stale_temporaries(store, config.format)
+    results, labels_entry, kept = _run_and_collect(store, config, catalog, tasks, session, quiet)
+    manifest.remove_stale_temporaries(store, config.format)  # left by workers lost (and retried) during this run
+    summary = write_manifest(store, config, catalog, identity, build_id, results, labels_entry, pairing)
+    summary.state, summary.kept = ("resumed" if kept else "baked"), kept
+    return summary
+
+
+def _complete(store: Store) -> BakeSummary:
+    """OUT already holds this finished build."""
+    manifest.finish_state(store)  # a run killed just after writing manifest.json left it behind
+    done = manifest.read_json((store, manifest.MANIFEST))
+    totals = done["totals"]
+    return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]),
+                       totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"])
+
+
+def _run_and_collect(store: Store, config, catalog, tasks, session, quiet):
+    """Run the tasks; labels.parquet and the durability of each shard follow as shards finish."""
+    fmt = formats.get(config.format)
+    labels = manifest.LabelsWriter(store, tasks[-1].num_shards if tasks else 0, catalog.classes)
+    syncer = Syncer(store)
+
+    def on_result(result: ShardResult) -> None:
+        labels.add(result.shard_id)
+        syncer.add(fmt.durable_path(result.path))
+
+    try:
+        results, kept = run_tasks(tasks, session, quiet, on_result=on_result)
+        _refuse_empty_build(results, len(catalog))
+        syncer.finish()  # every shard durable before labels.parquet and the manifest commit them
+        return results, labels.close(), kept
+    except BaseException:
+        syncer.close()
+        labels.abort()
+        raise
 
 
 def _refuse_empty_build(results: List[ShardResult], items: int) -> None:
@@ -193,7 +176,7 @@ def _refuse_out_inside_source(store: Store, catalog: Catalog) -> None:
                                f"outside it (its images would be read as a class).")
 
 
-def finished_shard(store: Store, build_id: str, shard_id: int) -> Optional[ShardResult]:
+def finished_shard(store: Store, build_id: str, shard_id: int, fmt) -> Optional[ShardResult]:
     """A shard finished by an earlier run of the same build (its sidecar is its commit record), or None.
 
     Shards are not fsynced one by one (OUT is synced once, before the manifest), so after a power
@@ -205,40 +188,31 @@ def finished_shard(store: Store, build_id: str, shard_id: int) -> Optional[Shard
         return None
     result = ShardResult(**recorded)
     try:
-        if result.path.startswith(manifest.IMAGES + "#"):
-            from .writers.folder import digest
+        if fmt.shard_kind == "files":
             paths = manifest.read_sidecar_paths(store, shard_id)
-            return result if digest(store, paths) == (result.bytes, result.sha256) else None
+            return result if fmt.digest(store, result.path, paths) == (result.bytes, result.sha256) else None
         if store.local:
-            return result if store.digest(result.path) == (result.bytes, result.sha256) else None
+            return result if fmt.digest(store, result.path) == (result.bytes, result.sha256) else None
         return result if store.exists(result.path) and store.size(result.path) == result.bytes else None
     except (OSError, pa.ArrowException):  # a file of the shard is missing or unreadable: bake it again
         return None
 
 
-def finished_task(task: ShardTask) -> Optional[PoolResult]:
+def finished_task(task: PoolTask) -> Optional[PoolResult]:
     """Every shard of a pool, finished (by a worker lost before it could report, or an earlier run)."""
-    shards = [finished_shard(task.store, task.build_id, s) for s in task.pool.shard_ids]
+    fmt = formats.get(task.config.format)
+    shards = [finished_shard(task.store, task.build_id, s, fmt) for s in task.pool.shard_ids]
     return PoolResult(task.task_id, shards) if all(shards) else None
 
 
-def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,
+def run_tasks(tasks: List[PoolTask], session: Session, quiet: bool,
               on_result: Callable[[ShardResult], None] = lambda result: None) -> Tuple[List[ShardResult], int]:
     """Run the shards not finished by an earlier run; ``on_result(result)`` for every finished shard
     (also those an earlier run finished). Returns the results in shard order, and how many of them
     an earlier run had finished."""
-    results: Dict[int, ShardResult] = {}
-    pending, initial = [], 0
-    for task in tasks:
-        done = {s: finished_shard(task.store, task.build_id, s) for s in task.pool.shard_ids}
-        done = {s: r for s, r in done.items() if r is not None}
-        for result in done.values():
-            results[result.shard_id] = result
-            on_result(result)
-        if len(done) < task.pool.shards:
-            pending.append(dataclasses.replace(task, done=frozenset(done)))
-        initial += sum(r.rows for r in done.values())
+    results, pending = _earlier_results(tasks, on_result)
     kept = len(results)
+    initial = sum(r.rows for r in results.values())
     # planned rows of the shards still to write (a pool's rows, less those of its finished shards)
     total = initial + sum(t.rows - sum(results[s].rows for s in t.done) for t in pending)
     with _progress_bar(quiet, total=total, unit="sample", desc="baking", dynamic_ncols=True,
@@ -253,6 +227,22 @@ def run_tasks(tasks: List[ShardTask], session: Session, quiet: bool,
                 on_result(result)
         progress(total)
     return [results[s] for s in sorted(results)], kept
+
+
+def _earlier_results(tasks: List[PoolTask], on_result) -> Tuple[Dict[int, ShardResult], List[PoolTask]]:
+    """The shards an earlier run finished, and the tasks with shards still to write."""
+    results: Dict[int, ShardResult] = {}
+    pending = []
+    fmt = formats.get(tasks[0].config.format) if tasks else None
+    for task in tasks:
+        done = {s: finished_shard(task.store, task.build_id, s, fmt) for s in task.pool.shard_ids}
+        done = {s: r for s, r in done.items() if r is not None}
+        for result in done.values():
+            results[result.shard_id] = result
+            on_result(result)
+        if len(done) < task.pool.shards:
+            pending.append(dataclasses.replace(task, done=frozenset(done)))
+    return results, pending
 
 
 class _NoBar:
@@ -276,13 +266,13 @@ def _progress_bar(quiet: bool, **options):
     return tqdm(**options)
 
 
-def finish(store: Store, config, catalog, identity, build_id, results, labels: dict,
-           pairing: Pairing) -> BakeSummary:
-    if config.format == "folder":
-        manifest.write_labels_csv(store, catalog.classes)
+def write_manifest(store: Store, config, catalog, identity, build_id, results, labels: dict,
+                   pairing: Pairing) -> BakeSummary:
+    """The format's last files, errors.jsonl, then manifest.json: the commit of the build."""
+    formats.get(config.format).finish(store, catalog.classes)
     errors = list(dict.fromkeys(tuple(e) for r in results for e in r.errors))  # once, not once per pass
     manifest.write_errors(store, errors)
-    op_totals = {op: sum(r.op_counts.get(op, 0) for r in results) for op in OPS}
+    op_totals = {op: sum(r.op_counts.get(op, 0) for r in results) for op in recorded_ops(identity["config"])}
     totals = {"rows": sum(r.rows for r in results), "items": len(catalog), "skipped": len(errors),
               "bytes": sum(r.bytes for r in results), "ops": op_totals}
     doc = {
@@ -305,3 +295,9 @@ def finish(store: Store, config, catalog, identity, build_id, results, labels: d
     manifest.finish_state(store)
     return BakeSummary(store.display(), "baked", totals["rows"], len(results), totals["bytes"], len(catalog),
                        len(errors), 0.0, op_totals)
+
+
+def recorded_ops(config_dict: dict) -> List[str]:
+    """The ops a build's totals count: those its config records (an op added later, left at its
+    default share of 0, is not in a format-1 config, nor in its totals)."""
+    return [name for name in ops.NAMES if name in config_dict]

@@ -244,11 +244,11 @@ def test_an_items_copies_meet_distinct_partners_and_shards_hold_about_shard_size
 
 def test_last_shards_use_the_cores_of_finished_workers_without_changing_a_result():
     """Once every shard has started, a worker spreads its decode/encode batches over threads for
-    the cores the finished workers left idle (worker.spare_cores): same results, same order."""
+    the cores the finished workers left idle (worker_process.spare_cores): same results, same order."""
     import multiprocessing
     import threading
     import time as _time
-    from mixbake import worker
+    from mixbake import worker_process as worker
 
     unstarted, busy = multiprocessing.Value("q", 1), multiprocessing.Value("q", 2)
     saved = worker._pool_state
@@ -259,15 +259,15 @@ def test_last_shards_use_the_cores_of_finished_workers_without_changing_a_result
         return x * x, threading.get_ident()
     try:
         items = list(range(40))
-        waiting = worker.each(square, items)          # a shard still waits to start: no spare core
+        waiting = worker.spread(square, items)          # a shard still waits to start: no spare core
         assert [r for r, _ in waiting] == [x * x for x in items]
         assert {t for _, t in waiting} == {threading.get_ident()}
         unstarted.value = 0                           # all started, the other worker busy: none
         assert worker.spare_cores() == 0
-        assert {t for _, t in worker.each(square, items)} == {threading.get_ident()}
+        assert {t for _, t in worker.spread(square, items)} == {threading.get_ident()}
         busy.value = 1                                # the other worker is done: one core spare
         assert worker.spare_cores() == 1
-        spread = worker.each(square, items)
+        spread = worker.spread(square, items)
         assert [r for r, _ in spread] == [x * x for x in items]
         assert len({t for _, t in spread}) == 2 and threading.get_ident() not in {t for _, t in spread}
     finally:

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mixbake import ops
-from mixbake.config import OPS, BakeConfig
+from mixbake.config import BakeConfig
+from mixbake.ops import NAMES as OPS
+from mixbake.ops.boxes import box_area, cutmix_boxes, cutmix_lam
+from mixbake.ops.cutmix import cutmix
+from mixbake.ops.cutout import cutout
+from mixbake.ops.mixup import mixup
+from mixbake.targets.classes import soft_label, soft_labels
 from mixbake.plan import CUTMIX, CUTOUT, MIXUP, NONE, ORIGINAL, make_pools, plan_shard, pool_target
 
 W, H = 20, 12  # output width, height used by the plan tests
@@ -29,37 +34,37 @@ def all_valid(labels):
     return np.ones(len(labels), dtype=bool)
 
 
-# ====================================================================== ops.soft_label
+# ====================================================================== soft_label
 
 def test_soft_label_two_hot():
-    y = ops.soft_label(1, 3, 0.3, 5)
+    y = soft_label(1, 3, 0.3, 5)
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, np.array([0, 0.3, 0, 0.7, 0], dtype=np.float32))
 
 
 def test_soft_label_same_class_is_one_hot():
-    y = ops.soft_label(2, 2, 0.37, 4)
+    y = soft_label(2, 2, 0.37, 4)
     np.testing.assert_array_equal(y, np.array([0, 0, 1, 0], dtype=np.float32))
 
 
 @pytest.mark.parametrize("label_b", [None, -1])
 def test_soft_label_without_partner_is_one_hot(label_b):
-    y = ops.soft_label(0, label_b, 1.0, 3)
+    y = soft_label(0, label_b, 1.0, 3)
     np.testing.assert_array_equal(y, np.array([1, 0, 0], dtype=np.float32))
     # lam < 1 with no partner still gives the whole mass to a
-    np.testing.assert_array_equal(ops.soft_label(1, label_b, 0.4, 3), np.array([0, 1, 0], dtype=np.float32))
+    np.testing.assert_array_equal(soft_label(1, label_b, 0.4, 3), np.array([0, 1, 0], dtype=np.float32))
 
 
 def test_soft_label_smoothing_applied_exactly_once():
     eps, k = 0.1, 4
-    y = ops.soft_label(0, 1, 0.25, k, smoothing=eps)
+    y = soft_label(0, 1, 0.25, k, smoothing=eps)
     assert y.dtype == np.float32
     expected = np.array([0.25, 0.75, 0, 0]) * (1 - eps) + eps / k
     np.testing.assert_allclose(y, expected, rtol=0, atol=1e-7)
     assert y.sum() == pytest.approx(1.0, abs=1e-6)
     # the untouched classes hold exactly eps/K: smoothing twice would give eps/K*(2-eps)
     assert y.min() == pytest.approx(eps / k, abs=1e-7)
-    one_hot = ops.soft_label(3, None, 1.0, k, smoothing=eps)
+    one_hot = soft_label(3, None, 1.0, k, smoothing=eps)
     assert one_hot[3] == pytest.approx(1 - eps + eps / k, abs=1e-7)
     assert one_hot.sum() == pytest.approx(1.0, abs=1e-6)
 
@@ -73,20 +78,20 @@ def test_soft_labels_rowwise_equals_soft_label(smoothing):
     label_b = np.where(rng.random(n) < 0.3, -1, rng.integers(0, k, n))
     lam = rng.random(n)
     lam[:10] = 1.0
-    got = ops.soft_labels(label_a, label_b, lam, k, smoothing)
+    got = soft_labels(label_a, label_b, lam, k, smoothing)
     assert got.dtype == np.float32 and got.shape == (n, k)
     for r in range(n):
         b = None if label_b[r] < 0 else int(label_b[r])
-        np.testing.assert_array_equal(got[r], ops.soft_label(int(label_a[r]), b, float(lam[r]), k, smoothing))
+        np.testing.assert_array_equal(got[r], soft_label(int(label_a[r]), b, float(lam[r]), k, smoothing))
 
 
-# ====================================================================== ops.cutmix_boxes / cutmix_lam
+# ====================================================================== cutmix_boxes / cutmix_lam
 
 def test_cutmix_box_unclipped_has_area_one_minus_lam_on_each_axis():
     # lam = 0.75 -> ratio 0.5: the box is H/2 rows tall and W/2 columns wide, centred
-    box = ops.cutmix_boxes(np.array([0.75]), np.array([6]), np.array([10]), H, W)[0]
+    box = cutmix_boxes(np.array([0.75]), np.array([6]), np.array([10]), H, W)[0]
     assert box.tolist() == [5, 3, 15, 9]  # x0, y0, x1, y1
-    assert ops.cutmix_lam(box, H, W) == 1 - 60 / 240
+    assert cutmix_lam(box, H, W) == 1 - 60 / 240
 
 
 def test_cutmix_boxes_inside_image_and_lam_is_exact_clipped_area():
@@ -94,7 +99,7 @@ def test_cutmix_boxes_inside_image_and_lam_is_exact_clipped_area():
     n = 3000
     lam = rng.beta(1.0, 1.0, size=n)
     cy, cx = rng.integers(0, H, size=n), rng.integers(0, W, size=n)
-    boxes = ops.cutmix_boxes(lam, cy, cx, H, W)
+    boxes = cutmix_boxes(lam, cy, cx, H, W)
     assert boxes.dtype == np.int64 and boxes.shape == (n, 4)
     x0, y0, x1, y1 = boxes.T
     assert (0 <= x0).all() and (x0 <= x1).all() and (x1 <= W).all()
@@ -102,8 +107,8 @@ def test_cutmix_boxes_inside_image_and_lam_is_exact_clipped_area():
     clipped = 0
     for b, l in zip(boxes, lam):
         area = int((b[2] - b[0]) * (b[3] - b[1]))
-        assert ops.box_area(b) == area
-        assert ops.cutmix_lam(b, H, W) == 1.0 - area / (H * W)
+        assert box_area(b) == area
+        assert cutmix_lam(b, H, W) == 1.0 - area / (H * W)
         # unclipped, the area is int(H*r)*int(W*r) with r = sqrt(1 - lam); clipping only shrinks it
         r = np.sqrt(1 - l)
         assert area <= int(H * r) * int(W * r)
@@ -113,12 +118,12 @@ def test_cutmix_boxes_inside_image_and_lam_is_exact_clipped_area():
 
 def test_cutmix_box_is_half_open():
     # pasting the box changes exactly box_area pixels, in rows [y0, y1) and columns [x0, x1)
-    box = ops.cutmix_boxes(np.array([0.5]), np.array([0]), np.array([W - 1]), H, W)[0]
+    box = cutmix_boxes(np.array([0.5]), np.array([0]), np.array([W - 1]), H, W)[0]
     a = np.zeros((H, W, 3), np.uint8)
     b = np.full((H, W, 3), 9, np.uint8)
-    out = ops.cutmix(a, b, box)
+    out = cutmix(a, b, box)
     changed = (out != 0).all(axis=2)
-    assert changed.sum() == ops.box_area(box) > 0
+    assert changed.sum() == box_area(box) > 0
     ys, xs = np.nonzero(changed)
     assert (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) == (box[1], box[3], box[0], box[2])
     assert box[1] == 0 and box[2] == W  # clipped at the top and right edges
@@ -129,8 +134,8 @@ def test_cutmix_minmax_sides_within_range_and_lam_ignored():
     n, h, w, lo, hi = 2000, 50, 100, 0.2, 0.4
     fracs = rng.random((n, 2))
     cy, cx = np.full(n, h // 2), np.full(n, w // 2)  # centred: nothing is clipped
-    boxes = ops.cutmix_boxes(np.zeros(n), cy, cx, h, w, minmax=(lo, hi), side_fracs=fracs)
-    same = ops.cutmix_boxes(np.ones(n), cy, cx, h, w, minmax=(lo, hi), side_fracs=fracs)
+    boxes = cutmix_boxes(np.zeros(n), cy, cx, h, w, minmax=(lo, hi), side_fracs=fracs)
+    same = cutmix_boxes(np.ones(n), cy, cx, h, w, minmax=(lo, hi), side_fracs=fracs)
     np.testing.assert_array_equal(boxes, same)  # lam plays no part with minmax
     bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     assert bw.min() >= int(lo * w) and bw.max() <= hi * w
@@ -142,19 +147,19 @@ def test_cutmix_minmax_sides_within_range_and_lam_ignored():
 
 def test_cutmix_box_that_clips_to_nothing():
     # lam so close to 1 the box has no side: identity, lam 1
-    box = ops.cutmix_boxes(np.array([0.9999]), np.array([5]), np.array([5]), H, W)[0]
-    assert ops.box_area(box) == 0
-    assert ops.cutmix_lam(box, H, W) == 1.0
+    box = cutmix_boxes(np.array([0.9999]), np.array([5]), np.array([5]), H, W)[0]
+    assert box_area(box) == 0
+    assert cutmix_lam(box, H, W) == 1.0
     # a centre far outside the image: the clipped box is empty
-    box = ops.cutmix_boxes(np.array([0.5]), np.array([-50]), np.array([-50]), H, W)[0]
-    assert ops.box_area(box) == 0 and ops.cutmix_lam(box, H, W) == 1.0
+    box = cutmix_boxes(np.array([0.5]), np.array([-50]), np.array([-50]), H, W)[0]
+    assert box_area(box) == 0 and cutmix_lam(box, H, W) == 1.0
     a = np.full((H, W, 3), 1, np.uint8)
-    np.testing.assert_array_equal(ops.cutmix(a, np.zeros_like(a), box), a)
+    np.testing.assert_array_equal(cutmix(a, np.zeros_like(a), box), a)
 
 
 def test_cutmix_whole_image_lam_zero():
-    assert ops.cutmix_lam((0, 0, W, H), H, W) == 0.0
-    assert ops.cutmix_lam((0, 0, W, H // 2), H, W) == 0.5
+    assert cutmix_lam((0, 0, W, H), H, W) == 0.0
+    assert cutmix_lam((0, 0, W, H // 2), H, W) == 0.5
 
 
 # ====================================================================== ops pixels
@@ -167,7 +172,7 @@ def random_pair(seed=0, shape=(H, W, 3)):
 @pytest.mark.parametrize("lam", [0.5, 0.3, 0.123456, 0.9, 0.01])
 def test_mixup_rounds_not_truncates(lam):
     a, b = random_pair(int(lam * 1000), (64, 48, 3))
-    out = ops.mixup(a, b, lam)
+    out = mixup(a, b, lam)
     assert out.dtype == np.uint8 and out.shape == a.shape
     ref = np.rint(a.astype(np.float64) * lam + b.astype(np.float64) * (1 - lam))
     diff = np.abs(out.astype(np.int64) - ref.astype(np.int64))
@@ -177,16 +182,16 @@ def test_mixup_rounds_not_truncates(lam):
 
 def test_mixup_small_values_round_up():
     one, zero = np.ones((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)
-    assert (ops.mixup(one, zero, 0.6) == 1).all()  # 0.6 -> 1, truncation gives 0
-    assert (ops.mixup(one, zero, 0.4) == 0).all()
-    assert (ops.mixup(np.full((2, 2, 3), 200, np.uint8), np.full((2, 2, 3), 100, np.uint8), 0.75) == 175).all()
+    assert (mixup(one, zero, 0.6) == 1).all()  # 0.6 -> 1, truncation gives 0
+    assert (mixup(one, zero, 0.4) == 0).all()
+    assert (mixup(np.full((2, 2, 3), 200, np.uint8), np.full((2, 2, 3), 100, np.uint8), 0.75) == 175).all()
 
 
 def test_cutmix_pastes_exactly_the_box():
     a, b = random_pair(3)
     a_before = a.copy()
     box = (3, 2, 11, 7)
-    out = ops.cutmix(a, b, box)
+    out = cutmix(a, b, box)
     np.testing.assert_array_equal(a, a_before)  # input untouched
     np.testing.assert_array_equal(out[2:7, 3:11], b[2:7, 3:11])
     mask = np.zeros((H, W), bool)
@@ -198,7 +203,7 @@ def test_cutout_zero_fill_only_in_boxes():
     rng = np.random.default_rng(4)
     img = rng.integers(1, 256, (H, W, 3), dtype=np.uint8)  # no zeros to start with
     boxes = np.array([[0, 0, 3, 2], [10, 5, 20, 12]])
-    out = ops.cutout(img, boxes, "zero")
+    out = cutout(img, boxes, "zero")
     mask = np.zeros((H, W), bool)
     mask[0:2, 0:3] = True
     mask[5:12, 10:20] = True
@@ -213,7 +218,7 @@ def test_cutout_mean_fill_is_rounded_channel_mean():
     img[:, W // 2:] = (0, 100, 11)  # means: 127.5 -> 128 (half to even), 50, 10.5 -> 10
     img[0, 0] = (255, 0, 10)
     mean = np.rint(img.reshape(-1, 3).mean(axis=0)).astype(np.uint8)
-    out = ops.cutout(img, [[2, 3, 8, 9]], "mean")
+    out = cutout(img, [[2, 3, 8, 9]], "mean")
     assert (out[3:9, 2:8] == mean).all()
     assert mean.tolist() == [128, 50, 10]
     out[3:9, 2:8] = img[3:9, 2:8]
@@ -223,9 +228,9 @@ def test_cutout_mean_fill_is_rounded_channel_mean():
 def test_cutout_noise_deterministic_per_seed():
     img = np.full((H, W, 3), 7, np.uint8)
     boxes = [[1, 1, 11, 9]]
-    first = ops.cutout(img, boxes, "noise", fill_seed=123)
-    again = ops.cutout(img, boxes, "noise", fill_seed=123)
-    other = ops.cutout(img, boxes, "noise", fill_seed=124)
+    first = cutout(img, boxes, "noise", fill_seed=123)
+    again = cutout(img, boxes, "noise", fill_seed=123)
+    other = cutout(img, boxes, "noise", fill_seed=124)
     np.testing.assert_array_equal(first, again)
     assert (first[1:9, 1:11] != other[1:9, 1:11]).mean() > 0.9
     hole = first[1:9, 1:11]
@@ -244,8 +249,8 @@ def test_partner_never_self(pairing):
         plan = plan_shard(cfg(pairing=pairing, seed=seed, copies=3), 0, labels, all_valid(labels))
         mixed = np.isin(plan.op, [MIXUP, CUTMIX])
         assert mixed.all()  # every row has a usable partner here
-        assert (plan.b[mixed] >= 0).all()
-        assert (plan.b[mixed] != plan.a[mixed]).all()
+        assert (plan.pos_b[mixed] >= 0).all()
+        assert (plan.pos_b[mixed] != plan.pos_a[mixed]).all()
 
 
 def test_partner_never_self_with_two_items_and_invalid_items():
@@ -254,8 +259,8 @@ def test_partner_never_self_with_two_items_and_invalid_items():
     for seed in range(20):
         for pairing in ("random", "cross-class"):
             plan = plan_shard(cfg(pairing=pairing, seed=seed, copies=4), 0, labels, valid)
-            assert set(plan.a.tolist()) == {0, 2}
-            np.testing.assert_array_equal(plan.b, 2 - plan.a)  # the only other valid item
+            assert set(plan.pos_a.tolist()) == {0, 2}
+            np.testing.assert_array_equal(plan.pos_b, 2 - plan.pos_a)  # the only other valid item
 
 
 def test_cross_class_partner_has_another_label():
@@ -263,16 +268,16 @@ def test_cross_class_partner_has_another_label():
     labels = np.array([0] * 18 + [1, 2], dtype=np.int64)
     for seed in range(20):
         plan = plan_shard(cfg(pairing="cross-class", seed=seed, copies=5), seed, labels, all_valid(labels))
-        assert (plan.b >= 0).all()
-        assert (labels[plan.b] != labels[plan.a]).all()
+        assert (plan.pos_b >= 0).all()
+        assert (labels[plan.pos_b] != labels[plan.pos_a]).all()
 
 
 def test_cross_class_falls_back_when_other_classes_unusable():
     labels = np.array([0, 0, 0, 1, 1], dtype=np.int64)
     valid = np.array([True, True, True, False, False])
     plan = plan_shard(cfg(pairing="cross-class", copies=20), 0, labels, valid)
-    assert (plan.b >= 0).all() and (plan.b != plan.a).all()
-    assert set(plan.b.tolist()) <= {0, 1, 2}
+    assert (plan.pos_b >= 0).all() and (plan.pos_b != plan.pos_a).all()
+    assert set(plan.pos_b.tolist()) <= {0, 1, 2}
 
 
 def test_random_partner_uniform_over_other_items():
@@ -280,7 +285,7 @@ def test_random_partner_uniform_over_other_items():
     labels = np.zeros(n, dtype=np.int64)
     plan = plan_shard(cfg(copies=copies), 0, labels, all_valid(labels))
     counts = np.zeros((n, n), int)
-    np.add.at(counts, (plan.a, plan.b), 1)
+    np.add.at(counts, (plan.pos_a, plan.pos_b), 1)
     assert (np.diag(counts) == 0).all()
     for i in range(n):
         row = np.delete(counts[i], i)
@@ -292,7 +297,7 @@ def test_cross_class_partner_uniform_over_other_class_items():
     plan = plan_shard(cfg(pairing="cross-class", copies=900), 0, labels, all_valid(labels))
     for i in range(len(labels)):
         others = np.flatnonzero(labels != labels[i])
-        got = plan.b[plan.a == i]
+        got = plan.pos_b[plan.pos_a == i]
         assert set(got.tolist()) == set(others.tolist())
         assert stats.chisquare(np.bincount(got, minlength=len(labels))[others]).pvalue > 1e-4
 
@@ -343,24 +348,24 @@ def test_copies_and_keep_originals_rows():
     labels = three_class_labels(7)
     plan = plan_shard(cfg(copies=3, cutout=1.0, none=1.0), 0, labels, all_valid(labels))
     assert len(plan) == 21
-    assert np.bincount(plan.a).tolist() == [3] * 7
+    assert np.bincount(plan.pos_a).tolist() == [3] * 7
     assert (plan.copy >= 0).all()
 
     plan = plan_shard(cfg(copies=3, cutout=1.0, none=1.0, keep_originals=True), 0, labels, all_valid(labels))
     assert len(plan) == 28
-    assert np.bincount(plan.a).tolist() == [4] * 7
+    assert np.bincount(plan.pos_a).tolist() == [4] * 7
     for i in range(7):
-        assert sorted(plan.copy[plan.a == i].tolist()) == [ORIGINAL, 0, 1, 2]
+        assert sorted(plan.copy[plan.pos_a == i].tolist()) == [ORIGINAL, 0, 1, 2]
     orig = plan.copy == ORIGINAL
     assert orig.sum() == 7
-    assert (plan.op[orig] == NONE).all() and (plan.b[orig] == -1).all() and (plan.lam[orig] == 1).all()
+    assert (plan.op[orig] == NONE).all() and (plan.pos_b[orig] == -1).all() and (plan.lam[orig] == 1).all()
     assert all(len(plan.boxes[r]) == 0 for r in np.flatnonzero(orig))
     # originals are shuffled in among the augmented rows, not appended at the end
     assert not orig[-7:].all()
 
 
 def assert_plans_equal(p, q):
-    for field in ("op", "a", "b", "copy", "lam", "fill_seed"):
+    for field in ("op", "pos_a", "pos_b", "copy", "lam", "fill_seed"):
         np.testing.assert_array_equal(getattr(p, field), getattr(q, field))
     assert len(p.boxes) == len(q.boxes)
     for x, y in zip(p.boxes, q.boxes):
@@ -378,7 +383,7 @@ def test_plan_is_deterministic_and_depends_on_seed_and_shard():
                   plan_shard(config, 3, labels, valid)):
         assert len(other) == len(p)
         assert not np.array_equal(other.lam, p.lam)
-        assert not np.array_equal(other.a, p.a)  # the output order differs
+        assert not np.array_equal(other.pos_a, p.pos_a)  # the output order differs
         assert not np.array_equal(other.op, p.op)
 
 
@@ -391,8 +396,8 @@ def test_invalid_items_never_used():
         for pairing in ("random", "cross-class"):
             plan = plan_shard(cfg(pairing=pairing, seed=seed, cutout=1.0, none=1.0, copies=2, keep_originals=True),
                               0, labels, valid)
-            assert valid[plan.a].all()
-            used_b = plan.b[plan.b >= 0]
+            assert valid[plan.pos_a].all()
+            used_b = plan.pos_b[plan.pos_b >= 0]
             assert valid[used_b].all()
             assert len(plan) == 3 * valid.sum()
 
@@ -407,7 +412,7 @@ def test_bad_item_only_changes_partners():
     valid[7] = False
     part = plan_shard(config, 0, labels, valid)
     row_of = by_key(full)
-    for r, (a, c) in enumerate(zip(part.a, part.copy)):
+    for r, (a, c) in enumerate(zip(part.pos_a, part.copy)):
         f = row_of[(int(a), int(c))]
         assert part.op[r] == full.op[f]
         if part.op[r] == MIXUP:
@@ -419,7 +424,7 @@ def test_bad_item_only_changes_partners():
 
 def by_key(plan):
     """Row index of each (item, copy): the identity of a row whatever the output order."""
-    return {(int(a), int(c)): r for r, (a, c) in enumerate(zip(plan.a, plan.copy))}
+    return {(int(a), int(c)): r for r, (a, c) in enumerate(zip(plan.pos_a, plan.copy))}
 
 
 def test_one_op_option_does_not_move_other_ops():
@@ -428,12 +433,12 @@ def test_one_op_option_does_not_move_other_ops():
     p = plan_shard(cfg(cutout_size=0.5, **base), 0, labels, all_valid(labels))
     # same number of draws: everything but the cutout boxes is identical, row for row
     q = plan_shard(cfg(cutout_size=0.25, **base), 0, labels, all_valid(labels))
-    for field in ("op", "a", "b", "copy", "lam", "fill_seed"):
+    for field in ("op", "pos_a", "pos_b", "copy", "lam", "fill_seed"):
         np.testing.assert_array_equal(getattr(p, field), getattr(q, field))
     assert any(not np.array_equal(x, y) for x, y in zip(p.boxes, q.boxes))
     # more holes (more cutout draws): the other rows keep op, partner, lam, box and output position
     q = plan_shard(cfg(cutout_size=0.25, cutout_holes=3, **base), 0, labels, all_valid(labels))
-    for field in ("op", "a", "b", "copy", "lam"):
+    for field in ("op", "pos_a", "pos_b", "copy", "lam"):
         np.testing.assert_array_equal(getattr(p, field), getattr(q, field))
     for r in np.flatnonzero(p.op != CUTOUT):
         np.testing.assert_array_equal(q.boxes[r], p.boxes[r])
@@ -446,7 +451,7 @@ def test_alpha_moves_only_its_own_op(changed, moved):
     labels = three_class_labels(20)
     p = plan_shard(cfg(cutout=1.0, copies=3), 0, labels, all_valid(labels))
     q = plan_shard(cfg(cutout=1.0, copies=3, **changed), 0, labels, all_valid(labels))
-    for field in ("op", "a", "b", "copy", "fill_seed"):
+    for field in ("op", "pos_a", "pos_b", "copy", "fill_seed"):
         np.testing.assert_array_equal(getattr(p, field), getattr(q, field))
     own = p.op == moved
     np.testing.assert_array_equal(p.lam[~own], q.lam[~own])
@@ -492,7 +497,7 @@ def test_plan_cutout_rows():
     plan = plan_shard(cfg(mixup=0.0, cutmix=0.0, cutout=1.0, cutout_size=0.25, cutout_holes=3, copies=10),
                       0, labels, all_valid(labels))
     assert (plan.op == CUTOUT).all()
-    assert (plan.lam == 1.0).all() and (plan.b == -1).all()
+    assert (plan.lam == 1.0).all() and (plan.pos_b == -1).all()
     hole_h, hole_w = round(H * 0.25), round(W * 0.25)
     for boxes in plan.boxes:
         assert 1 <= len(boxes) <= 3
@@ -574,26 +579,26 @@ def test_pixel_ops_clip_boxes_to_the_image_and_refuse_bad_arguments():
     image = np.full((4, 6, 3), 200, np.uint8)
     other = np.zeros((4, 6, 3), np.uint8)
     for fill in ("zero", "mean", "noise"):  # a box past the right and bottom edges fills what is inside
-        out = ops.cutout(image, [(4, 2, 10, 10)], fill, fill_seed=1)
+        out = cutout(image, [(4, 2, 10, 10)], fill, fill_seed=1)
         assert (out[:2] == 200).all() and (out[:, :4] == 200).all()
         assert (out[2:, 4:] != 200).any() if fill != "mean" else (out[2:, 4:] == 200).all()
-    out = ops.cutout(image, [(-2, -2, 2, 2)], "zero")  # a negative corner is clipped, not wrapped
+    out = cutout(image, [(-2, -2, 2, 2)], "zero")  # a negative corner is clipped, not wrapped
     assert (out[:2, :2] == 0).all() and int((out == 0).sum()) == 2 * 2 * 3
-    pasted = ops.cutmix(image, other, (-2, 0, 2, 4))
+    pasted = cutmix(image, other, (-2, 0, 2, 4))
     assert (pasted[:, :2] == 0).all() and (pasted[:, 2:] == 200).all()
     with pytest.raises(ValueError, match="fill must be"):
-        ops.cutout(image, [(0, 0, 2, 2)], "black")
+        cutout(image, [(0, 0, 2, 2)], "black")
     for bad in [dict(label_a=-1, label_b=None, lam=1.0), dict(label_a=0, label_b=3, lam=0.5),
                 dict(label_a=0, label_b=1, lam=1.5), dict(label_a=0, label_b=1, lam=0.5, smoothing=-0.5)]:
         with pytest.raises(ValueError):
-            ops.soft_label(num_classes=3, **bad)
-    assert ops.soft_label(2, -1, 0.3, 3).tolist() == [0.0, 0.0, 1.0]  # no partner: all of a
+            soft_label(num_classes=3, **bad)
+    assert soft_label(2, -1, 0.3, 3).tolist() == [0.0, 0.0, 1.0]  # no partner: all of a
 
 
 def test_cutmix_boxes_shapes_and_bad_arguments():
-    assert ops.cutmix_boxes(0.75, 5, 5, 10, 10).shape == (4,)
-    assert ops.cutmix_boxes(np.array([0.75, 0.5]), np.array([5, 1]), np.array([5, 9]), 10, 10).shape == (2, 4)
+    assert cutmix_boxes(0.75, 5, 5, 10, 10).shape == (4,)
+    assert cutmix_boxes(np.array([0.75, 0.5]), np.array([5, 1]), np.array([5, 9]), 10, 10).shape == (2, 4)
     with pytest.raises(ValueError, match="lam must be in"):
-        ops.cutmix_boxes(1.2, 5, 5, 10, 10)
+        cutmix_boxes(1.2, 5, 5, 10, 10)
     with pytest.raises(ValueError, match="minmax needs side_fracs"):
-        ops.cutmix_boxes(0.5, 5, 5, 10, 10, minmax=(0.2, 0.8))
+        cutmix_boxes(0.5, 5, 5, 10, 10, minmax=(0.2, 0.8))

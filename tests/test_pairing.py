@@ -38,8 +38,8 @@ def planned(config, bounds, labels):
         starts, sizes = bounds[pool.chunks], np.diff(bounds)[pool.chunks]
         items = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, sizes)])
         plan = plan_pool(config, pool, labels[items], np.ones(len(items), bool))
-        b = np.where(plan.b >= 0, items[np.maximum(plan.b, 0)], -1)
-        columns.append((items[plan.a], b, plan.lam, plan.copy))
+        b = np.where(plan.pos_b >= 0, items[np.maximum(plan.pos_b, 0)], -1)
+        columns.append((items[plan.pos_a], b, plan.lam, plan.copy))
     a, b, lam, copy = (np.concatenate(c) for c in zip(*columns))
     return a, b, lam, copy
 

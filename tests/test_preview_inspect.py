@@ -16,7 +16,7 @@ import mixbake
 from mixbake import imaging
 from mixbake.cli import cli
 from mixbake.errors import MixbakeError
-from mixbake.inspect import format_inspect, inspect
+from mixbake.report import format_inspect, inspect
 from mixbake.preview import GUTTER, caption, make_layout, preview, preview_sheet
 
 OPTIONS = dict(size=32, seed=3, cutout=0.3, cutout_holes=2, cutout_size=0.3)

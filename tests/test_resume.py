@@ -518,7 +518,7 @@ def _crash_before_manifest(src, out, args, monkeypatch):
     def crash(*a, **k):
         raise KeyboardInterrupt
     with monkeypatch.context() as m:
-        m.setattr(mixbake.run, "finish", crash)
+        m.setattr(mixbake.run, "write_manifest", crash)
         assert bake_inproc(src, out, args).returncode == 130
     assert not (out / "manifest.json").exists() and (out / ".mixbake" / "shards").is_dir()
 

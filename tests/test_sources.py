@@ -17,7 +17,7 @@ from PIL import Image
 
 import mixbake
 from mixbake.errors import MixbakeError
-from mixbake.sources import open_source
+from mixbake.sources import SourceOptions, open_source
 
 SIZE = 16
 FAST = dict(size=SIZE, image_format="png", workers=2, quiet=True)
@@ -412,7 +412,7 @@ def test_parquet_two_binary_columns_are_ambiguous(tmp_path):
         open_source(str(path))
     assert str(info.value) == (f"{path}: several columns could hold images (struct<bytes, path> or binary) "
                                f"(front, back): choose one with --image-column.")
-    catalog = open_source(str(path), image_column="back")
+    catalog = open_source(str(path), SourceOptions(image_column="back"))
     assert catalog.options == {"image_column": "back", "label_column": "label"}
     assert list(catalog.reader.read_chunk(catalog.chunk_locators[0]))[2] == png_bytes(colour(7))
 
@@ -457,9 +457,9 @@ def test_parquet_label_names_come_from_the_chosen_label_column(tmp_path):
         open_source(str(path))
     assert str(info.value) == (f"{path}: several columns could hold labels (integer or string) "
                                f"(fine_label, coarse_label): choose one with --label-column.")
-    coarse = open_source(str(path), label_column="coarse_label")
+    coarse = open_source(str(path), SourceOptions(label_column="coarse_label"))
     assert coarse.classes == ("flowers", "trees") and coarse.labels.tolist() == [0, 1, 1]
-    fine = open_source(str(path), label_column="fine_label")
+    fine = open_source(str(path), SourceOptions(label_column="fine_label"))
     assert fine.classes == ("maple", "oak", "rose") and fine.labels.tolist() == [2, 0, 1]
     assert fine.options == {"image_column": "img", "label_column": "fine_label"}
 

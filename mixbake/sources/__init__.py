@@ -7,6 +7,7 @@ The *reader* is a small picklable object that a worker uses to fetch one chunk's
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -36,10 +37,6 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def num_chunks(self) -> int:
-        return len(self.chunk_bounds) - 1
-
     def summary(self) -> dict:
         return {
             "kind": self.kind,
@@ -51,13 +48,46 @@ class Catalog:
         }
 
 
-def open_source(source: str, image_column: Optional[str] = None, label_column: Optional[str] = None,
+@dataclass(frozen=True)
+class SourceOptions:
+    """How to read a source beyond where it is: one object, passed through whole (bake, plan,
+    preview, verify; the recipe keys and the CLI's flags are its fields, documented in ``HELP``).
+    What a source resolved (the Parquet columns it found) is recorded in the manifest as
+    ``source.options``, and ``from_recorded`` reads it back."""
+    image_column: Optional[str] = None
+    label_column: Optional[str] = None
+
+    HELP = {
+        "image_column": "Parquet: the image column (struct<bytes, path> or binary) [default: the only one].",
+        "label_column": "Parquet: the label column (int class index or string name) [default: the only one].",
+    }
+
+    @classmethod
+    def names(cls) -> Tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def take(cls, options: dict) -> "SourceOptions":
+        """Pop this object's fields out of a dict of keyword options."""
+        return cls(**{name: options.pop(name) for name in cls.names() if name in options})
+
+    @classmethod
+    def from_recorded(cls, recorded: Optional[dict]) -> "SourceOptions":
+        return cls(**{k: v for k, v in (recorded or {}).items() if k in cls.names()})
+
+    def given(self) -> Dict[str, object]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+def open_source(source: str, options: Optional[SourceOptions] = None,
                 map_each: Callable = lambda fn, items: [fn(item) for item in items]) -> Catalog:
     """List SOURCE: the word ``demo``, an image folder, or a Parquet file / directory / glob.
     ``map_each(fn, items)`` runs independent listing steps (one per class folder): ``Session.map`` spreads
     them over the worker processes."""
     from . import demo, folder, parquet
 
+    options = options or SourceOptions()
+    image_column, label_column = options.image_column, options.label_column
     source = os.fspath(source)
     if source == "demo":
         return demo.demo_catalog()

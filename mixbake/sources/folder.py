@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import MixbakeError
 from ..storage import Store
-from ..words import count
+from ..humanize import count
 from . import Catalog, display_ref
 
 IMAGE_EXTENSIONS = frozenset({

@@ -5,13 +5,13 @@ from typing import Optional
 
 import numpy as np
 
-from .config import OPS, BakeConfig
+from . import formats, ops
+from .config import BakeConfig
+from .pairs import few_partners, partner_stats
 from .plan import plan_pool
 from .plan import shard_rows as split
-from .pairs import few_partners, partner_stats
-from .run import make_build
-from .sources import open_source
-from .writers import shard_relpath
+from .sources import SourceOptions, open_source
+from .tasks import make_build
 
 # Rough encoded bytes per output pixel for photographs (measured on the benchmark photos at 224x224);
 # flat synthetic images compress far better. Only for the estimate line.
@@ -19,12 +19,12 @@ PARTNER_ROWS = 4_000_000
 BYTES_PER_PIXEL = {"jpeg": 0.33, "webp": 0.25, "png": 1.9, "raw": 3.0}
 
 
-def plan_summary(source, image_column: Optional[str] = None, label_column: Optional[str] = None,
-                 **options) -> dict:
+def plan_summary(source, source_options: Optional[SourceOptions] = None, **options) -> dict:
+    """What baking ``source`` with ``options`` (BakeConfig fields) would produce, as a JSON-ready dict."""
     config = BakeConfig(**options)
-    catalog = open_source(source, image_column, label_column)
+    catalog = open_source(source, source_options)
     pairing, tasks = make_build(config, catalog, "", "plan")
-    ops = dict.fromkeys(OPS, 0)
+    counts = dict.fromkeys(ops.NAMES, 0)
     shard_rows, met = [], []
     # partners are counted for every item of builds up to ~4M rows, for every stride-th item beyond
     stride = max(1, -(-len(catalog) * config.rows_per_item // PARTNER_ROWS))
@@ -32,11 +32,11 @@ def plan_summary(source, image_column: Optional[str] = None, label_column: Optio
         valid = np.array([p not in task.known_bad for p in range(len(task.items))], dtype=bool)
         plan = plan_pool(config, task.pool, task.labels, valid)
         shard_rows += [len(rows) for rows in split(len(plan), task.pool.shards)]
-        for code, name in enumerate(OPS):
-            ops[name] += int(np.sum(plan.op == code))
-        src_a = task.items[plan.a]
+        for op in ops.REGISTRY:
+            counts[op.name] += int(np.sum(plan.op == op.code))
+        src_a = task.items[plan.pos_a]
         counted = src_a % stride == 0
-        met.append((src_a[counted], np.where(plan.b >= 0, task.items[np.maximum(plan.b, 0)], -1)[counted],
+        met.append((src_a[counted], np.where(plan.pos_b >= 0, task.items[np.maximum(plan.pos_b, 0)], -1)[counted],
                     plan.lam[counted]))
     partners = partner_stats(*(np.concatenate(column) for column in zip(*met)))
     width, height = config.size
@@ -48,10 +48,10 @@ def plan_summary(source, image_column: Optional[str] = None, label_column: Optio
         "known_bad": len(catalog.bad),
         "notes": list(catalog.notes),
         "rows": rows,
-        "ops": ops,
+        "ops": counts,
         "shards": len(shard_rows),
         "shard_rows": {"min": min(shard_rows), "max": max(shard_rows)},
-        "first_shard": shard_relpath(config.format, 0, len(shard_rows)),
+        "first_shard": formats.get(config.format).shard_relpath(0, len(shard_rows)),
         "pairing": {**pairing.to_dict(), "partners": partners},
         "warnings": _pairing_warnings(config, pairing, partners),
         "estimated_bytes": int(rows * width * height * BYTES_PER_PIXEL[config.image_format]),
@@ -81,7 +81,7 @@ def _remedy(pairing, partners) -> str:
 
 
 def format_plan(d: dict) -> str:
-    from .words import count, human_bytes
+    from .humanize import count, human_bytes
     src, cfg = d["source"], d["config"]
     lines = [
         f"source     {src['kind']} {src['uri']}: {count(src['items'], 'item')}, "

@@ -12,14 +12,13 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import manifest
-from .config import OPS
+from . import manifest, ops
 from .errors import MixbakeError
 from .pairs import partner_stats
-from .words import count, human_bytes
+from .humanize import count, human_bytes
 
 LAM_BINS = 10
-MIXED_OPS = ("mixup", "cutmix")   # the ops whose lam varies
+MIXED_OPS = ops.with_lam()        # the ops whose lam varies
 ERROR_LINES = 5
 BAR = 30                          # characters of the longest bar
 
@@ -27,28 +26,18 @@ BAR = 30                          # characters of the longest bar
 def inspect(out) -> dict:
     """The summary of the finished build in ``out``."""
     import pyarrow.parquet as pq
-    from .preview import read_manifest
+
+    from .storage import Store
 
     out = os.fspath(out)
-    doc = read_manifest(out)
+    doc = manifest.read_finished(Store.open(out))
     labels_path = os.path.join(out, manifest.LABELS)
     if not os.path.exists(labels_path):
         raise MixbakeError(f"{out}: labels.parquet is missing (the manifest lists it).")
     table = pq.read_table(labels_path, columns=["op", "lam", "label", "soft_label", "label_a", "label_b",
                                                 "src_a", "src_b"])
-    classes = list(doc["classes"])
-    config = doc["config"]
-    rows = table.num_rows
-    ops = np.asarray(table.column("op").to_pylist(), dtype=object)
+    config, errors = doc["config"], doc.get("errors") or {}
     lam = table.column("lam").to_numpy().astype(np.float64)
-    cross = (table.column("label_a").to_numpy() != table.column("label_b").fill_null(-1).to_numpy()) & \
-        np.asarray(table.column("label_b").is_valid())
-    soft = _soft_matrix(table, len(classes))
-    hard = np.bincount(table.column("label").to_numpy(), minlength=len(classes)) if rows else \
-        np.zeros(len(classes), np.int64)
-    mass = soft.sum(axis=0, dtype=np.float64)
-    edges = np.linspace(0.0, 1.0, LAM_BINS + 1)
-    errors = doc.get("errors") or {}
     return {
         "out": os.path.abspath(out),
         "build_id": doc.get("build_id"),
@@ -56,24 +45,14 @@ def inspect(out) -> dict:
         "format": config.get("format", "parquet"),
         "image_format": config["image_format"],
         "size": list(config["size"]),
-        "rows": rows,
+        "rows": table.num_rows,
         "shards": len(doc["shards"]),
         "bytes": int(doc["totals"]["bytes"]),
         "bytes_human": human_bytes(doc["totals"]["bytes"]),
         "items": doc["totals"]["items"],
         "skipped": doc["totals"]["skipped"],
-        "ops": {op: {"count": int(np.sum(ops == op)), "percent": _percent(np.sum(ops == op), rows)}
-                for op in OPS},
-        "lam": {
-            "edges": [round(float(e), 6) for e in edges],
-            **{op: {"count": int(np.sum(ops == op)),
-                    "mean": round(float(lam[ops == op].mean()), 6) if np.any(ops == op) else None,
-                    "cross_class": int(np.sum(cross[ops == op])),
-                    "histogram": np.histogram(lam[ops == op], bins=edges)[0].astype(int).tolist()}
-               for op in MIXED_OPS},
-        },
-        "classes": [{"name": name, "mass": round(float(mass[c]), 4), "percent": _percent(mass[c], rows),
-                     "label_count": int(hard[c])} for c, name in enumerate(classes)],
+        **_op_counts(table, lam, doc),
+        "classes": _class_mass(table, list(doc["classes"])),
         "errors": {"count": int(errors.get("count", doc["totals"]["skipped"])),
                    "first": _first_errors(out, errors.get("path"))},
         "pairing": {**(doc.get("pairing") or {"scheme": "shard-pools"}),
@@ -83,6 +62,38 @@ def inspect(out) -> dict:
         "config": config,
         "source": {k: doc.get("source", {}).get(k) for k in ("kind", "uri", "items")},
     }
+
+
+def _op_counts(table, lam: np.ndarray, doc: dict) -> dict:
+    """Rows per op, and for the ops whose lam varies: its histogram, mean and cross-class share."""
+    rows = table.num_rows
+    row_ops = np.asarray(table.column("op").to_pylist(), dtype=object)
+    cross = (table.column("label_a").to_numpy() != table.column("label_b").fill_null(-1).to_numpy()) & \
+        np.asarray(table.column("label_b").is_valid())
+    edges = np.linspace(0.0, 1.0, LAM_BINS + 1)
+    return {
+        "ops": {op: {"count": int(np.sum(row_ops == op)), "percent": _percent(np.sum(row_ops == op), rows)}
+                for op in ops.NAMES if op in doc["totals"]["ops"]},
+        "lam": {
+            "edges": [round(float(e), 6) for e in edges],
+            **{op: {"count": int(np.sum(row_ops == op)),
+                    "mean": round(float(lam[row_ops == op].mean()), 6) if np.any(row_ops == op) else None,
+                    "cross_class": int(np.sum(cross[row_ops == op])),
+                    "histogram": np.histogram(lam[row_ops == op], bins=edges)[0].astype(int).tolist()}
+               for op in MIXED_OPS},
+        },
+    }
+
+
+def _class_mass(table, classes: List[str]) -> List[dict]:
+    """Soft-label mass and argmax label count per class."""
+    rows = table.num_rows
+    soft = _soft_matrix(table, len(classes))
+    hard = np.bincount(table.column("label").to_numpy(), minlength=len(classes)) if rows else \
+        np.zeros(len(classes), np.int64)
+    mass = soft.sum(axis=0, dtype=np.float64)
+    return [{"name": name, "mass": round(float(mass[c]), 4), "percent": _percent(mass[c], rows),
+             "label_count": int(hard[c])} for c, name in enumerate(classes)]
 
 
 def _soft_matrix(table, num_classes: int) -> np.ndarray:

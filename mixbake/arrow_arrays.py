@@ -1,4 +1,4 @@
-"""Arrow arrays built from buffers, and Parquet writes that never go through ``pq.write_table``.
+"""Arrow arrays built from buffers (never through ``pa.array``).
 
 ``pa.array()`` and ``pq.write_table()`` first ask "is this a pandas object?", and answering that
 imports pandas whenever it is installed: ~0.45 s in every process that does it, longer than a whole
@@ -12,7 +12,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 _NUMPY = {pa.int32(): np.int32, pa.int64(): np.int64, pa.float32(): np.float32, pa.float64(): np.float64}
 _OFFSET_LIMIT = 2**31 - 1
@@ -61,10 +60,3 @@ def strings(items: Sequence[Optional[str]]) -> pa.Array:
 def lists(values: pa.Array, offsets: np.ndarray) -> pa.Array:
     """list<values.type> with row i holding values[offsets[i]:offsets[i+1]]."""
     return pa.ListArray.from_arrays(numeric(offsets, pa.int32()), values)
-
-
-def write_parquet(table: pa.Table, where, **options) -> None:
-    """``pq.write_table`` without its pandas probe: one row group per ``row_group_size`` rows."""
-    row_group_size = options.pop("row_group_size", None)
-    with pq.ParquetWriter(where, table.schema, **options) as writer:
-        writer.write_table(table, row_group_size=row_group_size or max(1, table.num_rows))

@@ -1,0 +1,88 @@
+"""WebDataset shards: ``OUT/train-000000.tar`` with ``<key>.cls``, ``<key>.<ext>``, ``<key>.json`` per sample.
+
+Tars are byte-reproducible: fixed mtime (0), owner (0/0, no names) and mode, ustar format; samples
+in the plan's (already shuffled) order, each sample's entries sorted by extension.
+"""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from typing import Dict, List
+
+from ..columns import row_json
+from ..config import EXTENSIONS
+from . import AtomicFileWriter, Format, is_temporary
+
+
+def sample_json(columns: dict, i: int) -> bytes:
+    """The soft label and provenance of row ``i`` (what ``<key>.json`` holds)."""
+    return json.dumps(row_json(columns, i), sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+class TarShardWriter(AtomicFileWriter):
+    def __init__(self, store, relpath: str, config, classes, footer: dict):
+        super().__init__(store, relpath)
+        self.ext = EXTENSIONS[config.image_format]
+        self._tar = None
+
+    def open(self, file) -> None:
+        self._tar = tarfile.open(fileobj=file, mode="w", format=tarfile.USTAR_FORMAT)
+
+    def close(self) -> None:
+        self._tar.close()
+
+    def _add(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def write(self, columns: dict, images: List[bytes]) -> None:
+        for i, image in enumerate(images):
+            key = columns["key"][i]
+            entries = {"cls": str(int(columns["label"][i])).encode(), self.ext: image,
+                       "json": sample_json(columns, i)}
+            for ext in sorted(entries):
+                self._add(f"{key}.{ext}", entries[ext])
+
+
+def is_tar_name(name: str) -> bool:
+    if is_temporary(name):
+        return name.startswith(".train-") and ".tar." in name
+    return name.startswith("train-") and name.endswith(".tar")
+
+
+class WebDatasetFormat(Format):
+    name = "webdataset"
+
+    def shard_relpath(self, shard_id, num_shards):
+        return f"train-{shard_id:06d}.tar"
+
+    def owns(self, name):
+        return is_tar_name(name)
+
+    def open_writer(self, store, relpath, config, classes, footer):
+        return TarShardWriter(store, relpath, config, classes, footer)
+
+    def read_images(self, store, relpath, wanted, config) -> Dict[int, object]:
+        from ..errors import MixbakeError
+        from ..imaging import decode_output
+        ext = EXTENSIONS[config["image_format"]]
+        by_name = {f"{r['key']}.{ext}": i for i, r in wanted.items()}
+        found = {}
+        with store.open_input(relpath) as f, tarfile.open(fileobj=f, mode="r") as tar:
+            for member in tar:
+                i = by_name.get(member.name)
+                if i is not None:
+                    found[i] = decode_output(tar.extractfile(member).read(), config["image_format"], config["size"])
+                    if len(found) == len(by_name):
+                        break
+        missing = sorted(name for name, i in by_name.items() if i not in found)
+        if missing:
+            raise MixbakeError(f"{relpath}: no member {missing[0]} (the output is incomplete; run mixbake verify).")
+        return found
+
+
+FORMAT = WebDatasetFormat()
