@@ -51,10 +51,6 @@ class Store:
             raise MixbakeError(f"Cannot open {location!r}: {exc}.") from None
         return cls(uri=location, root=root.rstrip("/"), local=False, _fs=fs)
 
-    @property
-    def fs(self):
-        return self._fs
-
     # ---------------------------------------------------------------- paths
 
     def path(self, rel: str = "") -> str:
@@ -66,9 +62,6 @@ class Store:
 
     def display(self, rel: str = "") -> str:
         return self.path(rel) if self.local else posixpath.join(self.uri.rstrip("/"), rel) if rel else self.uri
-
-    def sub(self, rel: str) -> "Store":
-        return Store(uri=posixpath.join(self.uri, rel), root=self.path(rel), local=self.local, _fs=self._fs)
 
     # ---------------------------------------------------------------- queries
 
