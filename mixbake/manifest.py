@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import MixbakeError
-from .storage import Store
+from .store import Store
 
 FORMAT_VERSION = 2  # the newest format this mixbake writes (a build records the one its rules follow)
 MANIFEST = "manifest.json"

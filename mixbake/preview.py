@@ -28,7 +28,7 @@ import numpy as np
 
 from . import manifest
 from .errors import MixbakeError
-from .storage import Store
+from .store import Store
 
 TILE = 192          # target long side of a tile, in pixels
 GUTTER = 14

@@ -17,7 +17,8 @@ from .errors import MixbakeError
 from .imaging import codec_versions
 from .plan import Pairing, check_pairable, make_layout, pairing_format
 from .sources import Catalog, display_ref, open_source
-from .storage import Store, Syncer
+from .store import Store
+from .store.durable import Syncer
 from .executors import EXECUTORS, ExecutorSpec, Session, default_workers
 from .worker import PoolResult, ShardResult, ShardTask
 from .words import count, human_bytes

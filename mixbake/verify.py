@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from . import manifest
 from .config import BakeConfig
-from .storage import Store
+from .store import Store
 from .writers import shard_relpath
 
 TOLERANCE = 1e-5

@@ -39,7 +39,7 @@ class ShardTask:
     labels: np.ndarray                # int64 label of each pool position (-1: bad label)
     refs: Tuple[str, ...]             # readable reference of each pool position
     known_bad: Dict[int, str]         # pool position -> reason found at listing time
-    store: object                     # mixbake.storage.Store of OUT
+    store: object                     # mixbake.store.Store of OUT
     build_id: str
     on_error: str = "fail"            # execution policy: raise on the first bad item, or skip it
     done: frozenset = frozenset()     # shard ids already finished
