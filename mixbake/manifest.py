@@ -21,7 +21,7 @@ from . import formats
 from .columns import hf_features
 from .errors import MixbakeError
 from .formats import is_temporary
-from .storage import Store
+from .store import Store
 
 FORMAT_VERSION = 2  # the newest format this mixbake writes (a build records the one its rules follow)
 MANIFEST = "manifest.json"

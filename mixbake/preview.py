@@ -27,7 +27,7 @@ import numpy as np
 from . import formats, manifest, ops
 from .errors import MixbakeError
 from .sources import SourceOptions
-from .storage import Store
+from .store import Store
 from .targets.classes import CLASSES
 
 TILE = 192          # target long side of a tile, in pixels

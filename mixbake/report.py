@@ -27,7 +27,7 @@ def inspect(out) -> dict:
     """The summary of the finished build in ``out``."""
     import pyarrow.parquet as pq
 
-    from .storage import Store
+    from .store import Store
 
     out = os.fspath(out)
     doc = manifest.read_finished(Store.open(out))

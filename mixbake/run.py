@@ -17,7 +17,8 @@ from .executors import Session, execution_spec
 from .humanize import count, human_bytes
 from .plan import Pairing, pairing_format
 from .sources import Catalog, SourceOptions, open_source
-from .storage import Store, Syncer
+from .store import Store
+from .store.durable import Syncer
 from .tasks import PoolResult, PoolTask, ShardResult, make_build
 
 log = logging.getLogger("mixbake")

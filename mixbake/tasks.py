@@ -16,7 +16,7 @@ import numpy as np
 from .config import BakeConfig
 from .plan import Pairing, Pool, check_pairable, make_layout
 from .sources import Catalog, display_ref
-from .storage import Store
+from .store import Store
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .config import BakeConfig
 from .columns import NAMES as LABEL_COLUMNS
 from .formats.parquet import DATA
 from .ops.boxes import boxes_inside
-from .storage import Store
+from .store import Store
 from .targets.classes import CLASSES
 
 TOLERANCE = 1e-5

@@ -461,7 +461,7 @@ def test_different_seed_is_refused_and_nothing_changes(small, small_build):
 def test_an_unfinished_different_build_is_refused_naming_what_differs(tmp_path):
     from mixbake import manifest
     from mixbake.errors import MixbakeError
-    from mixbake.storage import Store
+    from mixbake.store import Store
     store = Store.open(str(tmp_path / "out"))
     old = {"config": {"seed": 1, "size": [16, 16]}, "source": {"fingerprint": "f"}, "libraries": {"zlib": "1.2"}}
     assert manifest.claim_out(store, "old-build", "parquet", False, old) == "new"
@@ -556,15 +556,17 @@ def test_every_shard_is_on_disk_before_the_manifest_commits_it(small, tmp_path, 
     """Durability order: every shard file the manifest lists (shards kept from an earlier, crashed
     run too) is fsynced, and so is its directory, before labels.parquet and manifest.json are
     written; a folder shard's images through a sync of OUT's whole file system."""
-    import mixbake.storage
+    import mixbake.store.durable
+    import mixbake.store.local
     args = SMALL_ARGS + ["--format", fmt]
     out = tmp_path / "out"
     if resumed:
         _crash_before_manifest(small, out, args, monkeypatch)
     events = []
-    real_fsync, real_sync, real_replace = mixbake.storage._fsync, mixbake.storage.Store.sync, os.replace
-    monkeypatch.setattr(mixbake.storage, "_fsync", lambda path: (real_fsync(path), events.append(("fsync", path))))
-    monkeypatch.setattr(mixbake.storage.Store, "sync", lambda store: (real_sync(store), events.append(("syncfs", ""))))
+    durable, local_store = mixbake.store.durable, mixbake.store.local.LocalStore
+    real_fsync, real_sync, real_replace = durable._fsync, local_store.sync, os.replace
+    monkeypatch.setattr(durable, "_fsync", lambda path: (real_fsync(path), events.append(("fsync", path))))
+    monkeypatch.setattr(local_store, "sync", lambda store: (real_sync(store), events.append(("syncfs", ""))))
     monkeypatch.setattr(os, "replace", lambda a, b: (real_replace(a, b), events.append(("commit", os.fspath(b)))))
     result = bake_inproc(small, out, args)
     assert result.returncode == 0, result.stderr

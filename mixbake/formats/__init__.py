@@ -102,7 +102,7 @@ class AtomicFileWriter:
 
     def __enter__(self):
         self._stack = contextlib.ExitStack()
-        # no fsync here: the build syncs each shard before its manifest (see storage.Syncer)
+        # no fsync here: the build syncs each shard before its manifest (see store.durable.Syncer)
         self.file = self._stack.enter_context(self.store.atomic_output(self.relpath, fsync=False,
                                                                        native=self.native))
         self.open(self.file.sink if self.native else self.file)

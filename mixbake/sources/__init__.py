@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import MixbakeError
-from ..storage import Store
+from ..store import Store
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from ..errors import MixbakeError
-from ..storage import Store
+from ..store import Store
 from ..humanize import count
 from . import Catalog, display_ref
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import MixbakeError
-from ..storage import Store, is_uri
+from ..store import Store, is_uri
 from . import Catalog
 
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y")

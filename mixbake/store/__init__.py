@@ -1,0 +1,136 @@
+"""Where bytes live: a local directory or a ``pyarrow.fs`` URI (``s3://bucket/prefix``, ``file://...``).
+
+A :class:`Store` is a small picklable handle on one directory. Paths given to its methods are
+relative to it, with ``/`` separators. :func:`open_store` (or ``Store.open``) gives the backend for
+a location: a :class:`~mixbake.store.local.LocalStore` (the os module directly) for a local path or
+``file://`` URI, an :class:`~mixbake.store.arrowfs.ArrowStore` (``pyarrow.fs``) for anything else.
+``durable`` makes written files reach the disk, ``hashing`` counts and hashes them.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import ClassVar, Iterator, List, Tuple
+
+
+def is_uri(text: str) -> bool:
+    return "://" in str(text)
+
+
+def open_store(location) -> "Store":
+    """The store of a local path, a ``file://`` URI or any other URI ``pyarrow.fs`` knows."""
+    location = os.fspath(location)
+    if not is_uri(location) or location.startswith("file://"):
+        from .local import LocalStore
+        path = location[len("file://"):] if location.startswith("file://") else location
+        return LocalStore(uri=location, root=os.path.abspath(path))
+    from .arrowfs import ArrowStore
+    return ArrowStore.from_uri(location)
+
+
+def temporary_name(path: str) -> str:
+    """Dot-named (readers and globs skip it) and unique per process, so an orphaned worker of a
+    killed run never shares a temporary with a resumed run."""
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+
+
+@dataclass(frozen=True)
+class Store(abc.ABC):
+    uri: str                     # as the user wrote it (for messages and the manifest)
+    root: str                    # local absolute path, or the filesystem path (e.g. "bucket/prefix")
+    local: ClassVar[bool]        # a local disk (os module, atomic rename, fsync)
+
+    @classmethod
+    def open(cls, location) -> "Store":
+        return open_store(location)
+
+    # ---------------------------------------------------------------- paths
+
+    @abc.abstractmethod
+    def path(self, rel: str = "") -> str:
+        """``rel`` as a path of this store's file system (the root for ``""``)."""
+
+    @abc.abstractmethod
+    def display(self, rel: str = "") -> str:
+        """``rel`` as the user would write it (for messages)."""
+
+    # ---------------------------------------------------------------- queries
+
+    @abc.abstractmethod
+    def exists(self, rel: str = "") -> bool:
+        ...
+
+    @abc.abstractmethod
+    def isdir(self, rel: str = "") -> bool:
+        ...
+
+    @abc.abstractmethod
+    def size(self, rel: str) -> int:
+        ...
+
+    @abc.abstractmethod
+    def listdir(self, rel: str = "") -> List[str]:
+        """Names directly inside ``rel`` (empty when it does not exist)."""
+
+    @abc.abstractmethod
+    def entries(self, rel: str = "") -> List[Tuple[str, bool]]:
+        """(name, is_dir) of what is directly inside ``rel``, sorted by name."""
+
+    @abc.abstractmethod
+    def walk_files(self, rel: str = "", skip_hidden: bool = False) -> Iterator[Tuple[str, int]]:
+        """(relative path, size) of every file below ``rel``; size -1 for a broken link.
+        ``skip_hidden``: leave out dot-files and everything in dot-folders."""
+
+    # ---------------------------------------------------------------- reading
+
+    @abc.abstractmethod
+    def read_bytes(self, rel: str) -> bytes:
+        ...
+
+    @abc.abstractmethod
+    def open_input(self, rel: str):
+        """A seekable native (pyarrow) file, for Parquet readers and hashing."""
+
+    @abc.abstractmethod
+    def digest(self, rel: str) -> Tuple[int, str]:
+        """(size, sha256) of a file, read once."""
+
+    # ---------------------------------------------------------------- writing
+
+    @abc.abstractmethod
+    def makedirs(self, rel: str = "") -> None:
+        ...
+
+    @abc.abstractmethod
+    def atomic_output(self, rel: str, fsync: bool = True,
+                      native: bool = False) -> contextlib.AbstractContextManager:
+        """A writable binary file that appears at ``rel`` only if the block exits cleanly.
+
+        ``fsync=False`` (shards and their sidecars) only starts the write-back to disk without
+        waiting for it: a worker blocked in fsync was 5% of a photo bake. Their durability comes
+        from syncing them before the manifest is written, and a resume re-hashes what it keeps.
+
+        It yields a :class:`~.hashing.HashingFile` (a Python file that counts and hashes what passes
+        through it, so a shard's digest never needs a second download). ``native=True`` yields a
+        :class:`~.hashing.NativeOutput` instead, for pyarrow writers: on a local disk its ``sink`` is
+        a native file (no Python call and no copy per write; ~20 us per 16 KB image row) and the
+        digest is taken from the page cache after the file is closed. ``.bytes``/``.sha256`` either way.
+        """
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make everything written under OUT durable (its file system's dirty data on disk)."""
+
+    def write_bytes(self, rel: str, data: bytes, fsync: bool = True) -> None:
+        with self.atomic_output(rel, fsync=fsync) as f:
+            f.write(data)
+
+    @abc.abstractmethod
+    def remove(self, rel: str) -> None:
+        """Delete the file ``rel`` if it exists."""
+
+    @abc.abstractmethod
+    def rmtree(self, rel: str) -> None:
+        """Delete the folder ``rel`` and all below it, if it exists."""
