@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from mixbake.cli import cli
-from helpers import all_files as files
+from helpers import assert_same_tree
 
 BASE = ["--size", "24", "--cutout", "0.3", "--seed", "5", "--shard-size", "100", "-q"]
 
@@ -26,7 +26,7 @@ def reference(tmp_path_factory):
 def test_from_manifest_rebuilds_bit_for_bit(reference, tmp_path):
     result = run("bake", "--from-manifest", reference / "manifest.json", tmp_path / "again", "-q")
     assert result.exit_code == 0, result.output
-    assert files(tmp_path / "again") == files(reference)
+    assert_same_tree(tmp_path / "again", reference)
 
 
 def test_recipe_gives_the_same_build_and_flags_override(reference, tmp_path):
@@ -34,7 +34,7 @@ def test_recipe_gives_the_same_build_and_flags_override(reference, tmp_path):
     recipe.write_text('[bake]\nsource = "demo"\nsize = 24\ncutout = 0.3\nseed = 5\nshard-size = 100\n')
     same = run("bake", "--recipe", recipe, tmp_path / "same", "-q")
     assert same.exit_code == 0, same.output
-    assert files(tmp_path / "same") == files(reference)
+    assert_same_tree(tmp_path / "same", reference)
     other = run("bake", "--recipe", recipe, tmp_path / "other", "--seed", "6", "-q")
     assert other.exit_code == 0, other.output
     doc = json.loads((tmp_path / "other" / "manifest.json").read_text())

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mixbake.cli import cli
-from helpers import all_files, snapshot
+from helpers import all_files, assert_same_tree, snapshot
 
 MIXBAKE = [sys.executable, "-m", "mixbake"]
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
@@ -152,9 +152,7 @@ def verify_deep(out):
 def assert_same_build(out, ref):
     got, want = all_files(out), all_files(ref)
     assert not [p for p in got if p.endswith(".tmp")], "temporaries left behind"
-    assert sorted(got) == sorted(want)
-    for name in sorted(want):
-        assert got[name] == want[name], f"{name} differs from the uninterrupted build"
+    assert_same_tree(got, want)  # want: the uninterrupted build
 
 
 def descendants(pid):
@@ -347,9 +345,7 @@ def test_killed_worker_build_ends_with_the_reference_bytes(big, worker_killed):
     out, ref = worker_killed["out"], big[1]
     got = {p: b for p, b in all_files(out).items() if not p.endswith(".tmp")}
     want = all_files(ref)
-    assert sorted(got) == sorted(want)
-    for name in want:
-        assert got[name] == want[name], name
+    assert_same_tree(got, want)
 
 
 def test_killed_worker_leaves_no_temporary_in_the_finished_build(worker_killed):
@@ -445,7 +441,7 @@ def test_rerun_of_a_finished_build_is_a_noop_that_says_so(small, small_build):
     result = bake_inproc(small, small_build, SMALL_ARGS)
     assert result.returncode == 0, result.stderr
     assert "already holds this finished build" in result.stdout
-    assert snapshot(small_build) == before
+    assert_same_tree(snapshot(small_build), before)
 
 
 def test_different_seed_is_refused_and_nothing_changes(small, small_build):
@@ -455,7 +451,7 @@ def test_different_seed_is_refused_and_nothing_changes(small, small_build):
     assert "Traceback" not in result.stderr
     assert "different build" in result.stderr and "--overwrite" in result.stderr, result.stderr
     assert "(seed 0 -> 9)" in result.stderr, result.stderr  # says what differs
-    assert snapshot(small_build) == before
+    assert_same_tree(snapshot(small_build), before)
 
 
 def test_an_unfinished_different_build_is_refused_naming_what_differs(tmp_path):
@@ -480,7 +476,7 @@ def test_overwrite_replaces_the_build_with_exactly_a_fresh_one(small, small_buil
     assert result.returncode == 0, result.stderr
     fresh = tmp_path / "fresh"
     assert bake_inproc(small, fresh, other).returncode == 0
-    assert all_files(small_build) == all_files(fresh)  # old shards, labels and manifest all replaced
+    assert_same_tree(small_build, fresh)  # old shards, labels and manifest all replaced
     assert not old_shards & set(os.listdir(small_build / "data"))  # another shard count: other names
 
 
@@ -495,7 +491,7 @@ def test_overwrite_refuses_when_out_holds_a_foreign_file(small, small_build, for
     assert result.returncode == 1, result.stdout
     assert "Traceback" not in result.stderr
     assert "did not write" in result.stderr and f"({named}" in result.stderr, result.stderr
-    assert snapshot(small_build) == before
+    assert_same_tree(snapshot(small_build), before)
 
 
 def test_foreign_images_dir_in_a_fresh_out_is_refused_not_adopted(small, tmp_path):
