@@ -1,7 +1,62 @@
-"""Small helpers shared by the test modules."""
+"""Helpers shared by the test modules: running mixbake (in this process or in a new interpreter),
+reading a build, and comparing trees of files.
+
+A plain module, imported as ``from helpers import ...`` (pytest puts tests/ on sys.path): pytest's
+documentation advises never importing from a conftest.py outside a package. mixbake itself is
+imported lazily, so that ``python tests/test_pinned_bytes.py --write`` can put the checkout on
+sys.path first.
+"""
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+
+MIXBAKE = [sys.executable, "-m", "mixbake"]
+
+
+# ---------------------------------------------------------------- running mixbake
+
+def cli(*args, code=None):
+    """``mixbake ARGS`` in this process (click's runner: no new interpreter, and bakes share the worker
+    pool's forkserver); stdout and stderr are kept apart (click >= 8.2). An exception other than the
+    CLI's own exit -- a traceback the user would see -- is raised, never turned into exit code 1.
+    ``code``: the exit code the command must end with."""
+    from click.testing import CliRunner
+
+    from mixbake.cli import cli as command
+    argv = [str(a) for a in args]
+    result = CliRunner().invoke(command, argv, catch_exceptions=False)
+    if code is not None:
+        assert result.exit_code == code, f"mixbake {' '.join(argv)}: exit {result.exit_code}\n{result.output}"
+    return result
+
+
+def cli_as_process(*args):
+    """cli(*args) as a subprocess.CompletedProcess (returncode, stdout, stderr): read alike a run in this
+    process and one of mixbake_process."""
+    result = cli(*args)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
+def mixbake_process(*args, code=None, env=None, timeout=300):
+    """``python -m mixbake ARGS`` in a new interpreter, its output captured as text; the
+    CompletedProcess. ``code``: the exit code it must end with."""
+    result = subprocess.run(MIXBAKE + [str(a) for a in args], capture_output=True, text=True, env=env,
+                            timeout=timeout)
+    if code is not None:
+        assert result.returncode == code, \
+            f"mixbake {' '.join(map(str, args))}: exit {result.returncode}\n{result.stderr}"
+    return result
+
+
+def manifest_of(out):
+    with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- trees of files
 
 
 def all_files(root):

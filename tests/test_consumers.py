@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from helpers import assert_same_tree
+from helpers import assert_same_tree, cli, manifest_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CLASSES = ["bird", "cat", "dog", "fish"]  # the synthetic folder's classes (sorted, as a folder source lists them)
@@ -33,16 +33,8 @@ DEMO_CLASSES = ["circle", "cross", "ring", "square", "star", "triangle"]
 def bake(source, out, *args):
     """``mixbake bake SOURCE OUT --size 32 -q ARGS`` (the CLI, in-process: bakes share one forkserver);
     returns the manifest."""
-    from click.testing import CliRunner
-    from mixbake.cli import cli
-    argv = ["bake", str(source), str(out), "--size", "32", "-q", *[str(a) for a in args]]
-    result = CliRunner().invoke(cli, argv)
-    assert result.exit_code == 0, f"mixbake {' '.join(argv)}\n{result.output}\n{result.exception!r}"
+    cli("bake", source, out, "--size", "32", "-q", *args, code=0)
     return manifest_of(out)
-
-
-def manifest_of(out):
-    return json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
 
 
 def run_example(capsys, name, *args):

@@ -2,8 +2,6 @@
 => different shards; the same images as a folder or as Parquet => the same rows; copy counts."""
 import json
 import os
-import subprocess
-import sys
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 from PIL import Image
 
 import mixbake
-from helpers import all_files, assert_same_tree
+from helpers import all_files, assert_same_tree, cli, mixbake_process
 
 CLASSES = ["cat", "dog", "eel"]
 N_ITEMS = 60
@@ -89,11 +87,10 @@ def test_cli_in_a_fresh_interpreter_with_another_hash_seed_gives_the_same_bytes(
     """str hashing is salted per process: a build must not depend on it (nor on API vs CLI)."""
     root, _ = source
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "mixbake", "bake", str(root), str(out), "--size", "16", "--mixup", "1",
-            "--cutmix", "1", "--cutout", "1", "--none", "0.5", "--cutout-fill", "noise",
-            "--label-smoothing", "0.1", "--shard-size", "20", "--seed", "11", "--workers", "2", "--quiet"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONHASHSEED": "12345"})
+    args = ["bake", root, out, "--size", "16", "--mixup", "1", "--cutmix", "1", "--cutout", "1", "--none",
+            "0.5", "--cutout-fill", "noise", "--label-smoothing", "0.1", "--shard-size", "20", "--seed", "11",
+            "--workers", "2", "--quiet"]
+    proc = mixbake_process(*args, timeout=120, env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"Baked {N_ITEMS} samples from {N_ITEMS} items into 3 shards")
     assert_same_tree(out, bakes["w1"])
@@ -105,10 +102,7 @@ def test_api_int_options_and_cli_are_the_same_build(source, tmp_path):
     out = tmp_path / "out"
     mixbake.bake(str(root), str(out), size=16, mixup=1, cutmix=0, none=1, shard_size=500, workers=2,
                  quiet=True)
-    from click.testing import CliRunner
-    from mixbake.cli import cli
-    result = CliRunner().invoke(cli, ["bake", str(root), str(out), "--size", "16", "--mixup", "1",
-                                      "--cutmix", "0", "--none", "1", "-q"])
+    result = cli("bake", root, out, "--size", "16", "--mixup", "1", "--cutmix", "0", "--none", "1", "-q")
     assert result.exit_code == 0, result.output
     assert "already holds this finished build" in result.stdout
 

@@ -19,11 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import mixbake
-from mixbake.cli import cli
+from helpers import cli
 
 COLOURS = {  # folder names sort to this order: label i is the i-th class
     "blue": (0, 0, 255),
@@ -144,11 +143,11 @@ def png_bake(solid_folder, tmp_path_factory):
 @pytest.fixture(scope="module")
 def raw_bake(solid_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("raw") / "out"
-    result = CliRunner().invoke(cli, [
-        "bake", solid_folder, str(out), "--size", f"{RAW_W}x{RAW_H}", "--image-format", "raw",
+    result = cli(
+        "bake", solid_folder, out, "--size", f"{RAW_W}x{RAW_H}", "--image-format", "raw",
         "--mixup", "1", "--cutmix", "1", "--cutout", "1", "--cutout-fill", "noise", "--cutout-size", "0.4",
         "--pairing", "cross-class", "--label-smoothing", "0.1", "--shard-size", "16", "--seed", "5",
-        "--workers", "2", "--quiet"])
+        "--workers", "2", "--quiet")
     assert result.exit_code == 0, result.output
     bake = load_bake(str(out), RAW_W, RAW_H)
     bake["output"] = result.output

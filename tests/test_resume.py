@@ -11,19 +11,15 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from mixbake.cli import cli
-from helpers import all_files, assert_same_tree, snapshot
+from helpers import MIXBAKE, all_files, assert_same_tree, cli, cli_as_process, mixbake_process, snapshot
 
-MIXBAKE = [sys.executable, "-m", "mixbake"]
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
 TMP_RE = re.compile(r"^\.train-\d{5}-of-\d{5}\.parquet\.(\d+)\.tmp$")
 # 60 items, 30 copies each, 180 rows a shard => 10 shards of 64x64 PNGs (slow enough to stop mid-way)
@@ -130,22 +126,16 @@ def stderr_within(proc, timeout, failure):
 
 
 def bake(src, out, args=BIG_ARGS, timeout=120):
-    return subprocess.run(MIXBAKE + ["bake", str(src), str(out), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return mixbake_process("bake", src, out, *args, timeout=timeout)
 
 
 def bake_inproc(src, out, args):
     """The CLI in-process (cheap: no new interpreter). A traceback the user would see fails the test."""
-    result = CliRunner().invoke(cli, ["bake", str(src), str(out), *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"mixbake raised {type(result.exception).__name__}: {result.exception}") \
-            from result.exception
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+    return cli_as_process("bake", src, out, *args)
 
 
 def verify_deep(out):
-    result = CliRunner().invoke(cli, ["verify", str(out), "--deep"])
-    assert result.exit_code == 0, result.output
+    result = cli("verify", out, "--deep", code=0)
     assert "OK" in result.output
 
 
