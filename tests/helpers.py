@@ -1,5 +1,5 @@
-"""Helpers shared by the test modules: running mixbake (in this process or in a new interpreter),
-reading a build, and comparing trees of files.
+"""Helpers shared by the test modules: image-folder sources, running mixbake (in this process or in
+a new interpreter), reading a build, and comparing trees of files.
 
 A plain module, imported as ``from helpers import ...`` (pytest puts tests/ on sys.path): pytest's
 documentation advises never importing from a conftest.py outside a package. mixbake itself is
@@ -7,13 +7,54 @@ imported lazily, so that ``python tests/test_pinned_bytes.py --write`` can put t
 sys.path first.
 """
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 MIXBAKE = [sys.executable, "-m", "mixbake"]
+
+
+# ---------------------------------------------------------------- sources
+
+def solid_picture(c, i, rng, size=24):
+    """make_folder's default picture: one colour per class and item, size x size."""
+    return np.full((size, size, 3), (30 + 40 * c, 20 + 35 * i, 200 - 30 * i), np.uint8)
+
+
+def make_folder(root, classes=("a", "b"), per_class=6, size=24, picture=None, name="{i:02d}.png", seed=0,
+                bad_at=None):
+    """An image-folder source, root/<class>/<file> for ``per_class`` items of each class; returns root.
+
+    picture(c, i, rng): item i of class c (the class's index in ``classes``) as an RGB array or a PIL
+    image, written as a PNG with Pillow's defaults, or as the file's bytes. It is called class by
+    class, item by item, with one ``np.random.default_rng(seed)``. The default, solid_picture at
+    ``size``.
+    name: the file's name, a format string given c, i and cls (the class's name).
+    bad_at: (class name, i) of the item whose file holds b"this is not a png" instead.
+    """
+    root = Path(root)
+    if picture is None:
+        def picture(c, i, rng):
+            return solid_picture(c, i, rng, size)
+    rng = np.random.default_rng(seed)
+    for c, cls in enumerate(classes):
+        os.makedirs(root / cls, exist_ok=True)
+        for i in range(per_class):
+            data = picture(c, i, rng)
+            if not isinstance(data, bytes):
+                buf = io.BytesIO()
+                (data if isinstance(data, Image.Image) else Image.fromarray(data)).save(buf, "PNG")
+                data = buf.getvalue()
+            if bad_at == (cls, i):
+                data = b"this is not a png"
+            (root / cls / name.format(c=c, i=i, cls=cls)).write_bytes(data)
+    return root
 
 
 # ---------------------------------------------------------------- running mixbake

@@ -21,7 +21,7 @@ from PIL import Image
 import mixbake
 from mixbake.config import BakeConfig
 from mixbake.sources import open_source
-from helpers import assert_same_tree, cli, mixbake_process, snapshot
+from helpers import assert_same_tree, cli, make_folder, mixbake_process, snapshot
 
 ALL_OPTIONS = ["--size", "--resize", "--image-format", "--quality", "--mixup", "--cutmix", "--cutout",
                "--none", "--mixup-alpha", "--cutmix-alpha", "--cutmix-minmax", "--cutout-size",
@@ -29,15 +29,6 @@ ALL_OPTIONS = ["--size", "--resize", "--image-format", "--quality", "--mixup", "
                "--pairing", "--shard-size", "--seed", "--workers", "--quiet", "--image-column",
                "--label-column", "--on-error", "--overwrite"]
 DEMO_CLASSES = ["circle", "cross", "ring", "square", "star", "triangle"]
-
-
-def make_folder(root, classes=("a", "b"), per_class=6, size=24):
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            rgb = (30 + 40 * c, 20 + 35 * i, 200 - 30 * i)
-            Image.new("RGB", (size, size), rgb).save(root / name / f"{i:02d}.png")
-    return root
 
 
 def sha256(path):

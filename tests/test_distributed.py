@@ -10,30 +10,22 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-from helpers import all_files as local_files, assert_same_tree, mixbake_process
+
+from helpers import all_files as local_files, assert_same_tree, make_folder, mixbake_process
 
 BAKE = ["--size", "16", "--shard-size", "8", "--seed", "4", "-q"]
 
 
-def make_folder(root, per_class=8, bad_at=None):
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(["ant", "bee", "cow"]):
-        os.makedirs(root / name, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, size=(12, 14, 3), dtype=np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(pixels).save(buf, "PNG")
-            data = buf.getvalue()
-            if bad_at == (name, i):
-                data = b"this is not a png"
-            (root / name / f"{i:03d}.png").write_bytes(data)
-    return root
+def noise_picture(c, i, rng):
+    return rng.integers(0, 256, size=(12, 14, 3), dtype=np.uint8)
+
+
+FOLDER = dict(classes=("ant", "bee", "cow"), per_class=8, picture=noise_picture, name="{i:03d}.png", seed=0)
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("src"))
+    return make_folder(tmp_path_factory.mktemp("src"), **FOLDER)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +138,7 @@ def test_s3_interrupted_build_resumes_to_the_same_bytes(tmp_path, s3):
     """No atomic rename on S3: a build that stopped midway (here: --on-error fail on an item in a
     later shard) keeps its finished shards via sidecars, and the resumed build equals a fresh one."""
     env, client = s3
-    src = make_folder(tmp_path / "src", bad_at=("cow", 5))
+    src = make_folder(tmp_path / "src", **FOLDER, bad_at=("cow", 5))
     failed = mixbake_process("bake", src, "s3://bkt/resume", *BAKE, "--workers", "1", env=env)
     assert failed.returncode == 1 and "cow/005.png" in failed.stderr
     partial = s3_files(client, "resume")

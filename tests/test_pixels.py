@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 import mixbake
-from helpers import cli
+from helpers import cli, make_folder
 
 COLOURS = {  # folder names sort to this order: label i is the i-th class
     "blue": (0, 0, 255),
@@ -41,13 +41,6 @@ GREEN, RED, BLACK = (0, 255, 0), (255, 0, 0), (0, 0, 0)
 def write_png(path, rgb: np.ndarray) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     Image.fromarray(rgb, "RGB").save(path)
-
-
-def make_solid_folder(root) -> str:
-    for name, colour in COLOURS.items():
-        for i in range(PER_CLASS):
-            write_png(os.path.join(root, name, f"img{i:02d}.png"), np.full((20, 20, 3), colour, np.uint8))
-    return str(root)
 
 
 def stripe_image() -> np.ndarray:
@@ -128,7 +121,10 @@ PNG_COPIES = 2
 
 @pytest.fixture(scope="module")
 def solid_folder(tmp_path_factory):
-    return make_solid_folder(tmp_path_factory.mktemp("solid"))
+    root = make_folder(tmp_path_factory.mktemp("solid"), classes=CLASSES, per_class=PER_CLASS,
+                       picture=lambda c, i, rng: np.full((20, 20, 3), colour_of(c), np.uint8),
+                       name="img{i:02d}.png")
+    return str(root)
 
 
 @pytest.fixture(scope="module")

@@ -16,20 +16,20 @@ from mixbake import imaging
 from mixbake.errors import MixbakeError
 from mixbake.inspect import format_inspect, inspect
 from mixbake.preview import GUTTER, caption, make_layout, preview, preview_sheet
-from helpers import cli
+from helpers import cli, make_folder
 
 OPTIONS = dict(size=32, seed=3, cutout=0.3, cutout_holes=2, cutout_size=0.3)
 
 
-def make_folder(root, classes=("cat", "dog"), per_class=6, size=24):
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = np.zeros((size, size, 3), np.uint8)
-            pixels[..., 0], pixels[..., 1] = 40 + 90 * c, np.arange(size, dtype=np.uint8)[:, None] * 8
-            pixels[i:i + 8, 4:12, 2] = 255
-            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
-    return root
+def ramp_picture(c, i, rng, size=24):
+    """Red by class, a green ramp down the rows, and a blue square lower for each item."""
+    pixels = np.zeros((size, size, 3), np.uint8)
+    pixels[..., 0], pixels[..., 1] = 40 + 90 * c, np.arange(size, dtype=np.uint8)[:, None] * 8
+    pixels[i:i + 8, 4:12, 2] = 255
+    return pixels
+
+
+PETS = dict(classes=("cat", "dog"), per_class=6, picture=ramp_picture)  # make_folder(root, **PETS)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def demo_out(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder_source(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("src") / "pets")
+    return make_folder(tmp_path_factory.mktemp("src") / "pets", **PETS)
 
 
 def tile(sheet, i):
@@ -220,7 +220,7 @@ def test_inspect_cli_text_and_json(demo_out):
 
 
 def test_inspect_lists_skipped_items(tmp_path, caplog):
-    source = make_folder(tmp_path / "src")
+    source = make_folder(tmp_path / "src", **PETS)
     (source / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "out"
     mixbake.bake(str(source), out, workers=1, quiet=True, size=16, on_error="skip")

@@ -3,7 +3,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import assert_same_tree, cli
+from helpers import assert_same_tree, cli, make_folder
 
 BASE = ["--size", "24", "--cutout", "0.3", "--seed", "5", "--shard-size", "100", "-q"]
 
@@ -69,11 +69,7 @@ def test_plan_text_output(tmp_path):
 
 
 def test_out_inside_a_folder_source_is_refused(tmp_path):
-    from PIL import Image
-    for c in ("a", "b"):
-        (tmp_path / "src" / c).mkdir(parents=True)
-        for i in range(2):
-            Image.new("RGB", (8, 8), (40 * i, 90, 200)).save(tmp_path / "src" / c / f"{i}.png")
+    make_folder(tmp_path / "src", per_class=2, size=8)
     result = cli("bake", tmp_path / "src", tmp_path / "src" / "out", "--size", "8", "-q")
     assert result.exit_code == 1
     assert "is inside the source folder" in result.output

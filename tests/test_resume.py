@@ -5,6 +5,7 @@ build refused, and --overwrite that removes only mixbake's files.
 
 Kill points are observed on disk by polling OUT while the bake runs in its own session.
 """
+import io
 import json
 import os
 import re
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import MIXBAKE, all_files, assert_same_tree, cli, cli_as_process, mixbake_process, snapshot
+from helpers import (MIXBAKE, all_files, assert_same_tree, cli, cli_as_process, make_folder, mixbake_process,
+                     snapshot)
 
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
 TMP_RE = re.compile(r"^\.train-\d{5}-of-\d{5}\.parquet\.(\d+)\.tmp$")
@@ -166,23 +168,24 @@ def descendants(pid):
 
 # ---------------------------------------------------------------- fixtures
 
-def make_source(root, classes=3, per_class=20, side=160, seed=0):
-    rng = np.random.default_rng(seed)
-    for c in range(classes):
-        os.makedirs(root / f"class{c}", exist_ok=True)
-        for i in range(per_class):
-            base = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-            img = np.asarray(Image.fromarray(base).resize((side, side), Image.BILINEAR), dtype=np.int16)
-            img = np.clip(img + rng.integers(-24, 24, img.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / f"class{c}" / f"img_{i:02d}.png", compress_level=1)
-    return root
+def make_textured_folder(root, classes=3, per_class=20, side=160, seed=0):
+    """class<c>/img_<i>.png: side x side upscaled noise with grain, deflated fast (compress_level=1)."""
+    def picture(c, i, rng):
+        base = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(base).resize((side, side), Image.BILINEAR), dtype=np.int16)
+        img = np.clip(img + rng.integers(-24, 24, img.shape), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "PNG", compress_level=1)
+        return buf.getvalue()
+    return make_folder(root, [f"class{c}" for c in range(classes)], per_class, picture=picture,
+                       name="img_{i:02d}.png", seed=seed)
 
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
     """(source, OUT of an uninterrupted reference bake)."""
     base = tmp_path_factory.mktemp("resume")
-    src = make_source(base / "src")
+    src = make_textured_folder(base / "src")
     ref = base / "ref"
     result = bake(src, ref)
     assert result.returncode == 0, result.stderr
@@ -212,7 +215,7 @@ def test_workers_end_when_the_main_process_is_killed_alone(big, tmp_path):
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     base = tmp_path_factory.mktemp("small")
-    return make_source(base / "src", classes=2, per_class=6, side=24, seed=1)
+    return make_textured_folder(base / "src", classes=2, per_class=6, side=24, seed=1)
 
 
 SMALL_ARGS = ["--size", "16", "--shard-size", "4", "--workers", "2", "-q"]

@@ -10,9 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
-from helpers import cli, manifest_of, mixbake_process
+from helpers import cli, make_folder, manifest_of, mixbake_process
 
 ARGS = ["--size", "20", "--shard-size", "6", "--mixup", "1", "--cutmix", "1", "--cutout", "1", "--none", "0.3",
         "--label-smoothing", "0.1", "--workers", "2", "--seed", "11", "-q"]
@@ -87,20 +86,17 @@ def find_row(out, predicate):
     pytest.fail("no such row in the build")
 
 
-def make_source(root):
-    for c in range(3):
-        (root / f"k{c}").mkdir(parents=True)
-        for i in range(8):
-            rgb = np.full((24, 24, 3), (40 + 70 * c, 25 * i, 200 - 20 * i), np.uint8)
-            rgb[c * 6:(c + 1) * 6, i:i + 8] = 255
-            Image.fromarray(rgb).save(root / f"k{c}" / f"{i:02d}.png")
-    return root
+def marked_picture(c, i, rng):
+    """A colour per class and item, with a white block placed by both."""
+    rgb = np.full((24, 24, 3), (40 + 70 * c, 25 * i, 200 - 20 * i), np.uint8)
+    rgb[c * 6:(c + 1) * 6, i:i + 8] = 255
+    return rgb
 
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
     base = tmp_path_factory.mktemp("verify")
-    src = make_source(base / "src")
+    src = make_folder(base / "src", classes=("k0", "k1", "k2"), per_class=8, picture=marked_picture)
     out = base / "out"
     result = mixbake_process("bake", src, out, *ARGS, timeout=120)
     assert result.returncode == 0, result.stderr
