@@ -57,6 +57,11 @@ def make_folder(root, classes=("a", "b"), per_class=6, size=24, picture=None, na
     return root
 
 
+def single_item_bounds(n):
+    """The chunk bounds of a source of n items, each item a chunk of its own."""
+    return np.arange(n + 1, dtype=np.int64)
+
+
 # ---------------------------------------------------------------- running mixbake
 
 def cli(*args, code=None):

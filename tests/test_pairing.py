@@ -16,11 +16,7 @@ from mixbake.config import BakeConfig
 from mixbake.errors import MixbakeError
 from mixbake.pairs import partner_stats
 from mixbake.plan import COPIES_PER_PASS, make_layout, plan_pool, resolve_pairing
-from helpers import assert_same_tree, cli
-
-
-def single_item_bounds(n):
-    return np.arange(n + 1, dtype=np.int64)
+from helpers import assert_same_tree, cli, single_item_bounds
 
 
 def planned(config, bounds, labels):
