@@ -5,8 +5,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 import zlib
 from collections import Counter
 
@@ -18,14 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import simplejpeg
-from click.testing import CliRunner
 from PIL import Image
 
 import mixbake
-from mixbake.cli import cli
 from mixbake.config import BakeConfig
 from mixbake.sources import open_source
-from helpers import snapshot
+from helpers import assert_same_tree, cli, make_folder, mixbake_process, snapshot
 
 ALL_OPTIONS = ["--size", "--resize", "--image-format", "--quality", "--mixup", "--cutmix", "--cutout",
                "--none", "--mixup-alpha", "--cutmix-alpha", "--cutmix-minmax", "--cutout-size",
@@ -33,20 +29,6 @@ ALL_OPTIONS = ["--size", "--resize", "--image-format", "--quality", "--mixup", "
                "--pairing", "--shard-size", "--seed", "--workers", "--quiet", "--image-column",
                "--label-column", "--on-error", "--overwrite"]
 DEMO_CLASSES = ["circle", "cross", "ring", "square", "star", "triangle"]
-
-
-def run(*args):
-    """Invoke the CLI in-process; stdout and stderr are kept apart (click >= 8.2)."""
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def make_folder(root, classes=("a", "b"), per_class=6, size=24):
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            rgb = (30 + 40 * c, 20 + 35 * i, 200 - 30 * i)
-            Image.new("RGB", (size, size), rgb).save(root / name / f"{i:02d}.png")
-    return root
 
 
 def sha256(path):
@@ -65,20 +47,19 @@ def src(tmp_path_factory):
 # ---------------------------------------------------------------- version and help
 
 def test_version():
-    result = run("--version")
+    result = cli("--version")
     assert result.exit_code == 0
     assert result.stdout == f"mixbake, version {mixbake.__version__}\n"
 
 
 def test_python_dash_m_version():
-    proc = subprocess.run([sys.executable, "-m", "mixbake", "--version"], capture_output=True, text=True,
-                          timeout=60)
+    proc = mixbake_process("--version", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"mixbake, version {mixbake.__version__}\n"
 
 
 def test_bake_help_lists_every_option_and_an_example():
-    result = run("bake", "--help")
+    result = cli("bake", "--help")
     assert result.exit_code == 0
     for option in ALL_OPTIONS:
         assert re.search(rf"(^|[\s,]){re.escape(option)}[\s,=]", result.stdout), option
@@ -91,7 +72,7 @@ def test_bake_help_lists_every_option_and_an_example():
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    return run("bake", "demo", out, "--size", "32", "--quiet"), out
+    return cli("bake", "demo", out, "--size", "32", "--quiet"), out
 
 
 def test_demo_bakes_288_samples_of_6_classes(demo):
@@ -118,7 +99,7 @@ def test_quiet_writes_nothing_to_stderr(demo):
 
 def test_progress_bar_goes_to_stderr(src, tmp_path):
     out = tmp_path / "out"
-    result = run("bake", src, out, "--size", "16", "--workers", "2")
+    result = cli("bake", src, out, "--size", "16", "--workers", "2")
     assert result.exit_code == 0, result.output
     assert "baking" in result.stderr and "12/12" in result.stderr
     assert result.stdout.startswith("Baked 12 samples from 12 items") and result.stdout.count("\n") == 1
@@ -181,7 +162,7 @@ ERROR_CASES = ["unknown-label-column", "empty-folder", "one-class-cross-class", 
 @pytest.mark.parametrize("case", ERROR_CASES)
 def test_errors_are_one_clear_sentence(case, src, tmp_path):
     args, message = _error_cases(tmp_path, src)[case]
-    result = run("bake", *args, "--quiet")
+    result = cli("bake", *args, "--quiet")
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
     assert result.stderr == f"Error: {message}\n"
@@ -191,7 +172,7 @@ def test_errors_are_one_clear_sentence(case, src, tmp_path):
 @pytest.mark.parametrize("case", ERROR_CASES)
 def test_rejected_command_creates_no_out(case, src, tmp_path):
     args, _ = _error_cases(tmp_path, src)[case]
-    assert run("bake", *args, "--quiet").exit_code == 1
+    assert cli("bake", *args, "--quiet").exit_code == 1
     assert not (tmp_path / "out").exists()
 
 
@@ -199,8 +180,8 @@ def test_cross_class_error_does_not_block_the_corrected_command(tmp_path):
     """Regression: the check once ran after OUT was claimed, and the corrected command was refused."""
     one_class = make_folder(tmp_path / "one", classes=("solo",), per_class=3)
     out = tmp_path / "out"
-    assert run("bake", one_class, out, "--size", "16", "--pairing", "cross-class", "-q").exit_code == 1
-    result = run("bake", one_class, out, "--size", "16", "-q")
+    assert cli("bake", one_class, out, "--size", "16", "--pairing", "cross-class", "-q").exit_code == 1
+    result = cli("bake", one_class, out, "--size", "16", "-q")
     assert result.exit_code == 0, result.output
 
 
@@ -208,7 +189,7 @@ def test_out_holding_an_unrelated_file_is_refused(src, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    result = run("bake", src, out, "--size", "16", "-q")
+    result = cli("bake", src, out, "--size", "16", "-q")
     assert result.exit_code == 1
     assert result.stderr == (f"Error: OUT {str(out)!r} holds files mixbake did not write (notes.txt): "
                              f"choose an empty or new directory.\n")
@@ -220,7 +201,7 @@ def test_foreign_file_inside_data_is_refused(src, tmp_path):
     out = tmp_path / "out"
     (out / "data").mkdir(parents=True)
     (out / "data" / "extra.csv").write_text("x")
-    result = run("bake", src, out, "--size", "16", "-q")
+    result = cli("bake", src, out, "--size", "16", "-q")
     assert result.exit_code == 1
     # naming the directory or the file in it are both clear
     assert re.fullmatch(rf"Error: OUT {re.escape(repr(str(out)))} holds files mixbake did not write "
@@ -235,7 +216,7 @@ def small(src, tmp_path_factory):
     """12 items, --shard-size 4: three shards."""
     out = tmp_path_factory.mktemp("small") / "out"
     args = ["bake", src, out, "--size", "16", "--shard-size", "4", "--seed", "5", "--workers", "2", "-q"]
-    result = run(*args)
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     return args, out
 
@@ -243,33 +224,34 @@ def small(src, tmp_path_factory):
 def test_rerun_of_a_finished_build_changes_nothing(small):
     args, out = small
     before = snapshot(out)
-    result = run(*args)
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out} already holds this finished build (12 samples); nothing to do.\n"
-    assert snapshot(out) == before
+    assert_same_tree(snapshot(out), before)
 
 
 def test_other_seed_is_refused_then_overwrite_replaces_only_mixbakes_files(src, tmp_path):
     out = tmp_path / "out"
     base = ["bake", src, out, "--size", "16", "-q", "--workers", "2"]
-    assert run(*base, "--shard-size", "4").exit_code == 0
+    assert cli(*base, "--shard-size", "4").exit_code == 0
     old = snapshot(out)
     assert sorted(os.listdir(out / "data")) == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
 
-    refused = run(*base, "--shard-size", "4", "--seed", "1")
+    refused = cli(*base, "--shard-size", "4", "--seed", "1")
     assert refused.exit_code == 1
     assert refused.stderr == (f"Error: OUT {str(out)!r} holds a different build (seed 0 -> 1): use "
                               f"--overwrite to replace it, or choose another directory.\n")
-    assert snapshot(out) == old
+    assert_same_tree(snapshot(out), old)
 
     # --overwrite never deletes what mixbake did not write: with a foreign file it refuses outright
     (out / "keep.txt").write_text("mine")
-    refused = run(*base, "--shard-size", "6", "--seed", "1", "--overwrite")
+    refused = cli(*base, "--shard-size", "6", "--seed", "1", "--overwrite")
     assert refused.exit_code == 1 and "keep.txt" in refused.stderr
-    assert snapshot(out) == {**old, "keep.txt": snapshot(out)["keep.txt"]}
+    now = snapshot(out)
+    assert_same_tree(now, {**old, "keep.txt": now["keep.txt"]})
     (out / "keep.txt").unlink()
 
-    result = run(*base, "--shard-size", "6", "--seed", "1", "--overwrite")
+    result = cli(*base, "--shard-size", "6", "--seed", "1", "--overwrite")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Baked 12 samples from 12 items into 2 shards")
     # the old build's three shards are gone, no bookkeeping is left behind (a dataset card may be added)
@@ -290,8 +272,8 @@ def test_overwrite_keeps_files_mixbake_did_not_write(user_file, src, tmp_path):
     (out / user_file).parent.mkdir(parents=True)
     (out / user_file).write_bytes(b"the user's own bytes")
     base = ["bake", src, out, "--size", "16", "-q", "--workers", "2"]
-    run(*base)
-    run(*base, "--seed", "1", "--overwrite")
+    cli(*base)
+    cli(*base, "--seed", "1", "--overwrite")
     assert (out / user_file).is_file(), f"--overwrite deleted {user_file}"
     assert (out / user_file).read_bytes() == b"the user's own bytes"
 
@@ -362,11 +344,11 @@ def test_empty_class_folders_and_ignored_files_are_said_not_only_counted(tmp_pat
     (src / "emptycls").mkdir()
     (src / "readme.txt").write_text("notes")
     Image.new("RGB", (8, 8)).save(src / "stray.png")  # in no class folder
-    plan = run("plan", src)
+    plan = cli("plan", src)
     assert plan.exit_code == 0, plan.output
     assert "class folder 'emptycls' holds no images and is not a class" in plan.output
     assert "2 files ignored" in plan.output
-    baked = run("bake", src, tmp_path / "out", "--size", "8", "-q")
+    baked = cli("bake", src, tmp_path / "out", "--size", "8", "-q")
     assert baked.exit_code == 0, baked.stderr
     # warnings go through logging (the CLI's main() prints them to stderr as "mixbake: ...")
     assert "'emptycls' holds no images" in caplog.text and "2 files ignored" in caplog.text
@@ -377,14 +359,14 @@ def test_empty_class_folders_and_ignored_files_are_said_not_only_counted(tmp_pat
 def test_options_that_do_nothing_in_this_config_are_warned_about(src, tmp_path, caplog):
     args = ["bake", src, tmp_path / "out", "--size", "16", "-q", "--image-format", "png", "--quality", "50",
             "--cutmix-minmax", "0.2", "0.8", "--cutmix-alpha", "2", "--cutout-holes", "3"]
-    result = run(*args)
+    result = cli(*args)
     assert result.exit_code == 0, result.stderr
     warned = [r.getMessage() for r in caplog.records]
     assert warned == ["--cutmix-alpha has no effect with --cutmix-minmax (it is still part of the build's config)",
                       "--cutout-holes has no effect with --cutout 0 (it is still part of the build's config)",
                       "--quality has no effect with --image-format png (it is still part of the build's config)"]
     caplog.clear()  # the same options where each does something: no warning
-    result = run("bake", src, tmp_path / "used", "--size", "16", "-q", "--quality", "50", "--cutout", "0.5",
+    result = cli("bake", src, tmp_path / "used", "--size", "16", "-q", "--quality", "50", "--cutout", "0.5",
                  "--cutout-holes", "3", "--cutmix-alpha", "2")
     assert result.exit_code == 0, result.stderr
     assert caplog.records == []

@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from helpers import assert_same_tree, cli, make_folder, manifest_of
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CLASSES = ["bird", "cat", "dog", "fish"]  # the synthetic folder's classes (sorted, as a folder source lists them)
 DEMO_CLASSES = ["circle", "cross", "ring", "square", "star", "triangle"]
@@ -31,16 +33,8 @@ DEMO_CLASSES = ["circle", "cross", "ring", "square", "star", "triangle"]
 def bake(source, out, *args):
     """``mixbake bake SOURCE OUT --size 32 -q ARGS`` (the CLI, in-process: bakes share one forkserver);
     returns the manifest."""
-    from click.testing import CliRunner
-    from mixbake.cli import cli
-    argv = ["bake", str(source), str(out), "--size", "32", "-q", *[str(a) for a in args]]
-    result = CliRunner().invoke(cli, argv)
-    assert result.exit_code == 0, f"mixbake {' '.join(argv)}\n{result.output}\n{result.exception!r}"
+    cli("bake", source, out, "--size", "32", "-q", *args, code=0)
     return manifest_of(out)
-
-
-def manifest_of(out):
-    return json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
 
 
 def run_example(capsys, name, *args):
@@ -77,24 +71,21 @@ def decode(data):
         return np.asarray(im.convert("RGB"))
 
 
-def make_folder(root):
-    """20 small images, 5 per class, each with its own pattern (PNG, 48x40, so --size 32 crops)."""
-    rng = np.random.default_rng(7)
+def patterned_picture(c, i, rng):
+    """A pattern of its own per class and item, 48x40 (so --size 32 crops)."""
     yy, xx = np.mgrid[0:40, 0:48]
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True)
-        for i in range(5):
-            base = rng.integers(0, 256, 3)
-            img = (base + (xx * (c + 1) + yy * (i + 1))[..., None] * np.array([1, 2, 3])) % 256
-            x0, y0 = rng.integers(0, 30, 2)
-            img[y0:y0 + 12, x0:x0 + 12] = rng.integers(0, 256, 3)
-            Image.fromarray(img.astype(np.uint8)).save(root / name / f"{name}_{i}.png")
-    return root
+    base = rng.integers(0, 256, 3)
+    img = (base + (xx * (c + 1) + yy * (i + 1))[..., None] * np.array([1, 2, 3])) % 256
+    x0, y0 = rng.integers(0, 30, 2)
+    img[y0:y0 + 12, x0:x0 + 12] = rng.integers(0, 256, 3)
+    return img.astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("consumers_src") / "animals")
+    """20 small images, 5 per class."""
+    return make_folder(tmp_path_factory.mktemp("consumers_src") / "animals", classes=CLASSES, per_class=5,
+                       picture=patterned_picture, name="{cls}_{i}.png", seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -270,8 +261,7 @@ def test_webdataset_tars_are_identical_across_worker_counts(wds_outs):
     a, b = wds_outs
     tars = sorted(p.name for p in a.glob("train-*.tar"))
     assert tars == sorted(p.name for p in b.glob("train-*.tar")) and tars
-    for name in tars + ["labels.parquet"]:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert_same_tree(a, b, only=tars + ["labels.parquet"])
 
 
 # ---------------------------------------------------------------- folder format

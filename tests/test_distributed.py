@@ -6,57 +6,39 @@ sidecars/manifest (no atomic rename there) to the same bytes.
 import io
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-from helpers import all_files as local_files
+
+from helpers import all_files as local_files, assert_same_tree, make_folder, mixbake_process
 
 BAKE = ["--size", "16", "--shard-size", "8", "--seed", "4", "-q"]
 
 
-def make_folder(root, per_class=8, bad_at=None):
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(["ant", "bee", "cow"]):
-        os.makedirs(root / name, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 256, size=(12, 14, 3), dtype=np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(pixels).save(buf, "PNG")
-            data = buf.getvalue()
-            if bad_at == (name, i):
-                data = b"this is not a png"
-            (root / name / f"{i:03d}.png").write_bytes(data)
-    return root
+def noise_picture(c, i, rng):
+    return rng.integers(0, 256, size=(12, 14, 3), dtype=np.uint8)
 
 
-def mixbake(*args, env=None, check=True):
-    result = subprocess.run([sys.executable, "-m", "mixbake", *map(str, args)], capture_output=True,
-                            text=True, env=env, timeout=300)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+FOLDER = dict(classes=("ant", "bee", "cow"), per_class=8, picture=noise_picture, name="{i:03d}.png", seed=0)
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("src"))
+    return make_folder(tmp_path_factory.mktemp("src"), **FOLDER)
 
 
 @pytest.fixture(scope="module")
 def local_build(source, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "out"
-    mixbake("bake", source, out, *BAKE, "--workers", "2")
+    mixbake_process("bake", source, out, *BAKE, "--workers", "2", code=0)
     return local_files(out)
 
 
 def test_dask_local_cluster_gives_the_same_bytes(source, local_build, tmp_path):
     pytest.importorskip("distributed")
-    mixbake("bake", source, tmp_path / "dask", *BAKE, "--executor", "dask", "--workers", "2")
-    assert local_files(tmp_path / "dask") == local_build
+    mixbake_process("bake", source, tmp_path / "dask", *BAKE, "--executor", "dask", "--workers", "2", code=0)
+    assert_same_tree(tmp_path / "dask", local_build)
     assert len([k for k in local_build if k.startswith("data/")]) >= 3
 
 
@@ -64,14 +46,14 @@ def test_dask_scheduler_address(source, local_build, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        mixbake("bake", source, tmp_path / "sched", *BAKE, "--scheduler", cluster.scheduler_address)
-    assert local_files(tmp_path / "sched") == local_build
+        mixbake_process("bake", source, tmp_path / "sched", *BAKE, "--scheduler", cluster.scheduler_address,
+                        code=0)
+    assert_same_tree(tmp_path / "sched", local_build)
 
 
 def test_unreachable_scheduler_is_a_clear_error(source, tmp_path):
     pytest.importorskip("distributed")
-    result = mixbake("bake", source, tmp_path / "x", *BAKE, "--scheduler", "tcp://127.0.0.1:9",
-                     check=False)
+    result = mixbake_process("bake", source, tmp_path / "x", *BAKE, "--scheduler", "tcp://127.0.0.1:9")
     assert result.returncode == 1
     assert "Cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
@@ -79,12 +61,12 @@ def test_unreachable_scheduler_is_a_clear_error(source, tmp_path):
 
 def test_malformed_scheduler_or_local_executor_with_one_is_a_clear_error(source, tmp_path):
     pytest.importorskip("distributed")
-    result = mixbake("bake", source, tmp_path / "x", *BAKE, "--scheduler", "foo", check=False)
+    result = mixbake_process("bake", source, tmp_path / "x", *BAKE, "--scheduler", "foo")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--scheduler 'foo' is not a scheduler address like tcp://HOST:PORT" in result.stderr
     assert not (tmp_path / "x").exists()  # refused before OUT was touched
-    both = mixbake("bake", source, tmp_path / "y", *BAKE, "--executor", "local", "--scheduler",
-                   "tcp://127.0.0.1:9", check=False)
+    both = mixbake_process("bake", source, tmp_path / "y", *BAKE, "--executor", "local", "--scheduler",
+                           "tcp://127.0.0.1:9")
     assert both.returncode == 2 and "cannot go with --executor local" in both.stderr
     assert not (tmp_path / "y").exists()
 
@@ -115,21 +97,21 @@ def s3_files(client, prefix):
 
 def test_s3_bake_matches_local_and_verifies(source, local_build, s3):
     env, client = s3
-    mixbake("bake", source, "s3://bkt/run1", *BAKE, "--workers", "2", env=env)
-    assert s3_files(client, "run1") == local_build
-    assert "OK" in mixbake("verify", "s3://bkt/run1", "--deep", env=env).stdout
-    again = mixbake("bake", source, "s3://bkt/run1", *BAKE, env=env)
+    mixbake_process("bake", source, "s3://bkt/run1", *BAKE, "--workers", "2", env=env, code=0)
+    assert_same_tree(s3_files(client, "run1"), local_build)
+    assert "OK" in mixbake_process("verify", "s3://bkt/run1", "--deep", env=env, code=0).stdout
+    again = mixbake_process("bake", source, "s3://bkt/run1", *BAKE, env=env, code=0)
     assert "nothing to do" in again.stdout
 
 
 def test_s3_tampering_is_caught_by_verify(source, s3):
     env, client = s3
-    mixbake("bake", source, "s3://bkt/run2", *BAKE, env=env)
+    mixbake_process("bake", source, "s3://bkt/run2", *BAKE, env=env, code=0)
     key = "run2/data/train-00000-of-00003.parquet"
     body = bytearray(client.get_object(Bucket="bkt", Key=key)["Body"].read())
     body[100] ^= 0xFF
     client.put_object(Bucket="bkt", Key=key, Body=bytes(body))
-    result = mixbake("verify", "s3://bkt/run2", env=env, check=False)
+    result = mixbake_process("verify", "s3://bkt/run2", env=env)
     assert result.returncode == 1
     assert "data/train-00000-of-00003.parquet: sha256 differs" in result.stderr
 
@@ -138,15 +120,16 @@ def test_s3_source_reads_folder_and_parquet(source, local_build, s3, tmp_path):
     env, client = s3
     for path in sorted(source.rglob("*.png")):
         client.put_object(Bucket="bkt", Key=f"src/{path.relative_to(source).as_posix()}", Body=path.read_bytes())
-    mixbake("bake", "s3://bkt/src", tmp_path / "from_s3", *BAKE, env=env)
+    mixbake_process("bake", "s3://bkt/src", tmp_path / "from_s3", *BAKE, env=env, code=0)
     built = local_files(tmp_path / "from_s3")
-    assert {k: v for k, v in built.items() if k != "manifest.json"} == \
-        {k: v for k, v in local_build.items() if k != "manifest.json"}  # the uri differs, nothing else
+    assert_same_tree({k: v for k, v in built.items() if k != "manifest.json"},
+                     {k: v for k, v in local_build.items() if k != "manifest.json"})  # the uri differs, nothing else
     doc = json.loads(built["manifest.json"])
     assert doc["source"]["uri"] == "s3://bkt/src"
     shard = io.BytesIO(local_build["data/train-00000-of-00003.parquet"])
     client.put_object(Bucket="bkt", Key="pq/train.parquet", Body=shard.getvalue())
-    mixbake("bake", "s3://bkt/pq/train.parquet", tmp_path / "from_pq", "--size", "16", "-q", env=env)
+    mixbake_process("bake", "s3://bkt/pq/train.parquet", tmp_path / "from_pq", "--size", "16", "-q", env=env,
+                    code=0)
     rows = pq.read_table(tmp_path / "from_pq" / "labels.parquet").num_rows
     assert rows == pq.read_table(io.BytesIO(shard.getvalue())).num_rows
 
@@ -155,15 +138,15 @@ def test_s3_interrupted_build_resumes_to_the_same_bytes(tmp_path, s3):
     """No atomic rename on S3: a build that stopped midway (here: --on-error fail on an item in a
     later shard) keeps its finished shards via sidecars, and the resumed build equals a fresh one."""
     env, client = s3
-    src = make_folder(tmp_path / "src", bad_at=("cow", 5))
-    failed = mixbake("bake", src, "s3://bkt/resume", *BAKE, "--workers", "1", env=env, check=False)
+    src = make_folder(tmp_path / "src", **FOLDER, bad_at=("cow", 5))
+    failed = mixbake_process("bake", src, "s3://bkt/resume", *BAKE, "--workers", "1", env=env)
     assert failed.returncode == 1 and "cow/005.png" in failed.stderr
     partial = s3_files(client, "resume")
     assert "manifest.json" not in partial
     assert any(k.startswith(".mixbake/shards/") for k in partial), "finished shards keep their sidecars"
-    mixbake("bake", src, "s3://bkt/resume", *BAKE, "--on-error", "skip", env=env)
-    mixbake("bake", src, "s3://bkt/fresh", *BAKE, "--on-error", "skip", env=env)
+    mixbake_process("bake", src, "s3://bkt/resume", *BAKE, "--on-error", "skip", env=env, code=0)
+    mixbake_process("bake", src, "s3://bkt/fresh", *BAKE, "--on-error", "skip", env=env, code=0)
     resumed, fresh = s3_files(client, "resume"), s3_files(client, "fresh")
-    assert resumed == fresh
+    assert_same_tree(resumed, fresh)
     assert json.loads(resumed["manifest.json"])["totals"]["skipped"] == 1
     assert not any(k.startswith(".mixbake") for k in resumed)

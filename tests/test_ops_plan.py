@@ -16,6 +16,7 @@ from mixbake.ops.cutout import cutout
 from mixbake.ops.mixup import mixup
 from mixbake.targets.classes import soft_label, soft_labels
 from mixbake.plan import CUTMIX, CUTOUT, MIXUP, NONE, ORIGINAL, make_pools, plan_shard, pool_target
+from helpers import single_item_bounds
 
 W, H = 20, 12  # output width, height used by the plan tests
 
@@ -520,10 +521,6 @@ def test_mixup_rows_record_lam_and_partner():
 
 
 # ====================================================================== plan.make_pools
-
-def single_item_bounds(n):
-    return np.arange(n + 1, dtype=np.int64)
-
 
 def varied_bounds(seed, chunks=60, max_chunk=6):
     sizes = np.random.default_rng(seed).integers(1, max_chunk + 1, size=chunks)

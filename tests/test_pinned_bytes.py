@@ -91,9 +91,7 @@ def make_source(kind: str, root: Path) -> str:
 
 def bake(name: str, workdir: Path, from_manifest=None) -> dict:
     """Bake case ``name`` into workdir/out with the CLI; the manifest it wrote."""
-    from click.testing import CliRunner
-
-    from mixbake.cli import cli
+    from helpers import cli
 
     kind, args = CASES[name]
     out = workdir / "out"
@@ -101,8 +99,7 @@ def bake(name: str, workdir: Path, from_manifest=None) -> dict:
         argv = ["bake", "--from-manifest", str(from_manifest), str(out), "-q", "-w", "2"]
     else:
         argv = ["bake", make_source(kind, workdir / "src"), str(out), "-q", "-w", "2", *args]
-    result = CliRunner().invoke(cli, argv)
-    assert result.exit_code == 0, result.output
+    cli(*argv, code=0)
     return json.loads((out / "manifest.json").read_text())
 
 

@@ -19,11 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import mixbake
-from mixbake.cli import cli
+from helpers import cli, make_folder
 
 COLOURS = {  # folder names sort to this order: label i is the i-th class
     "blue": (0, 0, 255),
@@ -42,13 +41,6 @@ GREEN, RED, BLACK = (0, 255, 0), (255, 0, 0), (0, 0, 0)
 def write_png(path, rgb: np.ndarray) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     Image.fromarray(rgb, "RGB").save(path)
-
-
-def make_solid_folder(root) -> str:
-    for name, colour in COLOURS.items():
-        for i in range(PER_CLASS):
-            write_png(os.path.join(root, name, f"img{i:02d}.png"), np.full((20, 20, 3), colour, np.uint8))
-    return str(root)
 
 
 def stripe_image() -> np.ndarray:
@@ -129,7 +121,10 @@ PNG_COPIES = 2
 
 @pytest.fixture(scope="module")
 def solid_folder(tmp_path_factory):
-    return make_solid_folder(tmp_path_factory.mktemp("solid"))
+    root = make_folder(tmp_path_factory.mktemp("solid"), classes=CLASSES, per_class=PER_CLASS,
+                       picture=lambda c, i, rng: np.full((20, 20, 3), colour_of(c), np.uint8),
+                       name="img{i:02d}.png")
+    return str(root)
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +139,11 @@ def png_bake(solid_folder, tmp_path_factory):
 @pytest.fixture(scope="module")
 def raw_bake(solid_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("raw") / "out"
-    result = CliRunner().invoke(cli, [
-        "bake", solid_folder, str(out), "--size", f"{RAW_W}x{RAW_H}", "--image-format", "raw",
+    result = cli(
+        "bake", solid_folder, out, "--size", f"{RAW_W}x{RAW_H}", "--image-format", "raw",
         "--mixup", "1", "--cutmix", "1", "--cutout", "1", "--cutout-fill", "noise", "--cutout-size", "0.4",
         "--pairing", "cross-class", "--label-smoothing", "0.1", "--shard-size", "16", "--seed", "5",
-        "--workers", "2", "--quiet"])
+        "--workers", "2", "--quiet")
     assert result.exit_code == 0, result.output
     bake = load_bake(str(out), RAW_W, RAW_H)
     bake["output"] = result.output

@@ -9,32 +9,27 @@ import tarfile
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import mixbake
 from mixbake import imaging
-from mixbake.cli import cli
 from mixbake.errors import MixbakeError
 from mixbake.report import format_inspect, inspect
 from mixbake.preview import GUTTER, caption, make_layout, preview, preview_sheet
+from helpers import cli, make_folder
 
 OPTIONS = dict(size=32, seed=3, cutout=0.3, cutout_holes=2, cutout_size=0.3)
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+def ramp_picture(c, i, rng, size=24):
+    """Red by class, a green ramp down the rows, and a blue square lower for each item."""
+    pixels = np.zeros((size, size, 3), np.uint8)
+    pixels[..., 0], pixels[..., 1] = 40 + 90 * c, np.arange(size, dtype=np.uint8)[:, None] * 8
+    pixels[i:i + 8, 4:12, 2] = 255
+    return pixels
 
 
-def make_folder(root, classes=("cat", "dog"), per_class=6, size=24):
-    for c, name in enumerate(classes):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            pixels = np.zeros((size, size, 3), np.uint8)
-            pixels[..., 0], pixels[..., 1] = 40 + 90 * c, np.arange(size, dtype=np.uint8)[:, None] * 8
-            pixels[i:i + 8, 4:12, 2] = 255
-            Image.fromarray(pixels).save(root / name / f"{i:02d}.png")
-    return root
+PETS = dict(classes=("cat", "dog"), per_class=6, picture=ramp_picture)  # make_folder(root, **PETS)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +41,7 @@ def demo_out(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder_source(tmp_path_factory):
-    return make_folder(tmp_path_factory.mktemp("src") / "pets")
+    return make_folder(tmp_path_factory.mktemp("src") / "pets", **PETS)
 
 
 def tile(sheet, i):
@@ -92,7 +87,7 @@ def test_preview_of_out_with_seed_draws_rows_and_boxes_are_drawn(demo_out):
 
 def test_preview_cli_writes_png_of_expected_size(demo_out, tmp_path):
     png = tmp_path / "grid.png"
-    result = run("preview", demo_out, "-o", png, "-n", 6, "--seed", 2, "--no-boxes")
+    result = cli("preview", demo_out, "-o", png, "-n", 6, "--seed", 2, "--no-boxes")
     assert result.exit_code == 0, result.output
     assert "6 samples in 3x2 tiles" in result.output
     layout = make_layout(6, 32, 32)
@@ -103,18 +98,18 @@ def test_preview_cli_writes_png_of_expected_size(demo_out, tmp_path):
 def test_preview_errors(demo_out, tmp_path):
     with pytest.raises(MixbakeError, match="bake options .*--size.* apply to a SOURCE"):
         preview(demo_out, size=64)
-    result = run("preview", demo_out, "-o", tmp_path / "x.png", "--cutmix", "1")
+    result = cli("preview", demo_out, "-o", tmp_path / "x.png", "--cutmix", "1")
     assert result.exit_code == 1 and "--cutmix" in result.output and not (tmp_path / "x.png").exists()
     unfinished = tmp_path / "unfinished"
     (unfinished / ".mixbake").mkdir(parents=True)
     (unfinished / ".mixbake" / "build.json").write_text("{}")
-    result = run("preview", unfinished, "-o", tmp_path / "x.png")
+    result = cli("preview", unfinished, "-o", tmp_path / "x.png")
     assert result.exit_code == 1 and "unfinished build (no manifest.json yet)" in result.output
-    result = run("inspect", tmp_path)
+    result = cli("inspect", tmp_path)
     assert result.exit_code == 1 and "has no manifest.json" in result.output
-    result = run("verify", tmp_path / "nowhere")
+    result = cli("verify", tmp_path / "nowhere")
     assert result.exit_code == 1 and "nowhere does not exist" in result.output
-    result = run("preview", demo_out, "-o", tmp_path / "x.jpg")  # the sheet is a PNG, whatever the name
+    result = cli("preview", demo_out, "-o", tmp_path / "x.jpg")  # the sheet is a PNG, whatever the name
     assert result.exit_code == 2 and "name it *.png" in result.output and not (tmp_path / "x.jpg").exists()
 
 
@@ -146,7 +141,7 @@ def test_preview_of_source_decodes_only_what_it_shows(folder_source, monkeypatch
 
 def test_preview_cli_of_source(folder_source, tmp_path):
     png = tmp_path / "src.png"
-    result = run("preview", folder_source, "-o", png, "-n", 4, "--size", "24x16", "--cutmix", "1",
+    result = cli("preview", folder_source, "-o", png, "-n", 4, "--size", "24x16", "--cutmix", "1",
                  "--mixup", "0", "--seed", 9)
     assert result.exit_code == 0, result.output
     layout = make_layout(4, 24, 16)
@@ -217,15 +212,15 @@ def test_inspect_agrees_with_manifest(demo_out):
 
 
 def test_inspect_cli_text_and_json(demo_out):
-    result = run("inspect", demo_out)
+    result = cli("inspect", demo_out)
     assert result.exit_code == 0 and "rows     288" in result.output
-    result = run("inspect", demo_out, "--json")
+    result = cli("inspect", demo_out, "--json")
     assert result.exit_code == 0
     assert json.loads(result.output) == json.loads(json.dumps(inspect(demo_out)))
 
 
 def test_inspect_lists_skipped_items(tmp_path, caplog):
-    source = make_folder(tmp_path / "src")
+    source = make_folder(tmp_path / "src", **PETS)
     (source / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "out"
     mixbake.bake(str(source), out, workers=1, quiet=True, size=16, on_error="skip")
@@ -236,7 +231,7 @@ def test_inspect_lists_skipped_items(tmp_path, caplog):
     # a preview meeting the bad item shows the rows of the bake with --on-error skip, partners included
     sheet = preview_sheet(str(source), n=13, size=16)
     assert sheet.skipped == ("dog/broken.jpg: not an image Pillow can identify",)  # said, not only left out
-    result = run("preview", source, "-o", tmp_path / "p.png", "-n", 13, "--size", 16)
+    result = cli("preview", source, "-o", tmp_path / "p.png", "-n", 13, "--size", 16)
     assert result.exit_code == 0, result.output
     assert "left out of the preview" in caplog.text and "dog/broken.jpg: not an image" in caplog.text
     baked = pq.read_table(out / "labels.parquet").to_pylist()

@@ -19,20 +19,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import mixbake
 from mixbake import manifest as mb_manifest
-from mixbake.cli import cli
-from helpers import all_files
+from helpers import MIXBAKE, all_files, assert_same_tree, cli_as_process, manifest_of
 
 try:
     from corpus import BOMB_SIZE, by_kind, make_bad_parquet, make_tricky_folder, quadrant_means
 except ImportError:  # tests/ made into a package
     from .corpus import BOMB_SIZE, by_kind, make_bad_parquet, make_tricky_folder, quadrant_means
 
-MIXBAKE = [sys.executable, "-m", "mixbake"]
 TIMEOUT = 120
 NOT_ITEMS = {"ignored", "empty_class"}
 SHARD_RE = re.compile(r"^train-\d{5}-of-\d{5}\.parquet$")
@@ -40,21 +37,11 @@ SHARD_RE = re.compile(r"^train-\d{5}-of-\d{5}\.parquet$")
 
 # ---------------------------------------------------------------- helpers
 
-def invoke(args):
-    """Run mixbake in-process (click's runner): far cheaper than a new interpreter per bake, and the
-    worker pool's forkserver is shared by every bake of the session. An exception other than the CLI's
-    own exit (i.e. a traceback the user would see) fails the test."""
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"mixbake {' '.join(map(str, args))} raised "
-                             f"{type(result.exception).__name__}: {result.exception}") from result.exception
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
-
-
 def run_many(arglists, real=False, timeout=TIMEOUT, cwd=None):
-    """Run several mixbake commands; ``real``: each in its own ``python -m mixbake``, all at once."""
+    """Run several mixbake commands, in this process (click's runner: far cheaper than a new interpreter
+    per bake); ``real``: each in its own ``python -m mixbake``, all at once."""
     if not real:
-        return [invoke(args) for args in arglists]
+        return [cli_as_process(*args) for args in arglists]
     procs = [subprocess.Popen(MIXBAKE + [str(a) for a in args], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, cwd=cwd) for args in arglists]
     results = []
@@ -85,11 +72,6 @@ def errors_of(out):
         return []
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
-
-
-def manifest_of(out):
-    with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
-        return json.load(f)
 
 
 def labels_of(out):
@@ -214,8 +196,7 @@ def test_skipped_items_give_identical_bytes_for_1_and_2_workers(skip_bakes):
     assert len(shards) >= 3, "want several shards"
     assert set(one) == set(two)
     assert set(two) == {"manifest.json", "labels.parquet", "errors.jsonl", *shards}
-    for name in sorted(two):
-        assert one[name] == two[name], f"{name} differs between --workers 1 and --workers 2"
+    assert_same_tree(one, two)  # --workers 1 and --workers 2
 
 
 def test_skip_build_verifies_deep(skip_bakes):
@@ -307,7 +288,7 @@ def test_fail_on_multi_shard_build_keeps_only_complete_shards(tmp_path):
     assert resumed.returncode == 0 and clean.returncode == 0, (resumed.stderr, clean.stderr)
     assert resumed.stdout.startswith("Resumed"), resumed.stdout
     assert len(os.listdir(fresh / "data")) > len(done)
-    assert all_files(out) == all_files(fresh)
+    assert_same_tree(out, fresh)
     assert [e["ref"] for e in errors_of(out)] == ["b/zz_zero.png"]
 
 

@@ -5,25 +5,23 @@ build refused, and --overwrite that removes only mixbake's files.
 
 Kill points are observed on disk by polling OUT while the bake runs in its own session.
 """
+import io
 import json
 import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from mixbake.cli import cli
-from helpers import all_files, snapshot
+from helpers import (MIXBAKE, all_files, assert_same_tree, cli, cli_as_process, make_folder, mixbake_process,
+                     snapshot)
 
-MIXBAKE = [sys.executable, "-m", "mixbake"]
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
 TMP_RE = re.compile(r"^\.train-\d{5}-of-\d{5}\.parquet\.(\d+)\.tmp$")
 # 60 items, 30 copies each, 180 rows a shard => 10 shards of 64x64 PNGs (slow enough to stop mid-way)
@@ -130,31 +128,23 @@ def stderr_within(proc, timeout, failure):
 
 
 def bake(src, out, args=BIG_ARGS, timeout=120):
-    return subprocess.run(MIXBAKE + ["bake", str(src), str(out), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return mixbake_process("bake", src, out, *args, timeout=timeout)
 
 
 def bake_inproc(src, out, args):
     """The CLI in-process (cheap: no new interpreter). A traceback the user would see fails the test."""
-    result = CliRunner().invoke(cli, ["bake", str(src), str(out), *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"mixbake raised {type(result.exception).__name__}: {result.exception}") \
-            from result.exception
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+    return cli_as_process("bake", src, out, *args)
 
 
 def verify_deep(out):
-    result = CliRunner().invoke(cli, ["verify", str(out), "--deep"])
-    assert result.exit_code == 0, result.output
+    result = cli("verify", out, "--deep", code=0)
     assert "OK" in result.output
 
 
 def assert_same_build(out, ref):
     got, want = all_files(out), all_files(ref)
     assert not [p for p in got if p.endswith(".tmp")], "temporaries left behind"
-    assert sorted(got) == sorted(want)
-    for name in sorted(want):
-        assert got[name] == want[name], f"{name} differs from the uninterrupted build"
+    assert_same_tree(got, want)  # want: the uninterrupted build
 
 
 def descendants(pid):
@@ -178,23 +168,24 @@ def descendants(pid):
 
 # ---------------------------------------------------------------- fixtures
 
-def make_source(root, classes=3, per_class=20, side=160, seed=0):
-    rng = np.random.default_rng(seed)
-    for c in range(classes):
-        os.makedirs(root / f"class{c}", exist_ok=True)
-        for i in range(per_class):
-            base = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-            img = np.asarray(Image.fromarray(base).resize((side, side), Image.BILINEAR), dtype=np.int16)
-            img = np.clip(img + rng.integers(-24, 24, img.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / f"class{c}" / f"img_{i:02d}.png", compress_level=1)
-    return root
+def make_textured_folder(root, classes=3, per_class=20, side=160, seed=0):
+    """class<c>/img_<i>.png: side x side upscaled noise with grain, deflated fast (compress_level=1)."""
+    def picture(c, i, rng):
+        base = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(base).resize((side, side), Image.BILINEAR), dtype=np.int16)
+        img = np.clip(img + rng.integers(-24, 24, img.shape), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "PNG", compress_level=1)
+        return buf.getvalue()
+    return make_folder(root, [f"class{c}" for c in range(classes)], per_class, picture=picture,
+                       name="img_{i:02d}.png", seed=seed)
 
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
     """(source, OUT of an uninterrupted reference bake)."""
     base = tmp_path_factory.mktemp("resume")
-    src = make_source(base / "src")
+    src = make_textured_folder(base / "src")
     ref = base / "ref"
     result = bake(src, ref)
     assert result.returncode == 0, result.stderr
@@ -224,7 +215,7 @@ def test_workers_end_when_the_main_process_is_killed_alone(big, tmp_path):
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     base = tmp_path_factory.mktemp("small")
-    return make_source(base / "src", classes=2, per_class=6, side=24, seed=1)
+    return make_textured_folder(base / "src", classes=2, per_class=6, side=24, seed=1)
 
 
 SMALL_ARGS = ["--size", "16", "--shard-size", "4", "--workers", "2", "-q"]
@@ -347,9 +338,7 @@ def test_killed_worker_build_ends_with_the_reference_bytes(big, worker_killed):
     out, ref = worker_killed["out"], big[1]
     got = {p: b for p, b in all_files(out).items() if not p.endswith(".tmp")}
     want = all_files(ref)
-    assert sorted(got) == sorted(want)
-    for name in want:
-        assert got[name] == want[name], name
+    assert_same_tree(got, want)
 
 
 def test_killed_worker_leaves_no_temporary_in_the_finished_build(worker_killed):
@@ -445,7 +434,7 @@ def test_rerun_of_a_finished_build_is_a_noop_that_says_so(small, small_build):
     result = bake_inproc(small, small_build, SMALL_ARGS)
     assert result.returncode == 0, result.stderr
     assert "already holds this finished build" in result.stdout
-    assert snapshot(small_build) == before
+    assert_same_tree(snapshot(small_build), before)
 
 
 def test_different_seed_is_refused_and_nothing_changes(small, small_build):
@@ -455,7 +444,7 @@ def test_different_seed_is_refused_and_nothing_changes(small, small_build):
     assert "Traceback" not in result.stderr
     assert "different build" in result.stderr and "--overwrite" in result.stderr, result.stderr
     assert "(seed 0 -> 9)" in result.stderr, result.stderr  # says what differs
-    assert snapshot(small_build) == before
+    assert_same_tree(snapshot(small_build), before)
 
 
 def test_an_unfinished_different_build_is_refused_naming_what_differs(tmp_path):
@@ -480,7 +469,7 @@ def test_overwrite_replaces_the_build_with_exactly_a_fresh_one(small, small_buil
     assert result.returncode == 0, result.stderr
     fresh = tmp_path / "fresh"
     assert bake_inproc(small, fresh, other).returncode == 0
-    assert all_files(small_build) == all_files(fresh)  # old shards, labels and manifest all replaced
+    assert_same_tree(small_build, fresh)  # old shards, labels and manifest all replaced
     assert not old_shards & set(os.listdir(small_build / "data"))  # another shard count: other names
 
 
@@ -495,7 +484,7 @@ def test_overwrite_refuses_when_out_holds_a_foreign_file(small, small_build, for
     assert result.returncode == 1, result.stdout
     assert "Traceback" not in result.stderr
     assert "did not write" in result.stderr and f"({named}" in result.stderr, result.stderr
-    assert snapshot(small_build) == before
+    assert_same_tree(snapshot(small_build), before)
 
 
 def test_foreign_images_dir_in_a_fresh_out_is_refused_not_adopted(small, tmp_path):

@@ -5,25 +5,20 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
-from PIL import Image
 
-from mixbake.cli import cli
+from helpers import cli, make_folder, manifest_of, mixbake_process
 
-MIXBAKE = [sys.executable, "-m", "mixbake"]
 ARGS = ["--size", "20", "--shard-size", "6", "--mixup", "1", "--cutmix", "1", "--cutout", "1", "--none", "0.3",
         "--label-smoothing", "0.1", "--workers", "2", "--seed", "11", "-q"]
 
 
 def verify(out, *extra):
-    return CliRunner().invoke(cli, ["verify", str(out), *extra])
+    return cli("verify", out, *extra)
 
 
 def assert_problem(result, *needles):
@@ -34,11 +29,6 @@ def assert_problem(result, *needles):
     assert any(all(n in line for n in needles) for line in lines), (needles, result.stderr)
 
 
-def load_manifest(out):
-    with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
-        return json.load(f)
-
-
 def save_manifest(out, doc):
     with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=2, sort_keys=True, ensure_ascii=False)
@@ -46,7 +36,7 @@ def save_manifest(out, doc):
 
 def patch_manifest_entry(out, relpath):
     """Make the manifest agree with the file's current bytes (so only deeper checks can object)."""
-    doc = load_manifest(out)
+    doc = manifest_of(out)
     data = (out / relpath).read_bytes()
     entries = [e for e in doc["shards"] + [doc["labels"]] if e["path"] == relpath]
     assert len(entries) == 1
@@ -72,7 +62,7 @@ def rewrite_shard(out, relpath, column, row, value, labels_too=True):
     set_cell(out / relpath, column, row, value)
     patch_manifest_entry(out, relpath)
     if labels_too:
-        shard = [e["path"] for e in load_manifest(out)["shards"]].index(relpath)
+        shard = [e["path"] for e in manifest_of(out)["shards"]].index(relpath)
         where = pq.read_table(out / "labels.parquet", columns=["shard", "row"]).to_pydict()
         i = next(i for i, (s, r) in enumerate(zip(where["shard"], where["row"])) if (s, r) == (shard, row))
         set_cell(out / "labels.parquet", column, i, value)
@@ -88,7 +78,7 @@ def assert_only_invariants_object(result):
 
 def find_row(out, predicate):
     """(shard relpath, row, row dict) of the first row satisfying predicate."""
-    for entry in load_manifest(out)["shards"]:
+    for entry in manifest_of(out)["shards"]:
         rows = pq.read_table(out / entry["path"]).drop(["image"]).to_pylist()
         for r, row in enumerate(rows):
             if predicate(row):
@@ -96,25 +86,21 @@ def find_row(out, predicate):
     pytest.fail("no such row in the build")
 
 
-def make_source(root):
-    for c in range(3):
-        (root / f"k{c}").mkdir(parents=True)
-        for i in range(8):
-            rgb = np.full((24, 24, 3), (40 + 70 * c, 25 * i, 200 - 20 * i), np.uint8)
-            rgb[c * 6:(c + 1) * 6, i:i + 8] = 255
-            Image.fromarray(rgb).save(root / f"k{c}" / f"{i:02d}.png")
-    return root
+def marked_picture(c, i, rng):
+    """A colour per class and item, with a white block placed by both."""
+    rgb = np.full((24, 24, 3), (40 + 70 * c, 25 * i, 200 - 20 * i), np.uint8)
+    rgb[c * 6:(c + 1) * 6, i:i + 8] = 255
+    return rgb
 
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
     base = tmp_path_factory.mktemp("verify")
-    src = make_source(base / "src")
+    src = make_folder(base / "src", classes=("k0", "k1", "k2"), per_class=8, picture=marked_picture)
     out = base / "out"
-    result = subprocess.run(MIXBAKE + ["bake", str(src), str(out), *ARGS], capture_output=True, text=True,
-                            timeout=120)
+    result = mixbake_process("bake", src, out, *ARGS, timeout=120)
     assert result.returncode == 0, result.stderr
-    doc = load_manifest(out)
+    doc = manifest_of(out)
     assert len(doc["shards"]) >= 3
     assert all(doc["totals"]["ops"][op] > 0 for op in ("mixup", "cutmix", "cutout"))
     return src, out
@@ -133,8 +119,7 @@ def copy(build, tmp_path):
 def test_fresh_build_verifies_via_the_real_cli(build):
     out = build[1]
     for extra in ([], ["--deep"]):
-        result = subprocess.run(MIXBAKE + ["verify", str(out), *extra], capture_output=True, text=True,
-                                timeout=120)
+        result = mixbake_process("verify", out, *extra, timeout=120)
         assert result.returncode == 0, result.stderr
         assert "OK" in result.stdout and result.stderr == ""
     assert "deep" in result.stdout
@@ -149,7 +134,7 @@ def test_a_copied_build_verifies_deep(copy):
 # ---------------------------------------------------------------- file-level tampering
 
 def test_flipped_byte_in_a_shard(copy):
-    rel = load_manifest(copy)["shards"][1]["path"]
+    rel = manifest_of(copy)["shards"][1]["path"]
     data = bytearray((copy / rel).read_bytes())
     data[len(data) // 2] ^= 0x01
     (copy / rel).write_bytes(bytes(data))
@@ -157,14 +142,14 @@ def test_flipped_byte_in_a_shard(copy):
 
 
 def test_deleted_shard(copy):
-    rel = load_manifest(copy)["shards"][-1]["path"]
+    rel = manifest_of(copy)["shards"][-1]["path"]
     (copy / rel).unlink()
     assert_problem(verify(copy), rel, "missing")
 
 
 @pytest.mark.parametrize("name", ["extra.parquet", "train-00099-of-00099.parquet", ".hidden.tmp"])
 def test_extra_file_in_data(copy, name):
-    shutil.copy2(copy / load_manifest(copy)["shards"][0]["path"], copy / "data" / name)
+    shutil.copy2(copy / manifest_of(copy)["shards"][0]["path"], copy / "data" / name)
     assert_problem(verify(copy), f"data/{name}", "not listed")
 
 
@@ -235,7 +220,7 @@ def test_duplicate_key_with_patched_sha256(copy):
 
 @pytest.mark.parametrize("field", ["rows", "ops"])
 def test_wrong_manifest_totals(copy, field):
-    doc = load_manifest(copy)
+    doc = manifest_of(copy)
     if field == "rows":
         doc["totals"]["rows"] += 1
     else:
@@ -246,21 +231,21 @@ def test_wrong_manifest_totals(copy, field):
 
 
 def test_wrong_row_count_of_a_shard_in_the_manifest(copy):
-    doc = load_manifest(copy)
+    doc = manifest_of(copy)
     doc["shards"][0]["rows"] += 1
     save_manifest(copy, doc)
     assert_problem(verify(copy), doc["shards"][0]["path"], "row")
 
 
 def test_wrong_manifest_total_bytes(copy):
-    doc = load_manifest(copy)
+    doc = manifest_of(copy)
     doc["totals"]["bytes"] += 1
     save_manifest(copy, doc)
     assert_problem(verify(copy), "totals.bytes")
 
 
 def test_wrong_manifest_skipped_count(copy):
-    doc = load_manifest(copy)
+    doc = manifest_of(copy)
     doc["totals"]["skipped"] += 1
     save_manifest(copy, doc)
     assert_problem(verify(copy), "skipped")
@@ -268,7 +253,7 @@ def test_wrong_manifest_skipped_count(copy):
 
 def test_wrong_manifest_item_count_deep(copy):
     """Only the source knows how many items it has: --deep lists it again."""
-    doc = load_manifest(copy)
+    doc = manifest_of(copy)
     doc["totals"]["items"] += 1
     save_manifest(copy, doc)
     assert_problem(verify(copy, "--deep"), "totals.items")
@@ -280,7 +265,7 @@ def test_labels_parquet_disagreeing_with_the_shards_with_patched_sha256(copy):
     table = pq.read_table(copy / "labels.parquet", columns=["shard", "label"]).to_pydict()
     set_cell(copy / "labels.parquet", "label", 0, (table["label"][0] + 1) % 3)
     patch_manifest_entry(copy, "labels.parquet")
-    shard = load_manifest(copy)["shards"][table["shard"][0]]["path"]
+    shard = manifest_of(copy)["shards"][table["shard"][0]]["path"]
     assert_problem(verify(copy), "labels.parquet", shard)
 
 
@@ -304,7 +289,7 @@ def test_deep_catches_a_swapped_partner_that_keeps_every_invariant(copy):
 def test_deep_catches_a_changed_source(build, copy, tmp_path):
     src = tmp_path / "src"
     shutil.copytree(build[0], src)
-    doc = load_manifest(copy)
+    doc = manifest_of(copy)
     doc["source"]["uri"] = str(src)
     save_manifest(copy, doc)
     (src / "k0" / "00.png").write_bytes((src / "k0" / "00.png").read_bytes() + b"trailing")
@@ -329,8 +314,7 @@ def test_unfinished_build_says_to_resume(build, tmp_path):
     shutil.copytree(build[0], src)
     (src / "k1" / "zz_empty.png").write_bytes(b"")
     out = tmp_path / "out"
-    failed = subprocess.run(MIXBAKE + ["bake", str(src), str(out), *ARGS], capture_output=True, text=True,
-                            timeout=120)
+    failed = mixbake_process("bake", src, out, *ARGS, timeout=120)
     assert failed.returncode == 1 and "k1/zz_empty.png" in failed.stderr, failed.stderr
     assert os.path.isdir(out) and not (out / "manifest.json").exists()
     result = verify(out)
