@@ -19,7 +19,6 @@ from .options import Option, coerce, pair
 
 RESIZE_MODES = ("crop", "pad", "stretch")
 IMAGE_FORMATS = ("jpeg", "png", "webp", "raw")
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "raw": "raw"}  # file name endings
 PAIRINGS = ("random", "cross-class")
 ERROR_POLICIES = ("fail", "skip")
 OUTPUT_FORMATS = formats.NAMES

@@ -25,7 +25,7 @@ from .store import Store
 
 FORMAT_VERSION = 2  # the newest format this mixbake writes (a build records the one its rules follow)
 MANIFEST = "manifest.json"
-LABELS = "labels.parquet"
+LABELS = formats.LABELS
 ERRORS = "errors.jsonl"
 STATE = ".mixbake"
 CLAIM = STATE + "/build.json"

@@ -81,24 +81,6 @@ def _chunk_payloads(reader, locator, positions, bad: Dict[int, str]):
         bad.setdefault(p, reason)
 
 
-def _chunk_payloads(reader, locator, positions, bad: Dict[int, str]):
-    """(position, payload) for a chunk; a chunk that cannot be read (or stops early) marks the rest
-    of its items bad with the reason, instead of failing the whole shard."""
-    import pyarrow as pa
-    done = 0
-    try:
-        for payload in reader.read_chunk(locator):
-            if done == len(positions):
-                break
-            yield positions[done], payload
-            done += 1
-        reason = "row missing from its row group"
-    except (OSError, pa.ArrowException) as exc:
-        reason = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
-    for p in positions[done:]:
-        bad.setdefault(p, reason)
-
-
 def render(config: BakeConfig, plan: PoolPlan, r: int, images) -> np.ndarray:
     """The pixels of planned row ``r``, by its op's pixel rule."""
     b = plan.pos_b[r]

@@ -217,3 +217,28 @@ def test_bad_pairing_options_are_refused(source, tmp_path, args, message):
 def test_format_1_has_no_pairing_options():
     with pytest.raises(MixbakeError, match="format-2 options"):
         BakeConfig(copies=3, pool_size=100, format_version=1)
+
+
+def test_a_pool_with_some_shards_finished_resumes_to_the_same_bytes(baked, source, tmp_path, monkeypatch):
+    """A pool writes several shards; after an interruption only its unfinished ones are written again,
+    from the same plan."""
+    import mixbake.run
+
+    _, reference = baked
+    out = tmp_path / "out"
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(mixbake.run, "write_manifest", stop)
+        with pytest.raises(KeyboardInterrupt):
+            mixbake.bake(source, str(out), workers=2, quiet=True, **OPTIONS)
+    # drop shards 1 and 2 of the first pool (it wrote 0..7): their sidecars and files
+    for shard in (1, 2):
+        (out / ".mixbake" / "shards" / f"shard-{shard:05d}.arrow").unlink()
+        (out / "data" / f"train-{shard:05d}-of-00087.parquet").unlink()
+    kept = (out / "data" / "train-00000-of-00087.parquet").stat().st_mtime_ns
+    summary = mixbake.bake(source, str(out), workers=2, quiet=True, **OPTIONS)
+    assert summary.state == "resumed" and summary.kept == 85
+    assert (out / "data" / "train-00000-of-00087.parquet").stat().st_mtime_ns == kept  # not written again
+    assert_same_tree(out, reference)

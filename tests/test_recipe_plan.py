@@ -88,3 +88,18 @@ def test_plan_and_preview_take_a_recipe_as_bake_does(tmp_path):
     assert sheet.exit_code == 0 and "4 samples" in sheet.output and (tmp_path / "r.png").is_file()
     bare = cli("plan")
     assert bare.exit_code == 2 and "expected SOURCE (or a --recipe that names the source)" in bare.output
+
+
+def test_the_options_reference_is_generated_from_the_declarations():
+    """docs/options.md is what the registries say (regenerate: python -m mixbake.reference > docs/options.md),
+    and the README's options table names every flag."""
+    from pathlib import Path
+
+    from mixbake.config import all_options
+    from mixbake.reference import page
+
+    repo = Path(__file__).resolve().parent.parent
+    assert (repo / "docs" / "options.md").read_text() == page()
+    readme = (repo / "README.md").read_text()
+    missing = [o.flag for o in all_options() if o.cli and f"`{o.flag}" not in readme]
+    assert not missing, f"README.md's options table lacks {missing}"

@@ -24,9 +24,10 @@ from helpers import (MIXBAKE, all_files, assert_same_tree, cli, cli_as_process, 
 
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
 TMP_RE = re.compile(r"^\.train-\d{5}-of-\d{5}\.parquet\.(\d+)\.tmp$")
-# 60 items, 30 copies each, 180 rows a shard => 10 shards of 64x64 PNGs (slow enough to stop mid-way)
+# 60 items, 30 copies each in 5 passes of 6 copies over pools of 30 items: 10 pools of 180 rows, one
+# 180-row shard each => 10 shards of 64x64 PNGs, two written at a time (slow enough to stop mid-way)
 BIG_ARGS = ["--size", "64", "--image-format", "png", "--copies", "30", "--shard-size", "180",
-            "--workers", "2", "--seed", "5", "-q"]
+            "--pool-size", "30", "--copies-per-pass", "6", "--workers", "2", "--seed", "5", "-q"]
 NUM_SHARDS = 10
 
 

@@ -124,3 +124,29 @@ def test_a_quiet_bake_does_not_import_the_progress_bar(sources, tmp_path):
     imports = _run(shown, ["-m", "mixbake", "bake", str(sources["folder"]), str(out) + "2", "--size", "32"],
                    watch=("tqdm",))
     assert "=== tqdm imported" in imports  # the guard sees it when the bar is on
+
+
+def test_plan_verify_and_inspect_load_no_codec(sources, tmp_path):
+    """Planning, a plain verify and inspect read labels and manifests only: they never import OpenCV
+    or libjpeg-turbo (the task and plan modules are pure)."""
+    out = tmp_path / "out"
+    baked = tmp_path / "baked"
+    baked.mkdir()
+    script = baked / "bake.py"
+    script.write_text(textwrap.dedent(f"""
+        import mixbake
+        if __name__ == "__main__":
+            mixbake.bake({str(sources['folder'])!r}, {str(out)!r}, workers=1, shard_size=4, size=32, quiet=True)
+    """))
+    assert _run(baked, [str(script)]) == ""
+    checked = tmp_path / "checked"
+    checked.mkdir()
+    imports = _run(checked, ["-c", textwrap.dedent(f"""
+        from mixbake.plan_summary import plan_summary
+        from mixbake.report import inspect
+        from mixbake.verify import verify
+        assert plan_summary({str(sources['folder'])!r}, size=32)["rows"] == 12
+        assert verify({str(out)!r}) == []
+        assert inspect({str(out)!r})["rows"] == 12
+    """)], watch=("cv2", "simplejpeg"))
+    assert imports == ""

@@ -24,7 +24,8 @@ import importlib
 from typing import Dict, List, Optional, Tuple
 
 NAMES = ("parquet", "webdataset", "folder")
-COMMON = ("manifest.json", "labels.parquet", "errors.jsonl", ".mixbake")  # what every build writes
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "raw": "raw"}  # file name endings per image format
+LABELS = "labels.parquet"  # every build's label manifest (the folder format makes labels.csv from it)
 
 
 class Format:
@@ -36,7 +37,8 @@ class Format:
 
     # ---- the files in OUT
     def owns(self, name: str) -> bool:
-        """Is top-level entry ``name`` of OUT something this format writes (besides COMMON)?"""
+        """Is top-level entry ``name`` of OUT something this format writes (besides what every build
+        writes: manifest.json, labels.parquet, errors.jsonl, .mixbake)?"""
         return False
 
     def foreign(self, store) -> List[str]:
@@ -128,6 +130,13 @@ class AtomicFileWriter:
 def is_temporary(name: str) -> bool:
     """A writer's temporary: dot-named, ``.tmp`` at the end (readers and globs skip it)."""
     return name.startswith(".") and name.endswith(".tmp")
+
+
+def is_shard_file(name: str, ending: str) -> bool:
+    """A shard file ``train-*<ending>``, or one of its temporaries (``.train-*<ending>.<pid>.tmp``)."""
+    if is_temporary(name):
+        return name.startswith(".train-") and f"{ending}." in name
+    return name.startswith("train-") and name.endswith(ending)
 
 
 def get(name: Optional[str]) -> Format:

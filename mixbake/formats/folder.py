@@ -14,8 +14,7 @@ import json
 import re
 from typing import Dict, List, Sequence
 
-from ..config import EXTENSIONS
-from . import Format
+from . import EXTENSIONS, LABELS, Format
 
 IMAGES = "images"
 LABELS_CSV = "labels.csv"
@@ -96,11 +95,13 @@ class FolderFormat(Format):
 
     def finish(self, store, classes):
         """labels.csv for people who just want files: one row per image, soft label as a JSON list."""
-        from ..manifest import read_labels
+        import pyarrow.parquet as pq
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
-        for row in read_labels(store).to_pylist():
+        with store.open_input(LABELS) as f:
+            rows = pq.ParquetFile(f).read().to_pylist()
+        for row in rows:
             row["class"] = classes[row["label"]]
             row["soft_label"] = json.dumps([round(v, 7) for v in row["soft_label"]])
             writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])

@@ -16,8 +16,7 @@ import pyarrow.parquet as pq
 
 from .. import arrow_arrays as arrow
 from ..columns import IMAGE_TYPE, LABEL_FIELDS, hf_features, label_arrays
-from ..config import EXTENSIONS
-from . import AtomicFileWriter, Format, is_temporary
+from . import EXTENSIONS, AtomicFileWriter, Format, is_shard_file
 
 DATA = "data"
 RAW_FIELDS = [pa.field("height", pa.int32()), pa.field("width", pa.int32()), pa.field("channels", pa.int32())]
@@ -94,13 +93,6 @@ def leaf_paths(schema: pa.Schema) -> list:
     return _leaf_paths[key]
 
 
-def is_shard_name(name: str) -> bool:
-    """A Parquet shard (``train-*.parquet``) or one of its temporaries (``.train-*.parquet.<pid>.tmp``)."""
-    if is_temporary(name):
-        return name.startswith(".train-") and ".parquet." in name
-    return name.startswith("train-") and name.endswith(".parquet")
-
-
 class ParquetFormat(Format):
     name = "parquet"
 
@@ -111,11 +103,11 @@ class ParquetFormat(Format):
         return name == DATA
 
     def foreign(self, store):
-        return [f"{DATA}/{n}" for n in store.listdir(DATA) if not is_shard_name(n)]
+        return [f"{DATA}/{n}" for n in store.listdir(DATA) if not is_shard_file(n, ".parquet")]
 
     def remove(self, store):
         for name in store.listdir(DATA):
-            if is_shard_name(name):
+            if is_shard_file(name, ".parquet"):
                 store.remove(f"{DATA}/{name}")
         if store.local and store.isdir(DATA) and not store.listdir(DATA):
             store.rmtree(DATA)

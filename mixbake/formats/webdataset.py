@@ -11,8 +11,7 @@ import tarfile
 from typing import Dict, List
 
 from ..columns import row_json
-from ..config import EXTENSIONS
-from . import AtomicFileWriter, Format, is_temporary
+from . import EXTENSIONS, AtomicFileWriter, Format, is_shard_file
 
 
 def sample_json(columns: dict, i: int) -> bytes:
@@ -48,12 +47,6 @@ class TarShardWriter(AtomicFileWriter):
                 self._add(f"{key}.{ext}", entries[ext])
 
 
-def is_tar_name(name: str) -> bool:
-    if is_temporary(name):
-        return name.startswith(".train-") and ".tar." in name
-    return name.startswith("train-") and name.endswith(".tar")
-
-
 class WebDatasetFormat(Format):
     name = "webdataset"
 
@@ -61,7 +54,7 @@ class WebDatasetFormat(Format):
         return f"train-{shard_id:06d}.tar"
 
     def owns(self, name):
-        return is_tar_name(name)
+        return is_shard_file(name, ".tar")
 
     def open_writer(self, store, relpath, config, classes, footer):
         return TarShardWriter(store, relpath, config, classes, footer)

@@ -30,6 +30,7 @@ class Op:
     partner: bool = False           # needs a second source b (without one, a row becomes none)
     varies_lam: bool = False        # lam varies per row: inspect shows its histogram
     color: Tuple[int, int, int] = (154, 160, 166)   # preview
+    target_rule: str = "keep"       # which call of the label kind's interface mixes its targets
     code: int = -1                  # its index in the registry (set by the registry)
 
     # ---- configuration
@@ -55,8 +56,8 @@ class Op:
         return image_a
 
     def mix_targets(self, target, a, b, lam, boxes):
-        """The target rule: which call of the label kind's interface mixes this op's targets."""
-        return target.keep(a)
+        """This op's rows' targets, mixed by its ``target_rule`` (see ``mixbake.targets``)."""
+        return _TARGET_RULES[self.target_rule](target, a, b, lam, boxes)
 
     # ---- reading a build back
     def check_row(self, row: dict, lam: float, width: int, height: int) -> Iterator[str]:
@@ -70,6 +71,14 @@ class Op:
     def outline(self, row: dict) -> Sequence:
         """Boxes a preview outlines on the tile."""
         return ()
+
+
+_TARGET_RULES = {
+    "keep": lambda target, a, b, lam, boxes: target.keep(a),
+    "blend": lambda target, a, b, lam, boxes: target.blend(a, b, lam),
+    "paste": lambda target, a, b, lam, boxes: target.paste(a, b, lam, boxes),
+    "erase": lambda target, a, b, lam, boxes: target.erase(a, boxes),
+}
 
 
 class PlanColumns:

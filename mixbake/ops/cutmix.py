@@ -31,6 +31,7 @@ class Cutmix(Op):
     options = (beta_alpha("cutmix_alpha", 1.0, "cutmix box area ~ (1 - lam), lam ~ Beta(a, a). The label "
                                                "weight is the pasted pixel area after clipping."),
                MINMAX)
+    target_rule = "paste"
     streams = ("cutmix", "box")
     partner = True
     varies_lam = True
@@ -59,8 +60,6 @@ class Cutmix(Op):
     def render(self, config, image_a, image_b, lam, boxes, fill_seed):
         return cutmix(image_a, image_b, boxes[0] if len(boxes) else (0, 0, 0, 0))
 
-    def mix_targets(self, target, a, b, lam, boxes):
-        return target.paste(a, b, lam, boxes)
 
     def check_row(self, row, lam, width, height):
         if row["boxes"]:

@@ -42,6 +42,7 @@ class Cutout(Op):
         Option("cutout_fill", "zero", "choice", "Fill holes with zeros, the image's mean colour, or seeded noise.",
                choices=FILLS),
     )
+    target_rule = "erase"
     streams = ("cutout",)
     color = (242, 139, 130)
 
@@ -61,8 +62,6 @@ class Cutout(Op):
     def render(self, config, image_a, image_b, lam, boxes, fill_seed):
         return cutout(image_a, boxes, config.cutout_fill, fill_seed)
 
-    def mix_targets(self, target, a, b, lam, boxes):
-        return target.erase(a, boxes)
 
     def outline(self, row):
         return row["boxes"]

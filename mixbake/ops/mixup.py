@@ -21,6 +21,7 @@ class Mixup(Op):
     share = share("mixup", 0.5, "Share of outputs made by mixup (shares are normalised).")
     options = (beta_alpha("mixup_alpha", 0.8, "mixup lam ~ Beta(a, a); small a: lam near 0 or 1, large a: "
                                              "strong mixing."),)
+    target_rule = "blend"
     streams = ("mixup",)
     partner = True
     varies_lam = True
@@ -35,8 +36,6 @@ class Mixup(Op):
     def render(self, config, image_a, image_b, lam, boxes, fill_seed):
         return mixup(image_a, image_b, lam)
 
-    def mix_targets(self, target, a, b, lam, boxes):
-        return target.blend(a, b, lam)
 
     def caption(self, row):
         return f"  lam {row['lam']:.2f}"

@@ -84,13 +84,13 @@ def open_source(source: str, options: Optional[SourceOptions] = None,
     """List SOURCE: the word ``demo``, an image folder, or a Parquet file / directory / glob.
     ``map_each(fn, items)`` runs independent listing steps (one per class folder): ``Session.map`` spreads
     them over the worker processes."""
-    from . import demo, folder, parquet
-
     options = options or SourceOptions()
     image_column, label_column = options.image_column, options.label_column
     source = os.fspath(source)
     if source == "demo":
+        from . import demo
         return demo.demo_catalog()
+    from . import folder, parquet
     store = Store.open(source) if not any(ch in source for ch in "*?[") else None
     if store is not None and not store.exists():
         raise MixbakeError(f"Source {source!r} does not exist (expected 'demo', an image folder, or Parquet).")

@@ -27,7 +27,6 @@ import colorsys
 import math
 import operator
 
-import cv2
 import numpy as np
 
 DEMO_CLASSES: tuple[str, ...] = ("circle", "cross", "ring", "square", "star", "triangle")
@@ -73,6 +72,7 @@ def _rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
 
 def _smooth_field(rng: np.random.Generator, hue: float) -> np.ndarray:
     """Muted gradient plus blobby noise, built at _LO x _LO, as uint8 RGB."""
+    import cv2
     # Two low-saturation colours near one hue, so the saturated shape pops out.
     c0 = np.array(_rgb(hue + rng.uniform(-0.08, 0.08), rng.uniform(0.15, 0.35),
                        rng.uniform(0.75, 0.95)), np.float32)
@@ -126,6 +126,7 @@ def _outline(kind: str, cx: float, cy: float, r: float, rot: float) -> list[tupl
 def _draw(img: np.ndarray, kind: str, cx: float, cy: float, r: float, rot: float,
           hole: float, scale: float, color: tuple) -> None:
     """Anti-aliased shape, geometry scaled by ``scale``, drawn in cv2 fixed point."""
+    import cv2
     k = scale * (1 << _SHIFT)
     if kind in ("circle", "ring"):
         # cv2.circle's AA edge is visibly cleaner than a fillPoly'd polygon.
@@ -141,7 +142,9 @@ def _draw(img: np.ndarray, kind: str, cx: float, cy: float, r: float, rot: float
 
 
 def demo_image(index: int) -> np.ndarray:
-    """RGB uint8 image ``(DEMO_SIZE, DEMO_SIZE, 3)`` of item ``index``; pure in ``index``."""
+    """RGB uint8 image ``(DEMO_SIZE, DEMO_SIZE, 3)`` of item ``index``; pure in ``index``.
+    (OpenCV is imported when an image is drawn: listing the demo needs none.)"""
+    import cv2
     index = _check(index)
     kind = DEMO_CLASSES[index // DEMO_PER_CLASS]
     rng = np.random.default_rng(np.random.SeedSequence([_SEED, index]))
