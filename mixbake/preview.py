@@ -24,11 +24,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import formats, manifest, ops
+from . import formats, manifest, ops, targets
 from .errors import MixbakeError
 from .sources import SourceOptions
 from .store import Store
-from .targets.classes import CLASSES
 
 TILE = 192          # target long side of a tile, in pixels
 GUTTER = 14
@@ -266,7 +265,7 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
 
 def caption(row: dict, classes: Sequence[str], top: int = 2) -> str:
     """'cutmix  cat 0.62 / dog 0.38': the op, then the top classes of the soft label."""
-    parts = " / ".join(f"{classes[c]} {mass:.2f}" for c, mass in CLASSES.top(row, top))
+    parts = " / ".join(f"{classes[c]} {mass:.2f}" for c, mass in targets.get(row.get("label_kind")).top(row, top))
     return f"{row['op']}  {parts}"
 
 
@@ -384,7 +383,7 @@ def _draw_caption(draw, row: dict, classes: Sequence[str], layout: Layout, x: in
         draw.text((x + pad + avail - det.getlength(key), ty + FONT_CAPTION - FONT_DETAIL), key, font=det,
                   fill=MUTED)
     ty += _line(FONT_CAPTION) + 2
-    tops = CLASSES.top(row)
+    tops = targets.get(row.get("label_kind")).top(row)
     names = _fit_names([classes[c] for c, _ in tops], [m for _, m in tops], cap, avail)
     tx = x + pad
     for k, ((c, mass), name) in enumerate(zip(tops, names)):

@@ -38,6 +38,7 @@ class PoolTask:
     build_id: str
     on_error: str = "fail"            # execution policy: raise on the first bad item, or skip it
     done: frozenset = frozenset()     # shard ids already finished
+    label_kind: str = "class"         # what the items' labels are (mixbake.targets)
 
     @property
     def task_id(self) -> int:
@@ -96,6 +97,6 @@ def make_build(config: BakeConfig, catalog: Catalog, out, build_id: str,
             refs=tuple(display_ref(refs[i]) for i in items.tolist()),
             known_bad={p: catalog.bad[i] for p, i in enumerate(items.tolist()) if i in catalog.bad}
             if catalog.bad else {},
-            store=store, build_id=build_id, on_error=on_error,
+            store=store, build_id=build_id, on_error=on_error, label_kind=catalog.label_kind,
         ))
     return pairing, tasks

@@ -11,13 +11,12 @@ from typing import List
 
 import numpy as np
 
-from . import formats, manifest, ops
+from . import formats, manifest, ops, targets
 from .config import BakeConfig
 from .columns import NAMES as LABEL_COLUMNS
 from .formats.parquet import DATA
 from .ops.boxes import boxes_inside
 from .store import Store
-from .targets.classes import CLASSES
 
 TOLERANCE = 1e-5
 
@@ -77,6 +76,7 @@ def _check_rows(out: Store, doc: dict, problems: List[str]) -> None:
     config = config_of(doc)
     fmt = formats.get(config.format)
     num_classes = len(doc["classes"])
+    kind = targets.get(doc.get("label_kind"))
     keys, total, op_totals = set(), 0, {}
     columns = list(LABEL_COLUMNS)
     for shard_id, entry in enumerate(doc["shards"]):
@@ -86,7 +86,7 @@ def _check_rows(out: Store, doc: dict, problems: List[str]) -> None:
             problems.append(f"labels.parquet: the rows of shard {shard_id} differ from {entry['path']}")
         for r in range(len(table["key"])):
             row = {name: table[name][r] for name in columns}
-            problems += [f"{entry['path']} row {r}: {p}" for p in _row_problems(row, config, num_classes)]
+            problems += [f"{entry['path']} row {r}: {p}" for p in _row_problems(row, config, kind, num_classes)]
             if row["key"] in keys:
                 problems.append(f"{entry['path']} row {r}: duplicate key {row['key']}")
             keys.add(row["key"])
@@ -101,13 +101,13 @@ def _check_rows(out: Store, doc: dict, problems: List[str]) -> None:
     _check_totals(out, doc, problems)
 
 
-def _row_problems(row: dict, config: BakeConfig, num_classes: int):
+def _row_problems(row: dict, config: BakeConfig, kind, num_classes: int):
     width, height = config.size
     lam = row["lam"]
-    broken = CLASSES.malformed(row, num_classes)
+    broken = kind.malformed(row, num_classes)
     if broken:
         return [broken]
-    found = list(CLASSES.row_problems(row, num_classes, config.label_smoothing))
+    found = list(kind.row_problems(row, num_classes, config.label_smoothing))
     if not 0.0 <= lam <= 1.0:
         found.append(f"lam {lam} outside [0, 1]")
     found += boxes_inside(row["boxes"], width, height)

@@ -14,13 +14,12 @@ import numpy as np
 import pyarrow as pa
 
 from . import arrow_arrays as arrow
-from . import formats, imaging, ops
+from . import formats, imaging, ops, targets
 from .columns import label_table
 from .config import BakeConfig
 from .errors import ItemError
 from .manifest import write_sidecar
 from .plan import ORIGINAL, PoolPlan, plan_pool, shard_rows, take_rows
-from .targets.classes import CLASSES
 from .tasks import PoolResult, PoolTask, ShardResult
 from .worker_process import BATCH, prepare_process, spread, task_starts, tick
 
@@ -94,10 +93,11 @@ def label_columns(task: PoolTask, plan: PoolPlan) -> dict:
     has_b = plan.pos_b >= 0
     label_a = task.labels[plan.pos_a]
     label_b = np.where(has_b, task.labels[np.maximum(plan.pos_b, 0)], -1)
+    kind = targets.get(task.label_kind)
     groups = [np.flatnonzero(plan.op == op.code) for op in ops.REGISTRY]
-    mixes = [op.mix_targets(CLASSES, label_a[rows], label_b[rows], plan.lam[rows], [plan.boxes[r] for r in rows])
+    mixes = [op.mix_targets(kind, label_a[rows], label_b[rows], plan.lam[rows], [plan.boxes[r] for r in rows])
              for op, rows in zip(ops.REGISTRY, groups)]
-    labels = CLASSES.columns(mixes, groups, len(plan), len(task.classes), task.config.label_smoothing)
+    labels = kind.columns(mixes, groups, len(plan), len(task.classes), task.config.label_smoothing)
     src_a = task.items[plan.pos_a]
     return {
         "key": [_key(int(i), int(c)) for i, c in zip(src_a, plan.copy)],

@@ -33,6 +33,7 @@ class Catalog:
     ignored_files: int = 0
     notes: Tuple[str, ...] = ()    # listing remarks for the summary (empty class folders ...)
     bad: Dict[int, str] = field(default_factory=dict)          # item -> reason known at listing time
+    label_kind: str = "class"      # what an item's label is (mixbake.targets)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -14,9 +14,15 @@ the sources, ``lam`` float64, ``boxes`` a sequence of (k, 4) arrays); each metho
 kind's mixed value for those rows, which the kind alone turns into output columns (``columns``),
 declares in the schema (``fields``, ``features``), checks (``row_problems``) and summarises.
 Today's kind is one class per item (``classes.ClassLabels``); multi-label, soft-label, mask and box
-kinds are the next rooms here.
+kinds are the next rooms here. A source says which kind its items carry (``Catalog.label_kind``);
+a manifest without ``label_kind`` holds class labels.
 """
 from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+KINDS = {"class": "classes"}  # label kind -> its module here
 
 
 class Target:
@@ -33,3 +39,11 @@ class Target:
 
     def erase(self, a, holes):
         raise NotImplementedError
+
+
+def get(kind: Optional[str] = None) -> Target:
+    """The label kind called ``kind`` (None: one class per item)."""
+    kind = kind or "class"
+    if kind not in KINDS:
+        raise ValueError(f"unknown label kind {kind!r}")
+    return importlib.import_module(f"{__name__}.{KINDS[kind]}").KIND

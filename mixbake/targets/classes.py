@@ -98,4 +98,4 @@ class ClassLabels(Target):
         return [(int(c), float(soft[c])) for k, c in enumerate(order) if k == 0 or soft[c] >= floor]
 
 
-CLASSES = ClassLabels()
+KIND = ClassLabels()
