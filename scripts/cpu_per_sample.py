@@ -6,8 +6,8 @@
 Where `bench.py` times whole commands (start-up, scheduling and the machine's drift included),
 this isolates the per-sample work: for each pool of a real bake plan it times (process CPU time,
 warm page cache, best of --repeat) the floor's function on the pool's files, mixbake's
-`load_pool` (read + decode + resize of every item) and the whole `bake_shard` (plus blend,
-encode, labels, writing the shard and its sidecar). Run `scripts/bench.py` once first: it
+`load_pool` (read + decode + resize of every item) and the whole `bake_pool` (plus blend,
+encode, labels, writing the pool's shard and its sidecar). Run `scripts/bench.py` once first: it
 generates the photos.
 """
 import argparse
@@ -32,28 +32,28 @@ def main():
     import cv2
     from mixbake import worker
     from mixbake.config import BakeConfig
-    from mixbake.run import make_tasks
     from mixbake.sources import open_source
+    from mixbake.tasks import make_tasks
 
     cv2.setNumThreads(0)
     config = BakeConfig(size=bench.SIZE, image_format="jpeg", quality=bench.QUALITY, seed=0)
     with tempfile.TemporaryDirectory(prefix="mixbake-cpu-") as out:
         tasks = make_tasks(config, open_source(str(args.data)), out, "cpu-per-sample")
-        worker.bake_shard(tasks[0])  # warm-up: lazy imports, first allocations
+        worker.bake_pool(tasks[0])  # warm-up: lazy imports, first allocations
         best = {}
         for task in tasks[1:1 + args.pools]:
             paths = [str(args.data / ref) for ref in task.refs]
             runs = {
                 "floor (read+decode+resize+encode)": lambda: [bench._floor_one(p) for p in paths],
                 "mixbake load_pool (read+decode+resize)": lambda: worker.load_pool(task),
-                "mixbake bake_shard (whole shard)": lambda: worker.bake_shard(task),
+                "mixbake bake_pool (whole shard)": lambda: worker.bake_pool(task),
             }
             for _ in range(args.repeat):
                 for name, run in runs.items():
                     c0 = time.process_time()
                     run()
                     seconds = (time.process_time() - c0) / len(paths)
-                    key = (name, task.shard_id)
+                    key = (name, task.task_id)
                     best[key] = min(best.get(key, seconds), seconds)
     names = list(dict.fromkeys(name for name, _ in best))
     floor = None
