@@ -82,10 +82,12 @@ def cli():
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Address of a running Dask scheduler (implies --executor dask).")
 @click.option("--overwrite", is_flag=True, help="Replace a different build in OUT (removes only mixbake's files).")
+@click.option("--wait", is_flag=True, help="If another bake is running into OUT, wait for it to end (and then "
+                                           "resume or reuse what it made) instead of refusing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @friendly_errors
-def bake(ctx, paths, from_manifest, workers, overwrite, quiet, on_error, executor, scheduler, **options):
+def bake(ctx, paths, from_manifest, workers, overwrite, wait, quiet, on_error, executor, scheduler, **options):
     """Bake SOURCE into augmented shards + label manifest in OUT."""
     from .config import BakeConfig
     from .executors import execution_spec
@@ -98,7 +100,8 @@ def bake(ctx, paths, from_manifest, workers, overwrite, quiet, on_error, executo
     config = BakeConfig(**clean_options(options), format_version=recipe_format(ctx))
     expect = ctx.meta.get("recipe", {}).get("expect_fingerprint") if from_manifest else None
     session, run_bake = _start_session(spec)
-    summary = run_bake(source, out, quiet=quiet, overwrite=overwrite, on_error=on_error, expect_fingerprint=expect,
+    summary = run_bake(source, out, quiet=quiet, overwrite=overwrite, wait=wait, on_error=on_error,
+                       expect_fingerprint=expect,
                        session=session, config=config, explicit=given, source_options=sources,
                        executor=executor, scheduler=scheduler, workers=workers)
     click.echo(summary.line())

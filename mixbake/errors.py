@@ -19,3 +19,45 @@ class ItemError(MixbakeError):
 
     def __reduce__(self):  # keep picklable across the process pool
         return (ItemError, (self.ref, self.reason))
+
+
+class SourceChanged(MixbakeError):
+    """A source item changed while the bake was reading the source: the build would match neither
+    the old source nor the new one, so nothing is committed, whatever the --on-error policy."""
+
+    def __init__(self, ref: str, what: str):
+        super().__init__(f"{ref} changed while the bake was reading the source ({what}): nothing was "
+                         f"committed. Re-run once the source is stable (it is then another build: "
+                         f"--overwrite replaces this one).")
+        self.ref, self.what = ref, what
+
+    def __reduce__(self):  # keep picklable across the process pool
+        return (SourceChanged, (self.ref, self.what))
+
+
+def changed(ref: str, expected, found) -> "SourceChanged":
+    """SourceChanged for a file whose (size, mtime_ns) is no longer what the listing saw."""
+    (size, mtime), (now_size, now_mtime) = expected, found
+    what = f"{size} -> {now_size} bytes" if size != now_size else "modified in place"
+    return SourceChanged(ref, what)
+
+
+class DiskFull(MixbakeError):
+    """No space left where OUT is; the message names the file being written and the free space."""
+
+    def __init__(self, where: str, free: int = -1, needed: int = -1):
+        from .humanize import human_bytes
+        have = f" ({human_bytes(free)} free there)" if free >= 0 else ""
+        need = f"; the rest of this build needs about {human_bytes(needed)} more" if needed > 0 else ""
+        super().__init__(f"{where}: no space left on the device{have}{need}. Finished shards are kept: "
+                         f"free some space, then re-run the same command to resume.")
+        self.where, self.free, self.needed = where, free, needed
+
+    def __reduce__(self):  # keep picklable across the process pool
+        return (DiskFull, (self.where, self.free, self.needed))
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC from Python (errno) or from pyarrow (whose OSError says '[errno 28]' in its text)."""
+    import errno
+    return isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or f"[errno {errno.ENOSPC}]" in str(exc))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from typing import List, Optional
 
 import pyarrow as pa
@@ -21,8 +22,10 @@ from . import formats
 from .columns import hf_features
 from .errors import MixbakeError
 from .formats import is_temporary
+from .out_lock import LOCK
 from .store import Store
 
+log = logging.getLogger("mixbake")
 FORMAT_VERSION = 2  # the newest format this mixbake writes (a build records the one its rules follow)
 MANIFEST = "manifest.json"
 LABELS = formats.LABELS
@@ -63,7 +66,7 @@ def write_json(store: Store, rel: str, obj) -> None:
 
 def _is_own(name: str, fmt: Optional[str]) -> bool:
     """Is top-level entry ``name`` something a build of format ``fmt`` writes? (None: no build here.)"""
-    if name == STATE or is_temporary(name):
+    if name in (STATE, LOCK) or is_temporary(name):
         return True
     if fmt is None:
         return False
@@ -76,11 +79,10 @@ def _foreign_entries(store: Store, fmt: Optional[str]) -> List[str]:
     return foreign + (formats.get(fmt).foreign(store) if fmt is not None else [])
 
 
-def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: Optional[dict] = None) -> str:
-    """Make OUT ours for ``build_id`` (whose :func:`run.build_identity` is ``identity``).
-    Returns 'new', 'resume' or 'complete'."""
-    if store.local and store.exists() and not store.isdir():
-        raise MixbakeError(f"OUT {store.uri!r} exists and is not a directory.")
+def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: Optional[dict] = None,
+              state: str = "") -> str:
+    """Make OUT ours for ``build_id`` (whose :func:`run.build_identity` is ``identity``; ``state``:
+    the source's listing with modification times). Returns 'new', 'resume' or 'complete'."""
     store.makedirs()
     owner = _owner(store)
     owner_id, owner_format = owner if owner else (None, None)
@@ -89,18 +91,28 @@ def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: 
         raise MixbakeError(f"OUT {store.uri!r} holds files mixbake did not write ({', '.join(foreign[:3])}"
                            f"{', ...' if len(foreign) > 3 else ''}): choose an empty or new directory.")
     if owner_id is not None and owner_id != build_id:
-        if overwrite or not _has_finished_work(store):
-            # --overwrite, or an earlier attempt stopped before finishing any shard: nothing to protect
+        if overwrite:
             remove_own_files(store, owner_format)
             owner_id = None
         else:
             why = _difference(_owner_identity(store), identity) or "another config, seed or source"
             raise MixbakeError(f"OUT {store.uri!r} holds a different build ({why}): use --overwrite to "
                                f"replace it, or choose another directory.")
+    if owner_id is not None and not store.exists(MANIFEST) and _claimed_state(store) not in ("", state):
+        # same build id, but the source's files were touched since the interrupted run (replaced by
+        # files of the same size): what it finished was made from other bytes, so it is not kept
+        log.warning("the source's files changed since the interrupted run of this build in %s: baking it "
+                    "again from the start", store.display())
+        remove_own_files(store, owner_format)
+        owner_id = None
     if owner_id is None:
-        write_json(store, CLAIM, {"build_id": build_id, "format": fmt, "identity": identity})
+        write_json(store, CLAIM, {"build_id": build_id, "format": fmt, "identity": identity, "state": state})
         return "new"
     return "complete" if store.exists(MANIFEST) else "resume"
+
+
+def _claimed_state(store: Store) -> str:
+    return (read_json((store, CLAIM)).get("state") or "") if store.exists(CLAIM) else ""
 
 
 def _owner_identity(store: Store) -> Optional[dict]:
@@ -128,10 +140,6 @@ def _difference(old: Optional[dict], new: Optional[dict]) -> str:
     return "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
 
 
-def _has_finished_work(store: Store) -> bool:
-    return store.exists(MANIFEST) or bool(store.listdir(STATE + "/shards"))
-
-
 def _owner(store: Store):
     """(build id, format) of the build in OUT, from manifest.json or the claim; None if there is none."""
     if store.exists(MANIFEST):
@@ -146,6 +154,8 @@ def _owner(store: Store):
 def remove_own_files(store: Store, fmt: Optional[str]) -> None:
     """Remove only what a build of format ``fmt`` writes (never a foreign file)."""
     for name in store.listdir():
+        if name == LOCK:
+            continue  # the running bake's own lock
         if _is_own(name, None) or (fmt is not None and name in (MANIFEST, LABELS, ERRORS)):
             store.rmtree(name) if store.isdir(name) else store.remove(name)
     if fmt is not None:
@@ -162,7 +172,7 @@ def remove_stale_temporaries(store: Store, fmt: Optional[str]) -> int:
 
 
 def _tmp_files(store: Store, top: str):
-    for rel in (store.listdir() if not top else (r for r, _ in store.walk_files(top))):
+    for rel in (store.listdir() if not top else (r for r, _, _ in store.walk_files(top))):
         if is_temporary(rel.rsplit("/", 1)[-1]):
             yield rel
 

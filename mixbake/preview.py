@@ -249,7 +249,7 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
     skip = {q: task.known_bad.get(int(p), _NOT_NEEDED) for q, p in enumerate(sub_positions)
             if int(p) not in wanted or int(p) in task.known_bad}
     sub = dataclasses.replace(
-        task, locators=tuple(task.locators[c] for c in chunks),
+        task, locators=tuple(task.locators[c] for c in chunks), stamps=tuple(task.stamps[c] for c in chunks),
         chunk_sizes=tuple(task.chunk_sizes[c] for c in chunks), items=task.items[sub_positions],
         labels=task.labels[sub_positions], refs=tuple(task.refs[p] for p in sub_positions),
         known_bad=skip, on_error="skip")

@@ -1,6 +1,7 @@
 """Orchestration: source -> catalog -> tasks -> executor -> results -> labels.parquet + manifest.json."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -8,13 +9,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import pyarrow as pa
 
 from . import __version__, formats, manifest, ops
 from .config import BakeConfig, fingerprint, warn_inert
-from .errors import MixbakeError
+from .errors import DiskFull, MixbakeError, SourceChanged
 from .executors import Session, execution_spec
 from .humanize import count, human_bytes
+from .out_lock import OutLock
 from .plan import Pairing, pairing_format
 from .sources import Catalog, SourceOptions, open_source
 from .store import Store
@@ -82,7 +85,8 @@ def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
 
 
 def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
-         on_error: str = "fail", expect_fingerprint: Optional[str] = None, executor: Optional[str] = None,
+         wait: bool = False, on_error: str = "fail", expect_fingerprint: Optional[str] = None,
+         executor: Optional[str] = None,
          scheduler: Optional[str] = None, session: Optional[Session] = None, config: Optional[BakeConfig] = None,
          explicit=None, source_options: Optional[SourceOptions] = None, **options) -> BakeSummary:
     """Bake SOURCE into OUT. ``options`` are :class:`BakeConfig` fields (the CLI's bake options) and
@@ -90,8 +94,9 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     ``source_options`` whole (with ``explicit``: the option names the user gave, for the warnings
     about inert ones).
 
-    ``workers``, ``quiet``, ``on_error`` ('fail' or 'skip'), ``executor`` ('local' or 'dask') and
-    ``scheduler`` (a Dask scheduler address) only decide how the build runs, never what it produces.
+    ``workers``, ``quiet``, ``on_error`` ('fail' or 'skip'), ``executor`` ('local' or 'dask'),
+    ``scheduler`` (a Dask scheduler address) and ``wait`` (for another bake into OUT to end, instead
+    of refusing) only decide how the build runs, never what it produces.
     """
     started = time.monotonic()
     source_options = source_options or SourceOptions.take(options)
@@ -100,14 +105,14 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     spec = execution_spec(on_error, executor, scheduler, workers)
     warn_inert(config, explicit or ())
     with session or Session(spec) as running:
-        summary = _bake(source, Store.open(out), config, source_options, running, quiet=quiet,
+        summary = _bake(source, Store.open(out), config, source_options, running, quiet=quiet, wait=wait,
                         overwrite=overwrite, on_error=on_error, expect_fingerprint=expect_fingerprint)
     summary.seconds = time.monotonic() - started
     return summary
 
 
 def _bake(source, store: Store, config: BakeConfig, source_options: SourceOptions, session: Session, *,
-          quiet: bool, overwrite: bool, on_error: str, expect_fingerprint) -> BakeSummary:
+          quiet: bool, wait: bool, overwrite: bool, on_error: str, expect_fingerprint) -> BakeSummary:
     catalog = open_source(source, source_options, map_each=session.map)
     for note in catalog.notes:
         log.warning(note)
@@ -118,15 +123,46 @@ def _bake(source, store: Store, config: BakeConfig, source_options: SourceOption
     identity = build_identity(config, catalog)
     build_id = fingerprint(identity)
     pairing, tasks = make_build(config, catalog, store, build_id, on_error)  # validates before OUT is touched
-    state = manifest.claim_out(store, build_id, config.format, overwrite, identity)
-    if state == "complete":
-        return _complete(store)
-    manifest.remove_stale_temporaries(store, config.format)
-    results, labels_entry, kept = _run_and_collect(store, config, catalog, tasks, session, quiet)
-    manifest.remove_stale_temporaries(store, config.format)  # left by workers lost (and retried) during this run
-    summary = write_manifest(store, config, catalog, identity, build_id, results, labels_entry, pairing)
+    _refuse_file_as_out(store)
+    with OutLock(store, wait):  # one bake per OUT, from the claim to the commit
+        state = manifest.claim_out(store, build_id, config.format, overwrite, identity, catalog.state)
+        if state == "complete":
+            return _complete(store)
+        manifest.remove_stale_temporaries(store, config.format)
+        results, labels_entry, kept = _run_and_collect(store, config, catalog, tasks, session, quiet)
+        manifest.remove_stale_temporaries(store, config.format)  # left by workers lost (and retried) during this run
+        _refuse_changed_source(source, source_options, catalog, session)
+        with _space_named(store, manifest.MANIFEST):
+            summary = write_manifest(store, config, catalog, identity, build_id, results, labels_entry, pairing)
     summary.state, summary.kept = ("resumed" if kept else "baked"), kept
     return summary
+
+
+def _refuse_changed_source(source, source_options, catalog: Catalog, session: Session) -> None:
+    """Before the commit, the source is listed again: a build of a source that changed while it was
+    read would match neither the old source nor the new one."""
+    if catalog.chunk_stamps is None:
+        return
+    again = open_source(source, source_options, map_each=session.map)
+    if again.state == catalog.state:
+        return
+    raise SourceChanged(_first_change(catalog, again), "found when the source was listed again before "
+                                                       "the commit")
+
+
+def _first_change(before: Catalog, after: Catalog) -> str:
+    """The reference of the first item that differs between two listings (or the source itself)."""
+    from .sources import display_ref
+    if len(before) == len(after) and len(before.chunk_stamps) == len(after.chunk_stamps):
+        differ = np.flatnonzero((before.chunk_stamps != after.chunk_stamps).any(axis=1))
+        if len(differ):
+            return display_ref(before.refs[int(before.chunk_bounds[differ[0]])])
+    return f"the source {before.uri}"
+
+
+def _refuse_file_as_out(store: Store) -> None:
+    if store.local and store.exists() and not store.isdir():
+        raise MixbakeError(f"OUT {store.display()!r} exists and is not a directory.")
 
 
 def _complete(store: Store) -> BakeSummary:
@@ -149,14 +185,27 @@ def _run_and_collect(store: Store, config, catalog, tasks, session, quiet):
         syncer.add(fmt.durable_path(result.path))
 
     try:
-        results, kept = run_tasks(tasks, session, quiet, on_result=on_result)
-        _refuse_empty_build(results, len(catalog))
-        syncer.finish()  # every shard durable before labels.parquet and the manifest commit them
-        return results, labels.close(), kept
+        with _space_named(store, manifest.LABELS):
+            results, kept = run_tasks(tasks, session, quiet, on_result=on_result)
+            _refuse_empty_build(results, len(catalog))
+            syncer.finish()  # every shard durable before labels.parquet and the manifest commit them
+            return results, labels.close(), kept
     except BaseException:
         syncer.close()
         labels.abort()
         raise
+
+
+@contextlib.contextmanager
+def _space_named(store: Store, rel: str):
+    """A full disk while the parent writes ``rel`` (labels.parquet, the manifest) says so, naming it."""
+    try:
+        yield
+    except OSError as exc:
+        full = store.disk_full(rel, exc)
+        if full is None:
+            raise
+        raise full from None
 
 
 def _refuse_empty_build(results: List[ShardResult], items: int) -> None:
@@ -222,12 +271,22 @@ def run_tasks(tasks: List[PoolTask], session: Session, quiet: bool,
             bar.n = min(total, initial + rows_in_workers)
             bar.refresh()
 
-        for pool_result in session.execute(pending, progress, finished_task):
-            for result in pool_result.shards:
-                results[result.shard_id] = result
-                on_result(result)
+        try:
+            for pool_result in session.execute(pending, progress, finished_task):
+                for result in pool_result.shards:
+                    results[result.shard_id] = result
+                    on_result(result)
+        except DiskFull as full:
+            raise _with_estimate(full, results.values(), total) from None
         progress(total)
     return [results[s] for s in sorted(results)], kept
+
+
+def _with_estimate(full: DiskFull, done, total_rows: int) -> DiskFull:
+    """The disk-full error, with what the rest of the build needs (from the shards written so far)."""
+    rows = sum(r.rows for r in done)
+    needed = int(sum(r.bytes for r in done) / rows * (total_rows - rows)) if rows else -1
+    return DiskFull(full.where, full.free, needed)
 
 
 def _earlier_results(tasks: List[PoolTask], on_result) -> Tuple[Dict[int, ShardResult], List[PoolTask]]:

@@ -29,6 +29,7 @@ class PoolTask:
     classes: Tuple[str, ...]
     reader: object                    # source reader: read_chunk(locator) -> iterable of payloads
     locators: Tuple                   # the pool's chunks, in pool order
+    stamps: Tuple                     # per chunk (size, mtime_ns) as listed, or None (nothing to check)
     chunk_sizes: Tuple[int, ...]
     items: np.ndarray                 # int64 catalog index of each pool position
     labels: np.ndarray                # int64 label of each pool position (-1: bad label)
@@ -93,6 +94,8 @@ def make_build(config: BakeConfig, catalog: Catalog, out, build_id: str,
         tasks.append(PoolTask(
             pool=pool, num_shards=num_shards, config=config, classes=catalog.classes,
             reader=catalog.reader, locators=tuple(locators[c] for c in chunks.tolist()),
+            stamps=tuple(map(tuple, catalog.chunk_stamps[chunks].tolist())) if catalog.chunk_stamps is not None
+            else (None,) * len(chunks),
             chunk_sizes=tuple(sizes.tolist()), items=items, labels=catalog.labels[items],
             refs=tuple(display_ref(refs[i]) for i in items.tolist()),
             known_bad={p: catalog.bad[i] for p, i in enumerate(items.tolist()) if i in catalog.bad}

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import formats, manifest, ops, targets
 from .config import BakeConfig
+from .errors import MixbakeError
 from .columns import NAMES as LABEL_COLUMNS
 from .formats.parquet import DATA
 from .ops.boxes import boxes_inside
@@ -25,13 +26,39 @@ def verify(out, deep: bool = False) -> List[str]:
     """Problems found in the build at ``out`` (a path or URI); empty when everything holds."""
     out = Store.open(out)
     doc = manifest.read_finished(out)
-    problems: List[str] = []
+    problems: List[str] = list(_manifest_problems(doc))
+    if problems:
+        return problems
     _check_files(out, doc, problems)
     if not problems:
         _check_rows(out, doc, problems)
+        _check_footers(out, doc, problems)
     if deep and not problems:
         _check_plan(out, doc, problems)
     return problems
+
+
+def _manifest_problems(doc: dict):
+    """The manifest checked against itself: its build id is the hash of what it says decided the
+    bytes (format, config, source, classes, libraries), so an edit to any of them shows."""
+    from .config import fingerprint
+    keys = ("format_version", "config", "source", "classes", "libraries", "build_id", "seed", "totals", "shards")
+    missing = [k for k in keys if k not in doc]
+    if missing:
+        yield f"manifest.json: {', '.join(missing)} missing"
+        return
+    identity = {"format_version": doc["format_version"], "config": doc["config"],
+                "source": {k: doc["source"].get(k) for k in ("kind", "fingerprint", "options")},
+                "classes": doc["classes"], "libraries": doc["libraries"]}
+    if fingerprint(identity) != doc["build_id"]:
+        yield ("manifest.json: build_id is not the hash of the format, config, source, classes and libraries "
+               "it records (one of them, or the build id, was edited)")
+    if doc["seed"] != doc["config"].get("seed"):
+        yield f"manifest.json: seed {doc['seed']} differs from config.seed {doc['config'].get('seed')}"
+    try:
+        config_of(doc)
+    except MixbakeError as exc:
+        yield f"manifest.json: its config is not a valid one ({exc})"
 
 
 def config_of(doc: dict) -> BakeConfig:
@@ -99,6 +126,7 @@ def _check_rows(out: Store, doc: dict, problems: List[str]) -> None:
         if op_totals.get(op, 0) != count:
             problems.append(f"op {op}: shards hold {op_totals.get(op, 0)} rows, manifest says {count}")
     _check_totals(out, doc, problems)
+    _check_accounting(out, doc, problems)
 
 
 def _row_problems(row: dict, config: BakeConfig, kind, num_classes: int):
@@ -126,6 +154,36 @@ def _check_totals(out: Store, doc: dict, problems: List[str]) -> None:
     if not totals["skipped"] == doc["errors"]["count"] == len(errors):
         problems.append(f"skipped items: totals say {totals['skipped']}, errors.count {doc['errors']['count']}, "
                         f"errors.jsonl lists {len(errors)}")
+
+
+def _check_accounting(out: Store, doc: dict, problems: List[str]) -> None:
+    """Every source item is a source of some row or a skipped item, and only once."""
+    used = len(np.unique(manifest.read_labels(out, columns=["src_a"]).column("src_a").to_numpy()))
+    items, skipped = doc["totals"]["items"], doc["totals"]["skipped"]
+    if used + skipped != items:
+        problems.append(f"items: {used} source items appear in the rows and {skipped} were skipped, but "
+                        f"totals.items is {items} (items unaccounted for, or skips hidden)")
+
+
+def _check_footers(out: Store, doc: dict, problems: List[str]) -> None:
+    """The class names every reader maps labels with (the ClassLabel in each file's footer) are the
+    manifest's, and each shard says it belongs to this build."""
+    import json
+
+    import pyarrow.parquet as pq
+    files = [doc["labels"]["path"]]
+    if formats.get(doc["config"].get("format")).name == "parquet":
+        files += [entry["path"] for entry in doc["shards"]]
+    for rel in files:
+        with out.open_input(rel) as f:
+            meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+        names = json.loads(meta.get(b"huggingface", b"{}")).get("info", {}).get("features", {}).get(
+            "label", {}).get("names")
+        if names != doc["classes"]:
+            problems.append(f"{rel}: its ClassLabel names differ from the manifest's classes")
+        build = json.loads(meta.get(b"mixbake", b"{}")).get("build")
+        if rel != doc["labels"]["path"] and build != doc["build_id"]:
+            problems.append(f"{rel}: its footer names build {build}, not the manifest's {doc['build_id']}")
 
 
 def _check_plan(out: Store, doc: dict, problems: List[str]) -> None:

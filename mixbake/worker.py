@@ -48,8 +48,8 @@ def load_pool(task: PoolTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, str
         batch.clear()
 
     batch, pos = [], 0
-    for locator, n in zip(task.locators, task.chunk_sizes):
-        for p, payload in _chunk_payloads(task.reader, locator, range(pos, pos + n), bad):
+    for locator, stamp, n in zip(task.locators, task.stamps, task.chunk_sizes):
+        for p, payload in _chunk_payloads(task.reader, locator, stamp, range(pos, pos + n), bad):
             if p not in bad:
                 batch.append((p, payload))
                 if len(batch) == BATCH:
@@ -62,13 +62,13 @@ def load_pool(task: PoolTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, str
     return images, bad
 
 
-def _chunk_payloads(reader, locator, positions, bad: Dict[int, str]):
+def _chunk_payloads(reader, locator, stamp, positions, bad: Dict[int, str]):
     """(position, payload) for a chunk; a chunk that cannot be read (or stops early) marks the rest
     of its items bad with the reason, instead of failing the whole shard."""
     import pyarrow as pa
     done = 0
     try:
-        for payload in reader.read_chunk(locator):
+        for payload in reader.read_chunk(locator, stamp):
             if done == len(positions):
                 break
             yield positions[done], payload
@@ -140,12 +140,23 @@ def rows_per_group(config: BakeConfig) -> int:
 
 
 def _write_shard(task: PoolTask, shard_id: int, plan: PoolPlan, images, errors, items: int) -> ShardResult:
+    fmt = formats.get(task.config.format)
+    relpath = fmt.shard_relpath(shard_id, task.num_shards)
+    try:
+        return _write(task, fmt, relpath, shard_id, plan, images, errors, items)
+    except OSError as exc:
+        full = task.store.disk_full(relpath, exc)
+        if full is None:
+            raise
+        raise full from None
+
+
+def _write(task: PoolTask, fmt, relpath: str, shard_id: int, plan: PoolPlan, images, errors,
+           items: int) -> ShardResult:
     config = task.config
-    fmt = formats.get(config.format)
     columns = label_columns(task, plan)
     footer = {"build": task.build_id, "shard": shard_id}
     step = rows_per_group(config)
-    relpath = fmt.shard_relpath(shard_id, task.num_shards)
     with fmt.open_writer(task.store, relpath, config, task.classes, footer) as writer:
         def encode(r: int) -> bytes:
             return imaging.encode(render(config, plan, r, images), config.image_format, config.quality)

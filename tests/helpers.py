@@ -57,6 +57,19 @@ def make_folder(root, classes=("a", "b"), per_class=6, size=24, picture=None, na
     return root
 
 
+def make_textured_folder(root, classes=3, per_class=20, side=160, seed=0):
+    """class<c>/img_<i>.png: side x side upscaled noise with grain, deflated fast (compress_level=1)."""
+    def picture(c, i, rng):
+        base = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(base).resize((side, side), Image.BILINEAR), dtype=np.int16)
+        img = np.clip(img + rng.integers(-24, 24, img.shape), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "PNG", compress_level=1)
+        return buf.getvalue()
+    return make_folder(root, [f"class{c}" for c in range(classes)], per_class, picture=picture,
+                       name="img_{i:02d}.png", seed=seed)
+
+
 def single_item_bounds(n):
     """The chunk bounds of a source of n items, each item a chunk of its own."""
     return np.arange(n + 1, dtype=np.int64)

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import (MIXBAKE, all_files, assert_same_tree, cli, cli_as_process, make_folder, mixbake_process,
+from helpers import (MIXBAKE, all_files, assert_same_tree, cli, cli_as_process, make_folder, make_textured_folder,
+                     mixbake_process,
                      snapshot)
 
 SHARD_RE = re.compile(r"^train-(\d{5})-of-(\d{5})\.parquet$")
@@ -168,19 +169,6 @@ def descendants(pid):
 
 
 # ---------------------------------------------------------------- fixtures
-
-def make_textured_folder(root, classes=3, per_class=20, side=160, seed=0):
-    """class<c>/img_<i>.png: side x side upscaled noise with grain, deflated fast (compress_level=1)."""
-    def picture(c, i, rng):
-        base = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
-        img = np.asarray(Image.fromarray(base).resize((side, side), Image.BILINEAR), dtype=np.int16)
-        img = np.clip(img + rng.integers(-24, 24, img.shape), 0, 255).astype(np.uint8)
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, "PNG", compress_level=1)
-        return buf.getvalue()
-    return make_folder(root, [f"class{c}" for c in range(classes)], per_class, picture=picture,
-                       name="img_{i:02d}.png", seed=seed)
-
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):

@@ -34,6 +34,10 @@ class Catalog:
     notes: Tuple[str, ...] = ()    # listing remarks for the summary (empty class folders ...)
     bad: Dict[int, str] = field(default_factory=dict)          # item -> reason known at listing time
     label_kind: str = "class"      # what an item's label is (mixbake.targets)
+    # per chunk (size, mtime_ns) of the file it is read from, as listed: a worker that finds a file
+    # otherwise stops the bake (the source changed under it); None where nothing can change (demo)
+    chunk_stamps: Optional[np.ndarray] = None
+    state: str = ""                # the listing with mtimes: re-checked before the commit
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -177,7 +177,7 @@ def demo_image(index: int) -> np.ndarray:
 class DemoReader:
     """A demo 'chunk' is one item; its payload is the generated RGB array (no decode needed)."""
 
-    def read_chunk(self, locator: int) -> list:
+    def read_chunk(self, locator: int, stamp=None) -> list:
         return [demo_image(locator)]
 
 

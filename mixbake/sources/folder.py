@@ -22,9 +22,12 @@ IMAGE_EXTENSIONS = frozenset({
 class FolderReader:
     store: Store
 
-    def read_chunk(self, locator: str) -> list:
-        """A folder chunk is one file; returns [bytes]. OSError propagates to the worker's error policy."""
-        return [self.store.read_bytes(locator)]
+    def read_chunk(self, locator: str, stamp=None) -> list:
+        """A folder chunk is one file; returns [bytes]. OSError propagates to the worker's error policy;
+        a file no longer as listed (``stamp``: size, mtime_ns) is SourceChanged, which stops the bake."""
+        if stamp is None or stamp[0] < 0:  # (a broken link's error comes from the read itself)
+            return [self.store.read_bytes(locator)]
+        return [self.store.read_stamped(locator, stamp)]
 
 
 def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for item in items]) -> Catalog:
@@ -32,7 +35,7 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
     store = root if isinstance(root, Store) else Store.open(root)
     class_dirs = [name for name, is_dir in store.entries() if is_dir and not name.startswith(".")]
     ignored = sum(1 for name, is_dir in store.entries() if not is_dir and not name.startswith("."))
-    classes, paths, sizes, labels, notes = [], [], [], [], []
+    classes, paths, stamps, labels, notes = [], [], [], [], []
     listings = map_each(_list_class, [(store, class_name) for class_name in class_dirs])
     for class_name, (found, skipped) in zip(class_dirs, listings):
         ignored += skipped
@@ -43,7 +46,7 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
         labels.extend([len(classes)] * len(ordered))
         classes.append(class_name)
         paths.extend(ordered)
-        sizes.extend(map(found.__getitem__, ordered))
+        stamps.extend(map(found.__getitem__, ordered))
     if not paths:
         raise MixbakeError(
             f"Image folder {display_ref(store.display())!r} holds no images: expected root/<class>/<image> "
@@ -60,23 +63,25 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
         chunk_bounds=np.arange(len(paths) + 1, dtype=np.int64),
         chunk_locators=paths,
         reader=FolderReader(store),
-        fingerprint=_fingerprint(paths, sizes),
+        fingerprint=_fingerprint(paths, [size for size, _ in stamps]),
         ignored_files=ignored,
         notes=tuple(notes),
+        chunk_stamps=np.asarray(stamps, dtype=np.int64).reshape(-1, 2),
+        state=_state(paths, stamps),
     )
 
 
 _ROOT_FILES = " (files directly in the root, or in no class folder, are not read)"
 
 
-def _list_class(store_and_class) -> Tuple[Dict[str, int], int]:
-    """({relative path: size} of the images below a class folder, count of other files)."""
+def _list_class(store_and_class) -> Tuple[Dict[str, Tuple[int, int]], int]:
+    """({relative path: (size, mtime_ns)} of the images below a class folder, count of other files)."""
     store, class_name = store_and_class
     found, skipped = {}, 0
-    for rel, size in store.walk_files(class_name, skip_hidden=True):  # (no hidden files either)
+    for rel, size, mtime in store.walk_files(class_name, skip_hidden=True):  # (no hidden files either)
         dot = rel.rfind(".")
         if rel[dot:].lower() in IMAGE_EXTENSIONS:
-            found[rel] = size
+            found[rel] = (size, mtime)
         else:
             skipped += 1
     return found, skipped
@@ -90,4 +95,11 @@ def _fingerprint(paths: List[str], sizes: List[int]) -> str:
     """
     # size -1: a broken link is an item too, its error comes later
     listing = "".join(f"{rel}\0{size}\n" for rel, size in zip(paths, sizes))
+    return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _state(paths: List[str], stamps) -> str:
+    """The listing with modification times: what a bake re-checks before it commits, so that a file
+    replaced during the bake (even by one of the same size) is noticed. Not an identity."""
+    listing = "".join(f"{rel}\0{size}\0{mtime}\n" for rel, (size, mtime) in zip(paths, stamps))
     return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()

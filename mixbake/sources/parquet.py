@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import MixbakeError
+from ..errors import MixbakeError, changed
 from ..store import Store, is_uri
 from . import Catalog
 
@@ -130,11 +130,15 @@ class ParquetReader:
     files: Tuple[str, ...]
     image_column: str
 
-    def read_chunk(self, locator):
+    def read_chunk(self, locator, stamp=None):
         """Payloads (bytes or None) of one row group, in row order, streamed in small batches so a
-        worker never holds a whole row group's image bytes twice (Arrow buffers + Python bytes)."""
+        worker never holds a whole row group's image bytes twice (Arrow buffers + Python bytes).
+        A file no longer as listed (``stamp``: size, mtime_ns) is SourceChanged: the bake stops."""
         file_index, row_group = locator
-        with self.store.open_input(self.files[file_index]) as f:
+        rel = self.files[file_index]
+        if stamp is not None and self.store.stamp(rel) != tuple(stamp):
+            raise changed(self.store.display(rel), stamp, self.store.stamp(rel))
+        with self.store.open_input(rel) as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=64, row_groups=[row_group],
                                                        columns=[self.image_column], use_threads=False):
                 column = batch.column(0)
@@ -173,13 +177,15 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
                                    f"in {files[0]}.")
     raw_labels = [pf.read(columns=[label_column]).column(0) for pf in handles]
     classes, labels, bad = _resolve_labels(handles[0], label_column, raw_labels)
-    bounds, locators, refs = [0], [], []
+    bounds, locators, refs, stamps = [0], [], [], []
+    file_stamps = [store.stamp(rel) for rel in files]
     for fi, (rel, pf) in enumerate(zip(files, handles)):
         row_in_file = 0
         for rg in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows
             if n:
                 locators.append((fi, rg))
+                stamps.append(file_stamps[fi])
                 bounds.append(bounds[-1] + n)
                 refs.extend(f"{rel}#{row_in_file + r}" for r in range(n))
             row_in_file += n
@@ -192,6 +198,8 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
         reader=ParquetReader(store, tuple(files), image_column),
         fingerprint=_fingerprint(store, files, handles),
         options={"image_column": image_column, "label_column": label_column}, bad=bad,
+        chunk_stamps=np.asarray(stamps, dtype=np.int64).reshape(-1, 2),
+        state=hashlib.sha256(repr(list(zip(files, file_stamps))).encode("utf-8", "surrogateescape")).hexdigest(),
     )
 
 

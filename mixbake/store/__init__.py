@@ -70,6 +70,23 @@ class Store(abc.ABC):
     def size(self, rel: str) -> int:
         ...
 
+    def free_bytes(self) -> int:
+        """Space left where this store writes (-1 when it cannot tell: an object store)."""
+        return -1
+
+    def disk_full(self, rel: str, exc: BaseException):
+        """``exc`` as a DiskFull naming ``rel``, when it is one (else None)."""
+        from ..errors import DiskFull, is_disk_full
+        return DiskFull(self.display(rel), self.free_bytes()) if is_disk_full(exc) else None
+
+    @abc.abstractmethod
+    def stamp(self, rel: str) -> Tuple[int, int]:
+        """(size, mtime_ns) of a file: what tells that it changed (not part of any identity)."""
+
+    @abc.abstractmethod
+    def read_stamped(self, rel: str, stamp: Tuple[int, int]) -> bytes:
+        """The file's bytes, or SourceChanged when its (size, mtime_ns) is no longer ``stamp``."""
+
     @abc.abstractmethod
     def listdir(self, rel: str = "") -> List[str]:
         """Names directly inside ``rel`` (empty when it does not exist)."""
@@ -79,9 +96,9 @@ class Store(abc.ABC):
         """(name, is_dir) of what is directly inside ``rel``, sorted by name."""
 
     @abc.abstractmethod
-    def walk_files(self, rel: str = "", skip_hidden: bool = False) -> Iterator[Tuple[str, int]]:
-        """(relative path, size) of every file below ``rel``; size -1 for a broken link.
-        ``skip_hidden``: leave out dot-files and everything in dot-folders."""
+    def walk_files(self, rel: str = "", skip_hidden: bool = False) -> Iterator[Tuple[str, int, int]]:
+        """(relative path, size, mtime_ns) of every file below ``rel``; size -1 (mtime 0) for a
+        broken link. ``skip_hidden``: leave out dot-files and everything in dot-folders."""
 
     # ---------------------------------------------------------------- reading
 

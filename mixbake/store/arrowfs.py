@@ -16,7 +16,7 @@ from typing import Iterator, List, Tuple
 
 import pyarrow.fs as pafs
 
-from ..errors import MixbakeError
+from ..errors import MixbakeError, changed
 from . import Store
 from .hashing import HashingFile, NativeOutput, _digest_stream
 
@@ -60,17 +60,27 @@ class ArrowStore(Store):
     def size(self, rel: str) -> int:
         return self._fs.get_file_info(self.path(rel)).size
 
+    def stamp(self, rel: str) -> Tuple[int, int]:
+        info = self._fs.get_file_info(self.path(rel))
+        return info.size, info.mtime_ns or 0
+
+    def read_stamped(self, rel: str, stamp: Tuple[int, int]) -> bytes:
+        now = self.stamp(rel)
+        if now != tuple(stamp):
+            raise changed(rel, stamp, now)
+        return self.read_bytes(rel)
+
     def listdir(self, rel: str = "") -> List[str]:
         return sorted(posixpath.basename(i.path) for i in self._infos(rel))
 
     def entries(self, rel: str = "") -> List[Tuple[str, bool]]:
         return sorted((posixpath.basename(i.path), i.type == pafs.FileType.Directory) for i in self._infos(rel))
 
-    def walk_files(self, rel: str = "", skip_hidden: bool = False) -> Iterator[Tuple[str, int]]:
+    def walk_files(self, rel: str = "", skip_hidden: bool = False) -> Iterator[Tuple[str, int, int]]:
         for info in self._infos(rel, recursive=True):
             relpath = posixpath.relpath(info.path, self.root)
             if info.type == pafs.FileType.File and not (skip_hidden and "/." in "/" + relpath):
-                yield relpath, info.size
+                yield relpath, info.size, info.mtime_ns or 0
 
     # ---------------------------------------------------------------- reading
 
