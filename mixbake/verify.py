@@ -135,7 +135,9 @@ def _check_plan(out: Store, doc: dict, problems: List[str]) -> None:
     from .tasks import make_tasks
 
     source = doc["source"]
-    catalog = open_source(source["uri"], SourceOptions.from_recorded(source.get("options")))
+    # listed as --on-error skip would: a build that left an unreadable file out is checked, not refused
+    # (the fingerprint covers the files left out, so one that changed since is still caught)
+    catalog = open_source(source["uri"], SourceOptions.from_recorded(source.get("options")), on_error="skip")
     if catalog.fingerprint != source["fingerprint"]:
         problems.append(f"source {source['uri']}: changed since the build (fingerprint differs)")
         return

@@ -477,3 +477,137 @@ def test_parquet_source_is_recorded_absolute_so_its_build_verifies_from_anywhere
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert verify(str(tmp_path / "out"), deep=True) == []
+
+
+# ---------------------------------------------------------------- parquet: an unreadable file among many
+
+CORRUPT_REASON = "not a readable Parquet file (Parquet magic bytes not found in footer."
+
+
+def corrupt_footer(path):
+    """Overwrite a Parquet file's trailing magic bytes: its footer can no longer be found."""
+    with open(path, "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"XXXX")
+
+
+def corrupt_column(path, column):
+    """Overwrite the first column chunk of ``column`` with 0xff: the footer stays readable, the
+    column's page header no longer deserializes."""
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    chunk = next(meta.column(j) for j in range(meta.num_columns) if meta.column(j).path_in_schema == column)
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(b"\xff" * chunk.total_compressed_size)
+
+
+@pytest.fixture
+def pq_three_parts(tmp_path):
+    """data/part-{a,b,c}.parquet, 5 solid-colour rows each (binary images, int labels), part-b corrupt.
+    Returns (dir, refs, labels, colours) of the readable parts' rows."""
+    d = tmp_path / "data"
+    refs, labels, colours = [], [], []
+    for f, name in enumerate("abc"):
+        file_colours = [colour(5 * f + j) for j in range(5)]
+        file_labels = [(f + j) % 2 for j in range(5)]
+        write_parquet(d / f"part-{name}.parquet", {"image": pa.array([png_bytes(c) for c in file_colours]),
+                                                   "label": pa.array(file_labels, pa.int64())}, row_group_size=2)
+        if name != "b":
+            refs += [f"part-{name}.parquet#{j}" for j in range(5)]
+            labels += file_labels
+            colours += file_colours
+    corrupt_footer(d / "part-b.parquet")
+    return d, refs, labels, colours
+
+
+@pytest.mark.parametrize("form", ["directory", "glob"])
+def test_parquet_unreadable_file_is_skipped_named_and_counted(pq_three_parts, form, tmp_path, caplog):
+    """--on-error skip: the readable files bake (every row once, with its pixels); errors.jsonl names
+    the file; the manifest counts it as skipped, not its rows as items; the build verifies deep."""
+    from helpers import cli
+    from mixbake.verify import verify
+    d, refs, labels, colours = pq_three_parts
+    source = d if form == "directory" else d / "part-*.parquet"
+    out = tmp_path / "out"
+    result = cli("bake", source, out, "--none", "1", "--mixup", "0", "--cutmix", "0", "--size", SIZE,
+                 "--image-format", "png", "--on-error", "skip", "-q", "-w", "1", code=0)
+    assert ", 1 unreadable file skipped (see " in result.stdout
+    assert f"{d / 'part-b.parquet'} left out: {CORRUPT_REASON}" in caplog.text
+    check_parquet_bake(out, refs, labels, colours, ["0", "1"])
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["ref"] for e in errors] == ["part-b.parquet"]
+    assert errors[0]["reason"].startswith(CORRUPT_REASON)
+    doc = manifest(out)
+    assert doc["totals"]["items"] == len(refs) == 10 and doc["totals"]["rows"] == 10
+    assert doc["totals"]["skipped"] == doc["errors"]["count"] == 1
+    assert doc["source"]["skipped_files"] == 1 and doc["source"]["items"] == 10
+    assert verify(str(out), deep=True) == []
+
+
+def test_parquet_unreadable_file_fails_the_bake_naming_it(pq_three_parts, tmp_path):
+    from helpers import cli
+    d = pq_three_parts[0]
+    result = cli("bake", d, tmp_path / "out", "--size", SIZE, "-q", code=1)
+    assert result.stderr.startswith(f"Error: {d / 'part-b.parquet'}: {CORRUPT_REASON}")
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_parquet_unreadable_file_is_part_of_the_fingerprint(pq_three_parts):
+    """The file left out belongs to the source's identity: repairing it, changing it or removing it
+    changes the fingerprint; listing it again does not."""
+    d = pq_three_parts[0]
+    skipped = open_source(str(d), on_error="skip")
+    assert skipped.skipped_files == (("part-b.parquet", skipped.skipped_files[0][1]),)
+    assert open_source(str(d), on_error="skip").fingerprint == skipped.fingerprint
+    with open(d / "part-b.parquet", "ab") as f:
+        f.write(b"more garbage")
+    grown = open_source(str(d), on_error="skip").fingerprint
+    (d / "part-b.parquet").unlink()
+    without = open_source(str(d)).fingerprint
+    assert len({skipped.fingerprint, grown, without}) == 3
+
+
+def test_parquet_unreadable_column_is_skipped_too(pq_three_parts):
+    """A readable footer over a column chunk that does not deserialize: the file is left out, with
+    the column and pyarrow's reason in one line."""
+    d, refs, labels, _ = pq_three_parts
+    corrupt_column(d / "part-c.parquet", "label")
+    catalog = open_source(str(d), on_error="skip")
+    assert [ref for ref, _ in catalog.skipped_files] == ["part-b.parquet", "part-c.parquet"]
+    reason = catalog.skipped_files[1][1]
+    assert reason.startswith("cannot read its column 'label' (") and "\n" not in reason and reason.isprintable()
+    assert list(catalog.refs) == refs[:5] and catalog.labels.tolist() == labels[:5]
+    with pytest.raises(MixbakeError, match="part-b.parquet: not a readable Parquet file"):
+        open_source(str(d))
+
+
+def test_parquet_every_file_unreadable_is_an_error_even_when_skipping(pq_three_parts):
+    d = pq_three_parts[0]
+    for name in "ac":
+        corrupt_footer(d / f"part-{name}.parquet")
+    with pytest.raises(MixbakeError) as info:
+        open_source(str(d), on_error="skip")
+    assert str(info.value).startswith(f"None of the 3 Parquet files of {str(d)!r} is readable: "
+                                      f"{d / 'part-a.parquet'}: {CORRUPT_REASON}")
+
+
+def test_plan_reports_an_unreadable_file_as_a_note(pq_three_parts):
+    from helpers import cli
+    d = pq_three_parts[0]
+    text = cli("plan", d, "--size", SIZE, code=0).stdout
+    assert f"source     parquet {d}: 10 items, 2 classes, 1 unreadable file left out\n" in text
+    assert f"note       {d / 'part-b.parquet'} left out: {CORRUPT_REASON}" in text
+    assert "note       a bake stops at the first unreadable file with --on-error fail (the default)" in text
+    summary = json.loads(cli("plan", d, "--size", SIZE, "--json", code=0).stdout)
+    assert [f["ref"] for f in summary["skipped_files"]] == ["part-b.parquet"]
+    assert summary["rows"] == 10
+
+
+def test_preview_of_a_source_leaves_an_unreadable_file_out_and_says_so(pq_three_parts):
+    from mixbake.preview import source_samples
+    d, refs, _, _ = pq_three_parts
+    _, catalog, samples, skipped = source_samples(str(d), 4, size=(SIZE, SIZE))
+    assert len(samples) == 4 and list(catalog.refs) == refs
+    assert [s.split(": ")[0] for s in skipped] == ["part-b.parquet"]
+    assert skipped[0].startswith(f"part-b.parquet: {CORRUPT_REASON}")
