@@ -56,6 +56,14 @@ class Catalog:
 
 
 @dataclass(frozen=True)
+class BadPayload:
+    """What a reader yields in place of an item's payload when it cannot fetch it (an image file
+    named by a Parquet cell, gone since listing): the worker records ``reason`` as the item's error,
+    and the rest of the chunk is read on."""
+    reason: str
+
+
+@dataclass(frozen=True)
 class SourceOptions:
     """How to read a source beyond where it is: one object, passed through whole (bake, plan,
     preview, verify; the recipe keys and the CLI's flags are its fields, documented in ``HELP``).

@@ -20,6 +20,7 @@ from ..errors import MixbakeError
 from ..humanize import count
 from ..store import Store, is_uri
 from . import Catalog
+from .parquet_paths import find_named_images, read_named
 
 SKIPPED_NOTES = 5  # unreadable files named one by one in the listing's notes (all are in errors.jsonl)
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y")
@@ -145,18 +146,28 @@ class ParquetReader:
     store: Store
     files: Tuple[str, ...]
     image_column: str
+    image_files: Optional[Store] = None  # where the files named by path-only cells are (None: no such cell)
 
     def read_chunk(self, locator):
         """Payloads (bytes or None) of one row group, in row order, streamed in small batches so a
-        worker never holds a whole row group's image bytes twice (Arrow buffers + Python bytes)."""
-        file_index, row_group = locator
+        worker never holds a whole row group's image bytes twice (Arrow buffers + Python bytes).
+        A locator (file index, row group, locations) also names, per row, the file to read where the
+        cell has a path and no bytes (a string array, see ``parquet_paths``)."""
+        file_index, row_group, *named = locator
+        locations, row = (named[0] if named else None), 0
         with self.store.open_input(self.files[file_index]) as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=64, row_groups=[row_group],
                                                        columns=[self.image_column], use_threads=False):
                 column = batch.column(0)
                 if pa.types.is_struct(column.type):  # flatten(): a null struct gives null fields
                     column = column.flatten()[column.type.get_field_index("bytes")]
-                yield from column.to_pylist()
+                payloads = column.to_pylist()
+                if locations is not None:
+                    named = locations.slice(row, len(payloads)).to_pylist()
+                    payloads = [read_named(self.image_files, location) if payload is None and location else payload
+                                for payload, location in zip(payloads, named)]
+                    row += len(payloads)
+                yield from payloads
 
 
 def _class_names(pf: pq.ParquetFile, label_column: str) -> Optional[List[str]]:
@@ -190,12 +201,15 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
     bounds, locators, refs = _row_groups(files, handles)
     if not refs:
         raise MixbakeError(f"Parquet source {source!r} holds no rows.")
+    named = find_named_images(store, files, handles, image_column, locators, bounds)
+    locators = [loc + (named.locations[c],) if c in named.locations else loc for c, loc in enumerate(locators)]
+    bad = {**named.bad, **bad}  # a bad label is the reason given, when a row has both
     return Catalog(
         kind="parquet", uri=source if is_uri(source) else os.path.abspath(source),
         classes=tuple(classes), labels=labels, refs=refs,
         chunk_bounds=np.asarray(bounds, dtype=np.int64), chunk_locators=locators,
-        reader=ParquetReader(store, tuple(files), image_column),
-        fingerprint=_fingerprint(store, files, handles, skipped),
+        reader=ParquetReader(store, tuple(files), image_column, named.store),
+        fingerprint=_fingerprint(store, files, handles, skipped, named.fingerprint()),
         options={"image_column": image_column, "label_column": label_column}, bad=bad,
         notes=_skipped_notes(store, skipped), skipped_files=tuple(skipped),
     )
@@ -279,10 +293,14 @@ def _resolve_labels(pf, label_column, raw_labels):
     return names, labels.astype(np.int64), bad
 
 
-def _fingerprint(store: Store, files, handles, skipped=()) -> str:
+def _fingerprint(store: Store, files, handles, skipped=(), named_images: Optional[str] = None) -> str:
     h = hashlib.sha256()
     for rel, pf in zip(files, handles):
         h.update(f"{rel}\0{store.size(rel)}\0{pf.metadata.num_rows}\n".encode("utf-8", "surrogateescape"))
+    # the files named by path-only cells (their own digest, see parquet_paths); none for a source
+    # whose cells hold their bytes, whose fingerprint is then what it always was
+    if named_images is not None:
+        h.update(f"named images\0{named_images}\n".encode())
     # a file left out still belongs to the source's identity (a build that skipped it is not the build
     # of the repaired file); appended only when there is one, so every other source keeps its fingerprint
     for rel, _ in skipped:
