@@ -543,6 +543,9 @@ def test_parquet_unreadable_file_is_skipped_named_and_counted(pq_three_parts, fo
     assert doc["totals"]["skipped"] == doc["errors"]["count"] == 1
     assert doc["source"]["skipped_files"] == 1 and doc["source"]["items"] == 10
     assert verify(str(out), deep=True) == []
+    report = cli("inspect", out, code=0).stdout
+    assert f"errors   1 unreadable source file(s) skipped (errors.jsonl); first:\n  part-b.parquet: {CORRUPT_REASON}" \
+        in report
 
 
 def test_parquet_unreadable_file_fails_the_bake_naming_it(pq_three_parts, tmp_path):
