@@ -163,9 +163,9 @@ class ParquetReader:
                     column = column.flatten()[column.type.get_field_index("bytes")]
                 payloads = column.to_pylist()
                 if locations is not None:
-                    named = locations.slice(row, len(payloads)).to_pylist()
+                    named_files = locations.slice(row, len(payloads)).to_pylist()
                     payloads = [read_named(self.image_files, location) if payload is None and location else payload
-                                for payload, location in zip(payloads, named)]
+                                for payload, location in zip(payloads, named_files)]
                     row += len(payloads)
                 yield from payloads
 
