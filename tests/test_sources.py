@@ -4,8 +4,10 @@ Every source item is a solid colour, so a baked row's pixels say which item(s) i
 the tests check that ``ref_a``/``src_a``/``label_a`` (and ``src_b``) name the item whose pixels are in
 the row, not only that the bookkeeping is self-consistent.
 """
+import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -721,16 +723,15 @@ def test_parquet_written_by_datasets_with_image_paths_bakes_those_images(tmp_pat
 
 
 def test_parquet_fingerprint_covers_named_files_by_path_and_size(named_source):
-    import os
     source, _, _ = named_source
     first = open_source(str(source), on_error="skip").fingerprint
     assert open_source(str(source)).fingerprint == first
     near = source.parent / "images" / "near.png"
-    os.utime(near, (1, 1))                                    # mtimes are not part of the identity
+    os.utime(near, (1, 1))  # mtimes are not part of the identity
     assert open_source(str(source)).fingerprint == first
-    near.write_bytes(near.read_bytes() + b"\0")               # another size: another source
+    near.write_bytes(near.read_bytes() + b"\0")  # another size: another source
     grown = open_source(str(source)).fingerprint
-    solid_png(source.parent / "nope.png", colour(31))          # the missing file appears
+    solid_png(source.parent / "nope.png", colour(31))  # the missing file appears
     appeared = open_source(str(source)).fingerprint
     assert len({first, grown, appeared}) == 3
 
@@ -738,7 +739,6 @@ def test_parquet_fingerprint_covers_named_files_by_path_and_size(named_source):
 def test_parquet_with_embedded_bytes_keeps_its_fingerprint_and_reads_nothing_more(tmp_path, monkeypatch):
     """Cells with bytes (and paths, naming files or not): the fingerprint is the files' alone, as
     before cells could name files, and listing reads no row group beyond the label column."""
-    import hashlib
     path = tmp_path / "train.parquet"
     solid_png(tmp_path / "0.png", colour(40))
     write_parquet(path, {"image": cells([(png_bytes(colour(i)), f"{i}.png") for i in range(6)]),
