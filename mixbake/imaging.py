@@ -64,8 +64,8 @@ def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> 
     """Bytes (or an RGB array) -> RGB uint8 array of exactly ``size`` (width, height)."""
     if isinstance(payload, np.ndarray):
         return fit(payload, size, resize)
-    if payload is None:  # a null in the Parquet image column (or a Hugging Face image with only a path)
-        raise DecodeError("the image bytes are null (mixbake reads image bytes, not paths)")
+    if payload is None:  # a null in the Parquet image column (a cell naming a file gets its bytes read)
+        raise DecodeError("the image bytes are null, and no path names a file to read them from")
     if len(payload) == 0:
         raise DecodeError("empty image data (0 bytes)")
     if payload[:3] == b"\xff\xd8\xff":

@@ -22,7 +22,9 @@ BYTES_PER_PIXEL = {"jpeg": 0.33, "webp": 0.25, "png": 1.9, "raw": 3.0}
 def plan_summary(source, source_options: Optional[SourceOptions] = None, **options) -> dict:
     """What baking ``source`` with ``options`` (BakeConfig fields) would produce, as a JSON-ready dict."""
     config = BakeConfig(**options)
-    catalog = open_source(source, source_options)
+    # listed as --on-error skip would: an unreadable file becomes a note (and a count) instead of the
+    # plan's end, so one look shows every file a bake would stop at
+    catalog = open_source(source, source_options, on_error="skip")
     pairing, tasks = make_build(config, catalog, "", "plan")
     counts = dict.fromkeys(ops.NAMES, 0)
     shard_rows, met = [], []
@@ -46,7 +48,8 @@ def plan_summary(source, source_options: Optional[SourceOptions] = None, **optio
         "source": catalog.summary(),
         "classes": {name: int(np.sum(labelled == i)) for i, name in enumerate(catalog.classes)},
         "known_bad": len(catalog.bad),
-        "notes": list(catalog.notes),
+        "skipped_files": [{"ref": ref, "reason": reason} for ref, reason in catalog.skipped_files],
+        "notes": list(catalog.notes) + _skipped_note(catalog),
         "rows": rows,
         "ops": counts,
         "shards": len(shard_rows),
@@ -57,6 +60,13 @@ def plan_summary(source, source_options: Optional[SourceOptions] = None, **optio
         "estimated_bytes": int(rows * width * height * BYTES_PER_PIXEL[config.image_format]),
         "config": config.to_dict(),
     }
+
+
+def _skipped_note(catalog) -> list:
+    if not catalog.skipped_files:
+        return []
+    return [f"a bake stops at the first unreadable file with --on-error fail (the default); with "
+            f"--on-error skip it leaves {'it' if len(catalog.skipped_files) == 1 else 'them'} out"]
 
 
 def _pairing_warnings(config, pairing, partners) -> list:
@@ -86,7 +96,8 @@ def format_plan(d: dict) -> str:
     lines = [
         f"source     {src['kind']} {src['uri']}: {count(src['items'], 'item')}, "
         f"{count(len(d['classes']), 'class', 'classes')}"
-        + (f", {d['known_bad']} bad at listing" if d["known_bad"] else ""),
+        + (f", {d['known_bad']} bad at listing" if d["known_bad"] else "")
+        + (f", {count(len(d['skipped_files']), 'unreadable file')} left out" if d["skipped_files"] else ""),
         f"output     {count(d['rows'], 'sample')} in {count(d['shards'], 'shard')} "
         f"({d['shard_rows']['min']}..{d['shard_rows']['max']} rows each; first: {d['first_shard']})",
         f"images     {cfg['size'][0]}x{cfg['size'][1]} {cfg['image_format']}, {cfg['format']} format, "

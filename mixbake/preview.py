@@ -187,10 +187,10 @@ def source_samples(source: str, n: int, seed: Optional[int] = None,
         options["seed"] = seed
     source_options = source_options or SourceOptions.take(options)
     config = BakeConfig(**options)
-    catalog = open_source(source, source_options)
+    catalog = open_source(source, source_options, on_error="skip")
     build_id = fingerprint(build_identity(config, catalog))
     samples: List[Sample] = []
-    skipped: List[str] = []
+    skipped: List[str] = [f"{ref}: {reason}" for ref, reason in catalog.skipped_files]
     for task in make_tasks(config, catalog, "", build_id, on_error="skip"):
         if len(samples) >= n:
             break

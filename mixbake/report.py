@@ -60,8 +60,16 @@ def inspect(out) -> dict:
                                               table.column("src_b").fill_null(-1).to_numpy(), lam)},
         "seed": doc.get("seed"),
         "config": config,
-        "source": {k: doc.get("source", {}).get(k) for k in ("kind", "uri", "items")},
+        "source": _source(doc),
     }
+
+
+def _source(doc: dict) -> dict:
+    source = doc.get("source", {})
+    summary = {k: source.get(k) for k in ("kind", "uri", "items")}
+    if source.get("skipped_files"):  # as in the manifest: only when a source file was left out
+        summary["skipped_files"] = source["skipped_files"]
+    return summary
 
 
 def _op_counts(table, lam: np.ndarray, doc: dict) -> dict:
@@ -226,7 +234,10 @@ def _errors(info: dict) -> List[str]:
     errors = info["errors"]
     if not errors["count"]:
         return ["errors   none (no source item was skipped)"]
-    lines = [f"errors   {errors['count']:,} source item(s) skipped (errors.jsonl); first:"]
+    files = info["source"].get("skipped_files", 0)  # whole files left out at listing: not items
+    items = errors["count"] - files
+    what = [f"{items:,} source item(s)"] * bool(items) + [f"{files:,} unreadable source file(s)"] * bool(files)
+    lines = [f"errors   {' and '.join(what)} skipped (errors.jsonl); first:"]
     lines += [f"  {line}" for line in errors["first"]]
     return lines
 

@@ -39,19 +39,25 @@ class BakeSummary:
     seconds: float
     op_counts: Dict[str, int]
     kept: int = 0         # shards an interrupted run of this build had finished (resumed)
+    skipped_files: int = 0  # of ``skipped``: whole source files left out at listing (not items)
 
     def line(self) -> str:
         if self.state == "complete":
             return f"{self.out} already holds this finished build ({self.rows} samples); nothing to do."
         rate = self.rows / self.seconds if self.seconds > 0 else float("inf")
-        skipped = (f", {count(self.skipped, 'bad item')} skipped (see {self.out}/errors.jsonl)"
-                   if self.skipped else "")
+        skipped = (f", {self._skipped()} skipped (see {self.out}/errors.jsonl)" if self.skipped else "")
         verb = f"Resumed ({self.kept} of {count(self.shards, 'shard')} kept):" if self.state == "resumed" \
             else "Baked"
         return (f"{verb} {count(self.rows, 'sample')} from "
                 f"{count(self.items, 'item')} into {count(self.shards, 'shard')} ({human_bytes(self.bytes)}) in "
                 f"{self.seconds:.1f}s "
                 f"({rate:.0f} samples/s){skipped} -> {self.out}")
+
+    def _skipped(self) -> str:
+        """'3 bad items', '1 unreadable file', '3 bad items and 1 unreadable file'."""
+        items, files = self.skipped - self.skipped_files, self.skipped_files
+        parts = ([count(items, "bad item")] if items else []) + ([count(files, "unreadable file")] if files else [])
+        return " and ".join(parts)
 
 
 # Format-1 identities hashed the mixbake release among the libraries; every one was 0.1.0, the release
@@ -113,7 +119,7 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
 
 def _bake(source, store: Store, config: BakeConfig, source_options: SourceOptions, session: Session, *,
           quiet: bool, wait: bool, overwrite: bool, on_error: str, expect_fingerprint) -> BakeSummary:
-    catalog = open_source(source, source_options, map_each=session.map)
+    catalog = open_source(source, source_options, map_each=session.map, on_error=on_error)
     for note in catalog.notes:
         log.warning(note)
     if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
@@ -143,7 +149,7 @@ def _refuse_changed_source(source, source_options, catalog: Catalog, session: Se
     read would match neither the old source nor the new one."""
     if catalog.chunk_stamps is None:
         return
-    again = open_source(source, source_options, map_each=session.map)
+    again = open_source(source, source_options, map_each=session.map, on_error="skip")
     if again.state == catalog.state:
         return
     raise SourceChanged(_first_change(catalog, again), "found when the source was listed again before "
@@ -171,7 +177,8 @@ def _complete(store: Store) -> BakeSummary:
     done = manifest.read_json((store, manifest.MANIFEST))
     totals = done["totals"]
     return BakeSummary(store.display(), "complete", totals["rows"], len(done["shards"]),
-                       totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"])
+                       totals["bytes"], totals["items"], totals["skipped"], 0.0, totals["ops"],
+                       skipped_files=done["source"].get("skipped_files", 0))
 
 
 def _run_and_collect(store: Store, config, catalog, tasks, session, quiet):
@@ -328,9 +335,12 @@ def _progress_bar(quiet: bool, **options):
 
 def write_manifest(store: Store, config, catalog, identity, build_id, results, labels: dict,
                    pairing: Pairing) -> BakeSummary:
-    """The format's last files, errors.jsonl, then manifest.json: the commit of the build."""
+    """The format's last files, errors.jsonl, then manifest.json: the commit of the build.
+    errors.jsonl names the source files left out at listing first (their rows are not items: they
+    could not be read), then the bad items."""
     formats.get(config.format).finish(store, catalog.classes)
-    errors = list(dict.fromkeys(tuple(e) for r in results for e in r.errors))  # once, not once per pass
+    item_errors = (tuple(e) for r in results for e in r.errors)
+    errors = list(dict.fromkeys([*catalog.skipped_files, *item_errors]))  # once, not once per pass
     manifest.write_errors(store, errors)
     op_totals = {op: sum(r.op_counts.get(op, 0) for r in results) for op in recorded_ops(identity["config"])}
     totals = {"rows": sum(r.rows for r in results), "items": len(catalog), "skipped": len(errors),
@@ -354,7 +364,7 @@ def write_manifest(store: Store, config, catalog, identity, build_id, results, l
     manifest.write_json(store, manifest.MANIFEST, doc)
     manifest.finish_state(store)
     return BakeSummary(store.display(), "baked", totals["rows"], len(results), totals["bytes"], len(catalog),
-                       len(errors), 0.0, op_totals)
+                       len(errors), 0.0, op_totals, skipped_files=len(catalog.skipped_files))
 
 
 def recorded_ops(config_dict: dict) -> List[str]:

@@ -20,6 +20,7 @@ from .config import BakeConfig
 from .errors import ItemError
 from .manifest import write_sidecar
 from .plan import ORIGINAL, PoolPlan, plan_pool, shard_rows, take_rows
+from .sources import BadPayload
 from .tasks import PoolResult, PoolTask, ShardResult
 from .worker_process import BATCH, prepare_process, spread, task_starts, tick
 
@@ -64,14 +65,18 @@ def load_pool(task: PoolTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, str
 
 def _chunk_payloads(reader, locator, stamp, positions, bad: Dict[int, str]):
     """(position, payload) for a chunk; a chunk that cannot be read (or stops early) marks the rest
-    of its items bad with the reason, instead of failing the whole shard."""
+    of its items bad with the reason, instead of failing the whole shard. An item the reader could
+    not fetch alone (a ``BadPayload``) is marked bad with its own reason."""
     import pyarrow as pa
     done = 0
     try:
         for payload in reader.read_chunk(locator, stamp):
             if done == len(positions):
                 break
-            yield positions[done], payload
+            if isinstance(payload, BadPayload):
+                bad.setdefault(positions[done], payload.reason)
+            else:
+                yield positions[done], payload
             done += 1
         reason = "row missing from its row group"
     except (OSError, pa.ArrowException) as exc:

@@ -465,7 +465,8 @@ def make_bad_parquet(dirpath: Path) -> list[Case]:
     rows.append((None, 1, "null_image", True, "image struct is null", None))
     rows.append(({"bytes": None, "path": "missing.png"}, 0, "null_image_bytes", True,
                  "image struct with bytes=null and path='missing.png' (HF 'load from path' form; the "
-                 "path does not exist relative to anything): must be rejected, not opened", None))
+                 "path names no file, beside the Parquet file or in the working directory): a bad item "
+                 "saying so", None))
     good(3, 1, 16, 10)
     a_png = _png(_noise(8, 8, 150))
     rows.append(({"bytes": a_png, "path": "nolabel.png"}, None, "null_label", True,

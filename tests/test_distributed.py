@@ -150,3 +150,45 @@ def test_s3_interrupted_build_resumes_to_the_same_bytes(tmp_path, s3):
     assert_same_tree(resumed, fresh)
     assert json.loads(resumed["manifest.json"])["totals"]["skipped"] == 1
     assert not any(k.startswith(".mixbake") for k in resumed)
+
+
+def test_s3_parquet_cells_naming_files_are_read_below_the_parquet_files_prefix(s3, tmp_path):
+    """On an object store a path-only cell names a key relative to its Parquet file's prefix; an
+    absolute path, one climbing out of the source, or a missing key is a bad item saying which."""
+    import pyarrow as pa
+    from PIL import Image
+    env, client = s3
+    pngs = []
+    for rgb in ((200, 10, 10), (10, 200, 10)):
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), rgb).save(buf, "PNG")
+        pngs.append(buf.getvalue())
+    client.put_object(Bucket="bkt", Key="named/part/images/a.png", Body=pngs[0])
+    cell = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+    images = pa.array([{"bytes": None, "path": "images/a.png"}, {"bytes": pngs[1], "path": "ignored.png"},
+                       {"bytes": None, "path": "/abs/a.png"}, {"bytes": None, "path": "../../up.png"},
+                       {"bytes": None, "path": "images/nope.png"}], cell)
+    table = pa.table({"image": images, "label": pa.array([0, 1, 0, 1, 0], pa.int64())})
+    body = io.BytesIO()
+    pq.write_table(table, body)
+    client.put_object(Bucket="bkt", Key="named/part/train.parquet", Body=body.getvalue())
+    out = tmp_path / "out"
+    mixbake_process("bake", "s3://bkt/named/part/*.parquet", out, "--size", "16", "--none", "1",
+                    "--mixup", "0", "--cutmix", "0", "--image-format", "png", "--on-error", "skip", "-q",
+                    env=env, code=0)
+    labels = pq.read_table(out / "labels.parquet").to_pydict()
+    assert sorted(labels["src_a"]) == [0, 1]
+    shard = pq.read_table(out / "data" / "train-00000-of-00001.parquet").to_pydict()
+    colours = {src: np.asarray(Image.open(io.BytesIO(image["bytes"])).convert("RGB"))[0, 0].tolist()
+               for src, image in zip(shard["src_a"], shard["image"])}
+    assert colours == {0: [200, 10, 10], 1: [10, 200, 10]}
+    with open(out / "errors.jsonl", encoding="utf-8") as f:
+        reasons = {e["ref"]: e["reason"] for e in map(json.loads, f)}
+    assert reasons == {
+        "train.parquet#2": "the image file '/abs/a.png' named in the path field is an absolute path, and the "
+                           "Parquet file is on an object store (paths relative to it are followed)",
+        "train.parquet#3": "the image file '../../up.png' named in the path field is outside s3://bkt/named/part "
+                           "(on an object store, paths below the source are followed)",
+        "train.parquet#4": "the image file 'images/nope.png' named in the path field does not exist in "
+                           "s3://bkt/named/part",
+    }

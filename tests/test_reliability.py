@@ -442,7 +442,9 @@ def test_parquet_bad_rows_are_skipped_with_global_row_references(pq_corpus, pq_b
     reason = {e["ref"]: e["reason"].lower() for e in errors}
     assert "null" in reason["nulls.parquet#4"]
     assert "image bytes are null" in reason["nulls.parquet#1"]  # the struct itself is null
-    assert "image bytes are null" in reason["nulls.parquet#2"]  # bytes null, a path only
+    # bytes null, a path naming no file (read from the file when there is one: tests/test_sources.py)
+    assert reason["nulls.parquet#2"] == ("the image file 'missing.png' named in the path field does not exist "
+                                         "(neither beside the parquet file nor in the working directory)")
     assert "99" in reason["nulls.parquet#5"]
     assert "-1" in reason["nulls.parquet#6"]
     assert set(labels_of(out)["ref_a"]) == good

@@ -4,8 +4,10 @@ Every source item is a solid colour, so a baked row's pixels say which item(s) i
 the tests check that ``ref_a``/``src_a``/``label_a`` (and ``src_b``) name the item whose pixels are in
 the row, not only that the bookkeeping is self-consistent.
 """
+import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -477,3 +479,315 @@ def test_parquet_source_is_recorded_absolute_so_its_build_verifies_from_anywhere
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert verify(str(tmp_path / "out"), deep=True) == []
+
+
+# ---------------------------------------------------------------- parquet: an unreadable file among many
+
+CORRUPT_REASON = "not a readable Parquet file (Parquet magic bytes not found in footer."
+
+
+def corrupt_footer(path):
+    """Overwrite a Parquet file's trailing magic bytes: its footer can no longer be found."""
+    with open(path, "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"XXXX")
+
+
+def corrupt_column(path, column):
+    """Overwrite the first column chunk of ``column`` with 0xff: the footer stays readable, the
+    column's page header no longer deserializes."""
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    chunk = next(meta.column(j) for j in range(meta.num_columns) if meta.column(j).path_in_schema == column)
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(b"\xff" * chunk.total_compressed_size)
+
+
+@pytest.fixture
+def pq_three_parts(tmp_path):
+    """data/part-{a,b,c}.parquet, 5 solid-colour rows each (binary images, int labels), part-b corrupt.
+    Returns (dir, refs, labels, colours) of the readable parts' rows."""
+    d = tmp_path / "data"
+    refs, labels, colours = [], [], []
+    for f, name in enumerate("abc"):
+        file_colours = [colour(5 * f + j) for j in range(5)]
+        file_labels = [(f + j) % 2 for j in range(5)]
+        write_parquet(d / f"part-{name}.parquet", {"image": pa.array([png_bytes(c) for c in file_colours]),
+                                                   "label": pa.array(file_labels, pa.int64())}, row_group_size=2)
+        if name != "b":
+            refs += [f"part-{name}.parquet#{j}" for j in range(5)]
+            labels += file_labels
+            colours += file_colours
+    corrupt_footer(d / "part-b.parquet")
+    return d, refs, labels, colours
+
+
+@pytest.mark.parametrize("form", ["directory", "glob"])
+def test_parquet_unreadable_file_is_skipped_named_and_counted(pq_three_parts, form, tmp_path, caplog):
+    """--on-error skip: the readable files bake (every row once, with its pixels); errors.jsonl names
+    the file; the manifest counts it as skipped, not its rows as items; the build verifies deep."""
+    from helpers import cli
+    from mixbake.verify import verify
+    d, refs, labels, colours = pq_three_parts
+    source = d if form == "directory" else d / "part-*.parquet"
+    out = tmp_path / "out"
+    result = cli("bake", source, out, "--none", "1", "--mixup", "0", "--cutmix", "0", "--size", SIZE,
+                 "--image-format", "png", "--on-error", "skip", "-q", "-w", "1", code=0)
+    assert ", 1 unreadable file skipped (see " in result.stdout
+    assert f"{d / 'part-b.parquet'} left out: {CORRUPT_REASON}" in caplog.text
+    check_parquet_bake(out, refs, labels, colours, ["0", "1"])
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["ref"] for e in errors] == ["part-b.parquet"]
+    assert errors[0]["reason"].startswith(CORRUPT_REASON)
+    doc = manifest(out)
+    assert doc["totals"]["items"] == len(refs) == 10 and doc["totals"]["rows"] == 10
+    assert doc["totals"]["skipped"] == doc["errors"]["count"] == 1
+    assert doc["source"]["skipped_files"] == 1 and doc["source"]["items"] == 10
+    assert verify(str(out), deep=True) == []
+    report = cli("inspect", out, code=0).stdout
+    assert f"errors   1 unreadable source file(s) skipped (errors.jsonl); first:\n  part-b.parquet: {CORRUPT_REASON}" \
+        in report
+
+
+def test_parquet_unreadable_file_fails_the_bake_naming_it(pq_three_parts, tmp_path):
+    from helpers import cli
+    d = pq_three_parts[0]
+    result = cli("bake", d, tmp_path / "out", "--size", SIZE, "-q", code=1)
+    assert result.stderr.startswith(f"Error: {d / 'part-b.parquet'}: {CORRUPT_REASON}")
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_parquet_unreadable_file_is_part_of_the_fingerprint(pq_three_parts):
+    """The file left out belongs to the source's identity: repairing it, changing it or removing it
+    changes the fingerprint; listing it again does not."""
+    d = pq_three_parts[0]
+    skipped = open_source(str(d), on_error="skip")
+    assert skipped.skipped_files == (("part-b.parquet", skipped.skipped_files[0][1]),)
+    assert open_source(str(d), on_error="skip").fingerprint == skipped.fingerprint
+    with open(d / "part-b.parquet", "ab") as f:
+        f.write(b"more garbage")
+    grown = open_source(str(d), on_error="skip").fingerprint
+    (d / "part-b.parquet").unlink()
+    without = open_source(str(d)).fingerprint
+    assert len({skipped.fingerprint, grown, without}) == 3
+
+
+def test_parquet_unreadable_column_is_skipped_too(pq_three_parts):
+    """A readable footer over a column chunk that does not deserialize: the file is left out, with
+    the column and pyarrow's reason in one line."""
+    d, refs, labels, _ = pq_three_parts
+    corrupt_column(d / "part-c.parquet", "label")
+    catalog = open_source(str(d), on_error="skip")
+    assert [ref for ref, _ in catalog.skipped_files] == ["part-b.parquet", "part-c.parquet"]
+    reason = catalog.skipped_files[1][1]
+    assert reason.startswith("cannot read its column 'label' (") and "\n" not in reason and reason.isprintable()
+    assert list(catalog.refs) == refs[:5] and catalog.labels.tolist() == labels[:5]
+    with pytest.raises(MixbakeError, match="part-b.parquet: not a readable Parquet file"):
+        open_source(str(d))
+
+
+def test_parquet_every_file_unreadable_is_an_error_even_when_skipping(pq_three_parts):
+    d = pq_three_parts[0]
+    for name in "ac":
+        corrupt_footer(d / f"part-{name}.parquet")
+    with pytest.raises(MixbakeError) as info:
+        open_source(str(d), on_error="skip")
+    assert str(info.value).startswith(f"None of the 3 Parquet files of {str(d)!r} is readable: "
+                                      f"{d / 'part-a.parquet'}: {CORRUPT_REASON}")
+
+
+def test_plan_reports_an_unreadable_file_as_a_note(pq_three_parts):
+    from helpers import cli
+    d = pq_three_parts[0]
+    text = cli("plan", d, "--size", SIZE, code=0).stdout
+    assert f"source     parquet {d}: 10 items, 2 classes, 1 unreadable file left out\n" in text
+    assert f"note       {d / 'part-b.parquet'} left out: {CORRUPT_REASON}" in text
+    assert "note       a bake stops at the first unreadable file with --on-error fail (the default)" in text
+    summary = json.loads(cli("plan", d, "--size", SIZE, "--json", code=0).stdout)
+    assert [f["ref"] for f in summary["skipped_files"]] == ["part-b.parquet"]
+    assert summary["rows"] == 10
+
+
+def test_preview_of_a_source_leaves_an_unreadable_file_out_and_says_so(pq_three_parts):
+    from mixbake.preview import source_samples
+    d, refs, _, _ = pq_three_parts
+    _, catalog, samples, skipped = source_samples(str(d), 4, size=(SIZE, SIZE))
+    assert len(samples) == 4 and list(catalog.refs) == refs
+    assert [s.split(": ")[0] for s in skipped] == ["part-b.parquet"]
+    assert skipped[0].startswith(f"part-b.parquet: {CORRUPT_REASON}")
+
+
+# ---------------------------------------------------------------- parquet: image cells that name a file
+
+NAMED_REASON = "the image file 'nope.png' named in the path field does not exist"
+
+
+def solid_png(path, rgb):
+    """A solid SIZE x SIZE PNG of ``rgb`` at ``path``; returns its bytes."""
+    save(solid(rgb), path)
+    return path.read_bytes()
+
+
+def cells(rows):
+    """{"bytes", "path"} cells, as IMAGE_STRUCT."""
+    return pa.array([{"bytes": b, "path": p} for b, p in rows], IMAGE_STRUCT)
+
+
+@pytest.fixture
+def named_source(tmp_path, monkeypatch):
+    """src/train.parquet (row groups of 2, so groups mix embedded bytes and paths) whose cells name
+    files every way a path can be written; the working directory is cwd/. Returns (parquet, colours
+    of rows 0..7 (None: bad), labels)."""
+    src, cwd, elsewhere = tmp_path / "src", tmp_path / "cwd", tmp_path / "elsewhere"
+    solid_png(src / "images" / "near.png", colour(1))
+    solid_png(cwd / "only_in_cwd.png", colour(2))
+    solid_png(elsewhere / "abs.png", colour(3))
+    solid_png(tmp_path / "up.png", colour(4))
+    solid_png(src / "shadow.png", colour(5))        # a cell's bytes win over the file its path names
+    solid_png(cwd / "images" / "near.png", colour(6))  # beside the Parquet file wins over the cwd
+    rows = [(None, "images/near.png"),                  # 0: relative to the Parquet file's directory
+            (None, "only_in_cwd.png"),                  # 1: relative to the working directory
+            (None, str(elsewhere / "abs.png")),         # 2: absolute
+            (None, "../up.png"),                        # 3: relative, climbing out of src/
+            (None, "nope.png"),                         # 4: names no file
+            (png_bytes(colour(7)), "shadow.png"),       # 5: bytes and a path: the bytes
+            (png_bytes(colour(8)), None),               # 6: bytes only
+            (None, "./images/../images/near.png")]      # 7: a path spelled the long way
+    colours = [colour(1), colour(2), colour(3), colour(4), None, colour(7), colour(8), colour(1)]
+    labels = [0, 1, 0, 1, 0, 1, 0, 1]
+    write_parquet(src / "train.parquet", {"image": cells(rows), "label": pa.array(labels, pa.int64())},
+                  row_group_size=2)
+    monkeypatch.chdir(cwd)
+    return src / "train.parquet", colours, labels
+
+
+def bake_named(source, out, *args, code=0):
+    from helpers import cli
+    return cli("bake", source, out, "--none", "1", "--mixup", "0", "--cutmix", "0", "--size", SIZE,
+               "--image-format", "png", "-q", "-w", "1", *args, code=code)
+
+
+def test_parquet_cells_naming_files_are_read_from_them(named_source, tmp_path):
+    from mixbake.verify import verify
+    source, colours, labels = named_source
+    out = tmp_path / "out"
+    bake_named(source, out, "--on-error", "skip")
+    good = [i for i, c in enumerate(colours) if c is not None]
+    rows = read_labels(out)
+    assert sorted(r["src_a"] for r in rows) == good
+    shards = read_shards(out)
+    for r in rows:
+        assert r["ref_a"] == f"train.parquet#{r['src_a']}" and r["label_a"] == labels[r["src_a"]]
+        assert uniform_colour(decode(shards[r["key"]]["image"]["bytes"])) == colours[r["src_a"]]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert errors == [{"ref": "train.parquet#4",
+                       "reason": NAMED_REASON + " (neither beside the Parquet file nor in the working directory)"}]
+    doc = manifest(out)
+    assert doc["totals"]["items"] == 8 and doc["totals"]["skipped"] == doc["errors"]["count"] == 1
+    assert verify(str(out), deep=True) == []
+
+
+def test_parquet_cell_naming_a_missing_file_fails_the_bake_naming_row_and_path(named_source, tmp_path):
+    source = named_source[0]
+    result = bake_named(source, tmp_path / "out", code=1)
+    assert result.stderr.startswith(f"Error: Bad input item train.parquet#4: {NAMED_REASON} (neither beside "
+                                    f"the Parquet file nor in the working directory) (use --on-error skip")
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_parquet_written_by_datasets_with_image_paths_bakes_those_images(tmp_path, monkeypatch):
+    """``datasets`` writes file-backed images as {bytes: null, path: as given}: relative to the
+    directory the script ran in, or absolute."""
+    datasets = pytest.importorskip("datasets")
+    work = tmp_path / "work"
+    names = [f"imgs/{i}.png" for i in range(6)]
+    colours = [colour(10 + i) for i in range(6)]
+    for name, rgb in zip(names, colours):
+        solid_png(work / name, rgb)
+    labels = [0, 1, 1, 0, 1, 0]
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog"])})
+    monkeypatch.chdir(work)
+    written = {}
+    for kind, paths in (("relative", names), ("absolute", [str(work / n) for n in names])):
+        written[kind] = tmp_path / "pq" / f"{kind}.parquet"
+        written[kind].parent.mkdir(exist_ok=True)
+        datasets.Dataset.from_dict({"img": paths, "label": labels}, features=features).to_parquet(str(written[kind]))
+        assert pq.read_table(written[kind]).column("img").to_pylist()[0] == {"bytes": None, "path": paths[0]}
+    for kind, source in written.items():
+        out = tmp_path / f"out_{kind}"
+        bake_named(source, out)
+        check_parquet_bake(out, [f"{kind}.parquet#{i}" for i in range(6)], labels, colours, ["cat", "dog"])
+        assert manifest(out)["source"]["options"] == {"image_column": "img", "label_column": "label"}
+        assert not (out / "errors.jsonl").exists()
+
+
+def test_parquet_fingerprint_covers_named_files_by_path_and_size(named_source):
+    source, _, _ = named_source
+    first = open_source(str(source), on_error="skip").fingerprint
+    assert open_source(str(source)).fingerprint == first
+    near = source.parent / "images" / "near.png"
+    os.utime(near, (1, 1))  # mtimes are not part of the identity
+    assert open_source(str(source)).fingerprint == first
+    near.write_bytes(near.read_bytes() + b"\0")  # another size: another source
+    grown = open_source(str(source)).fingerprint
+    solid_png(source.parent / "nope.png", colour(31))  # the missing file appears
+    appeared = open_source(str(source)).fingerprint
+    assert len({first, grown, appeared}) == 3
+
+
+def test_parquet_with_embedded_bytes_keeps_its_fingerprint_and_reads_nothing_more(tmp_path, monkeypatch):
+    """Cells with bytes (and paths, naming files or not): the fingerprint is the files' alone, as
+    before cells could name files, and listing reads no row group beyond the label column."""
+    path = tmp_path / "train.parquet"
+    solid_png(tmp_path / "0.png", colour(40))
+    write_parquet(path, {"image": cells([(png_bytes(colour(i)), f"{i}.png") for i in range(6)]),
+                  "label": pa.array([0, 1] * 3, pa.int64())}, row_group_size=2)
+    expected = hashlib.sha256(f"train.parquet\0{path.stat().st_size}\0{6}\n".encode()).hexdigest()
+    reads = []
+    for name in ("read_row_group", "iter_batches"):
+        original = getattr(pq.ParquetFile, name)
+        monkeypatch.setattr(pq.ParquetFile, name,
+                            lambda self, *a, _name=name, _original=original, **k: reads.append(_name) or
+                            _original(self, *a, **k))
+    catalog = open_source(str(path))
+    assert reads == [] and catalog.fingerprint == expected
+    assert catalog.chunk_locators == [(0, 0), (0, 1), (0, 2)] and catalog.reader.image_files is None
+    assert catalog.bad == {}
+
+
+def test_parquet_named_rows_found_without_statistics_and_in_large_types(tmp_path):
+    """No statistics (so the bytes must be scanned for nulls) and large_binary/large_string fields."""
+    images = tmp_path / "images"
+    large = pa.struct([pa.field("bytes", pa.large_binary()), pa.field("path", pa.large_string())])
+    table = pa.table({"image": pa.array([{"bytes": None, "path": "images/a.png"},
+                                         {"bytes": png_bytes(colour(51)), "path": "images/b.png"},
+                                         {"bytes": None, "path": None},
+                                         {"bytes": None, "path": "images/gone.png"}], large),
+                      "label": pa.array(["x", "y", "x", "y"])})
+    solid_png(images / "a.png", colour(50))
+    solid_png(images / "b.png", colour(52))
+    pq.write_table(table, tmp_path / "nostats.parquet", write_statistics=False)
+    catalog = open_source(str(tmp_path / "nostats.parquet"))
+    assert sorted(catalog.bad) == [3] and catalog.bad[3].startswith("the image file 'images/gone.png' named")
+    payloads = list(catalog.reader.read_chunk(catalog.chunk_locators[0]))
+    assert payloads[:3] == [(images / "a.png").read_bytes(), png_bytes(colour(51)), None]
+
+
+def test_parquet_named_file_gone_since_listing_is_one_bad_item(named_source):
+    """The worker reads a named file with its row group: one that went missing is that item's error
+    (with --on-error skip), and the rest of its row group is read on."""
+    from mixbake.config import BakeConfig
+    from mixbake.tasks import make_tasks
+    from mixbake.worker import load_pool
+    source, colours, _ = named_source
+    catalog = open_source(str(source))
+    (source.parent.parent / "up.png").unlink()  # row 3, in a row group with row 2
+    [task] = make_tasks(BakeConfig(size=SIZE), catalog, "", "test", on_error="skip")
+    images, bad = load_pool(task)
+    by_item = {int(task.items[p]): reason for p, reason in bad.items()}
+    assert sorted(by_item) == [3, 4]
+    assert by_item[3] == (f"cannot read the image file {str(source.parent.parent / 'up.png')!r} named in the "
+                          f"path field: No such file or directory")
+    decoded = {int(task.items[p]): uniform_colour(img) for p, img in enumerate(images) if img is not None}
+    assert decoded == {i: c for i, c in enumerate(colours) if c is not None and i != 3}

@@ -33,6 +33,9 @@ class Catalog:
     ignored_files: int = 0
     notes: Tuple[str, ...] = ()    # listing remarks for the summary (empty class folders ...)
     bad: Dict[int, str] = field(default_factory=dict)          # item -> reason known at listing time
+    # (file, reason) of whole source files left out at listing (--on-error skip): an unreadable
+    # Parquet file. Its rows are not items (they could not be counted); errors.jsonl names the file.
+    skipped_files: Tuple[Tuple[str, str], ...] = ()
     label_kind: str = "class"      # what an item's label is (mixbake.targets)
     # per chunk (size, mtime_ns) of the file it is read from, as listed: a worker that finds a file
     # otherwise stops the bake (the source changed under it); None where nothing can change (demo)
@@ -43,7 +46,7 @@ class Catalog:
         return len(self.labels)
 
     def summary(self) -> dict:
-        return {
+        summary = {
             "kind": self.kind,
             "uri": self.uri,
             "items": len(self),
@@ -51,6 +54,17 @@ class Catalog:
             "options": dict(self.options),
             "ignored_files": self.ignored_files,
         }
+        if self.skipped_files:  # only then: the manifests of every other build keep their bytes
+            summary["skipped_files"] = len(self.skipped_files)
+        return summary
+
+
+@dataclass(frozen=True)
+class BadPayload:
+    """What a reader yields in place of an item's payload when it cannot fetch it (an image file
+    named by a Parquet cell, gone since listing): the worker records ``reason`` as the item's error,
+    and the rest of the chunk is read on."""
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -85,10 +99,13 @@ class SourceOptions:
 
 
 def open_source(source: str, options: Optional[SourceOptions] = None,
-                map_each: Callable = lambda fn, items: [fn(item) for item in items]) -> Catalog:
+                map_each: Callable = lambda fn, items: [fn(item) for item in items],
+                on_error: str = "fail") -> Catalog:
     """List SOURCE: the word ``demo``, an image folder, or a Parquet file / directory / glob.
     ``map_each(fn, items)`` runs independent listing steps (one per class folder): ``Session.map`` spreads
-    them over the worker processes."""
+    them over the worker processes. ``on_error`` is the bake's policy for a source file that cannot
+    be listed at all (an unreadable Parquet file): 'fail' names it, 'skip' leaves it out
+    (``Catalog.skipped_files``). Bad items are judged later, by the workers."""
     options = options or SourceOptions()
     image_column, label_column = options.image_column, options.label_column
     source = os.fspath(source)
@@ -100,7 +117,7 @@ def open_source(source: str, options: Optional[SourceOptions] = None,
     if store is not None and not store.exists():
         raise MixbakeError(f"Source {source!r} does not exist (expected 'demo', an image folder, or Parquet).")
     if parquet.looks_like_parquet(source):
-        return parquet.parquet_catalog(source, image_column, label_column)
+        return parquet.parquet_catalog(source, image_column, label_column, on_error)
     if store.isdir():
         if image_column or label_column:
             raise MixbakeError("--image-column/--label-column apply to Parquet sources, not to an image folder.")

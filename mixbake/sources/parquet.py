@@ -17,9 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import MixbakeError, changed
+from ..humanize import count
 from ..store import Store, is_uri
 from . import Catalog
+from .parquet_paths import find_named_images, read_named
 
+SKIPPED_NOTES = 5  # unreadable files named one by one in the listing's notes (all are in errors.jsonl)
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y")
 IMAGE_NAMES = ("image", "img", "jpg", "png", "picture")
 
@@ -78,11 +81,25 @@ def _glob(pattern: str) -> Tuple[Store, List[str]]:
     return store, sorted(files)
 
 
-def _open(store: Store, rel: str) -> pq.ParquetFile:
-    try:
-        return pq.ParquetFile(store.open_input(rel))
-    except (pa.ArrowException, OSError) as exc:
-        raise MixbakeError(f"{store.display(rel)}: not a readable Parquet file ({exc}).") from None
+def _readable(store: Store, entries, read, what: str, on_error: str, skipped: list) -> list:
+    """[(rel, read(value))] for the (rel, value) entries whose file ``read`` can read. A file it cannot
+    stops the listing, naming it; with --on-error skip it is left out instead, and added to ``skipped``
+    as (rel, reason), so one corrupt file among many does not cost the whole source."""
+    kept = []
+    for rel, value in entries:
+        try:
+            kept.append((rel, read(value)))
+        except (pa.ArrowException, OSError) as exc:
+            reason = f"{what} ({_one_line(exc)})"
+            if on_error != "skip":
+                raise MixbakeError(f"{store.display(rel)}: {reason}.") from None
+            skipped.append((rel, reason))
+    return kept
+
+
+def _one_line(exc: Exception) -> str:
+    """An Arrow error as part of one sentence (Thrift's messages span lines and hold stray control bytes)."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in str(exc)).split())
 
 
 def _is_binary(t: pa.DataType) -> bool:
@@ -129,12 +146,16 @@ class ParquetReader:
     store: Store
     files: Tuple[str, ...]
     image_column: str
+    image_files: Optional[Store] = None  # where the files named by path-only cells are (None: no such cell)
 
     def read_chunk(self, locator, stamp=None):
         """Payloads (bytes or None) of one row group, in row order, streamed in small batches so a
         worker never holds a whole row group's image bytes twice (Arrow buffers + Python bytes).
-        A file no longer as listed (``stamp``: size, mtime_ns) is SourceChanged: the bake stops."""
-        file_index, row_group = locator
+        A locator (file index, row group, locations) also names, per row, the file to read where the
+        cell has a path and no bytes (a string array, see ``parquet_paths``). A Parquet file no
+        longer as listed (``stamp``: size, mtime_ns) is SourceChanged: the bake stops."""
+        file_index, row_group, *named = locator
+        locations, row = (named[0] if named else None), 0
         rel = self.files[file_index]
         if stamp is not None and self.store.stamp(rel) != tuple(stamp):
             raise changed(self.store.display(rel), stamp, self.store.stamp(rel))
@@ -144,7 +165,13 @@ class ParquetReader:
                 column = batch.column(0)
                 if pa.types.is_struct(column.type):  # flatten(): a null struct gives null fields
                     column = column.flatten()[column.type.get_field_index("bytes")]
-                yield from column.to_pylist()
+                payloads = column.to_pylist()
+                if locations is not None:
+                    named_files = locations.slice(row, len(payloads)).to_pylist()
+                    payloads = [read_named(self.image_files, location) if payload is None and location else payload
+                                for payload, location in zip(payloads, named_files)]
+                    row += len(payloads)
+                yield from payloads
 
 
 def _class_names(pf: pq.ParquetFile, label_column: str) -> Optional[List[str]]:
@@ -160,47 +187,89 @@ def _class_names(pf: pq.ParquetFile, label_column: str) -> Optional[List[str]]:
     return None
 
 
-def parquet_catalog(source: str, image_column: Optional[str], label_column: Optional[str]) -> Catalog:
+def parquet_catalog(source: str, image_column: Optional[str], label_column: Optional[str],
+                    on_error: str = "fail") -> Catalog:
     store, files = _list_files(source)
-    handles = [_open(store, f) for f in files]
-    schema = handles[0].schema_arrow
-    where = store.display(files[0])
+    skipped: List[Tuple[str, str]] = []
+    opened = _readable(store, [(rel, rel) for rel in files], lambda rel: pq.ParquetFile(store.open_input(rel)),
+                       "not a readable Parquet file", on_error, skipped)
+    _refuse_none_readable(source, store, files, opened, skipped)
+    image_column, label_column = _columns(store, opened, image_column, label_column)
+    listed = _readable(store, opened, lambda pf: (pf, pf.read(columns=[label_column]).column(0)),
+                       f"cannot read its column {label_column!r}", on_error, skipped)
+    _refuse_none_readable(source, store, files, listed, skipped)
+    skipped.sort()  # in file order, whichever step found the file unreadable
+    files = [rel for rel, _ in listed]
+    handles = [pf for _, (pf, _) in listed]
+    classes, labels, bad = _resolve_labels(handles[0], label_column, [column for _, (_, column) in listed])
+    bounds, locators, refs = _row_groups(files, handles)
+    if not refs:
+        raise MixbakeError(f"Parquet source {source!r} holds no rows.")
+    named = find_named_images(store, files, handles, image_column, locators, bounds)
+    file_stamps = [store.stamp(rel) for rel in files]
+    stamps = np.asarray([file_stamps[loc[0]] for loc in locators], dtype=np.int64).reshape(-1, 2)
+    locators = [loc + (named.locations[c],) if c in named.locations else loc for c, loc in enumerate(locators)]
+    bad = {**named.bad, **bad}  # a bad label is the reason given, when a row has both
+    return Catalog(
+        kind="parquet", uri=source if is_uri(source) else os.path.abspath(source),
+        classes=tuple(classes), labels=labels, refs=refs,
+        chunk_bounds=np.asarray(bounds, dtype=np.int64), chunk_locators=locators,
+        reader=ParquetReader(store, tuple(files), image_column, named.store),
+        fingerprint=_fingerprint(store, files, handles, skipped, named.fingerprint()),
+        options={"image_column": image_column, "label_column": label_column}, bad=bad,
+        notes=_skipped_notes(store, skipped), skipped_files=tuple(skipped), chunk_stamps=stamps,
+        state=hashlib.sha256(repr(list(zip(files, file_stamps))).encode("utf-8", "surrogateescape")).hexdigest(),
+    )
+
+
+def _refuse_none_readable(source: str, store: Store, files, readable, skipped) -> None:
+    """--on-error skip with every file unreadable would list nothing at all: refuse, naming one."""
+    if not readable:
+        rel, reason = skipped[0]
+        lead = "" if len(files) == 1 else f"None of the {len(files)} Parquet files of {source!r} is readable: "
+        raise MixbakeError(f"{lead}{store.display(rel)}: {reason}.")
+
+
+def _columns(store: Store, opened, image_column: Optional[str], label_column: Optional[str]) -> Tuple[str, str]:
+    """The image and label columns, chosen in the first file, and present alike in every file."""
+    first, schema = opened[0][0], opened[0][1].schema_arrow
+    where = store.display(first)
     image_column = _pick(schema, image_column, _is_image_type, IMAGE_NAMES,
                          "images (struct<bytes, path> or binary)", "--image-column", where)
     label_column = _pick(schema, label_column, _is_label_type, LABEL_NAMES,
                          "labels (integer or string)", "--label-column", where, exclude=(image_column,))
-    for f, pf in zip(files, handles):
+    for rel, pf in opened:
         s = pf.schema_arrow
         for col, ok in ((image_column, _is_image_type), (label_column, _is_label_type)):
             if col not in s.names or not ok(s.field(col).type):
-                raise MixbakeError(f"{store.display(f)}: column {col!r} is missing or has another type than "
-                                   f"in {files[0]}.")
-    raw_labels = [pf.read(columns=[label_column]).column(0) for pf in handles]
-    classes, labels, bad = _resolve_labels(handles[0], label_column, raw_labels)
-    bounds, locators, refs, stamps = [0], [], [], []
-    file_stamps = [store.stamp(rel) for rel in files]
+                raise MixbakeError(f"{store.display(rel)}: column {col!r} is missing or has another type than "
+                                   f"in {first}.")
+    return image_column, label_column
+
+
+def _row_groups(files, handles):
+    """Chunk bounds, locators (file index, row group) and item references, one chunk per non-empty
+    row group."""
+    bounds, locators, refs = [0], [], []
     for fi, (rel, pf) in enumerate(zip(files, handles)):
         row_in_file = 0
         for rg in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows
             if n:
                 locators.append((fi, rg))
-                stamps.append(file_stamps[fi])
                 bounds.append(bounds[-1] + n)
                 refs.extend(f"{rel}#{row_in_file + r}" for r in range(n))
             row_in_file += n
-    if not refs:
-        raise MixbakeError(f"Parquet source {source!r} holds no rows.")
-    return Catalog(
-        kind="parquet", uri=source if is_uri(source) else os.path.abspath(source),
-        classes=tuple(classes), labels=labels, refs=refs,
-        chunk_bounds=np.asarray(bounds, dtype=np.int64), chunk_locators=locators,
-        reader=ParquetReader(store, tuple(files), image_column),
-        fingerprint=_fingerprint(store, files, handles),
-        options={"image_column": image_column, "label_column": label_column}, bad=bad,
-        chunk_stamps=np.asarray(stamps, dtype=np.int64).reshape(-1, 2),
-        state=hashlib.sha256(repr(list(zip(files, file_stamps))).encode("utf-8", "surrogateescape")).hexdigest(),
-    )
+    return bounds, locators, refs
+
+
+def _skipped_notes(store: Store, skipped) -> Tuple[str, ...]:
+    shown = SKIPPED_NOTES
+    notes = [f"{store.display(rel)} left out: {reason}; its rows are not items of the source "
+             f"(errors.jsonl names the file)" for rel, reason in skipped[:shown]]
+    if len(skipped) > shown:
+        notes.append(f"... and {count(len(skipped) - shown, 'more unreadable Parquet file')} left out")
+    return tuple(notes)
 
 
 def _resolve_labels(pf, label_column, raw_labels):
@@ -231,8 +300,23 @@ def _resolve_labels(pf, label_column, raw_labels):
     return names, labels.astype(np.int64), bad
 
 
-def _fingerprint(store: Store, files, handles) -> str:
+def _fingerprint(store: Store, files, handles, skipped=(), named_images: Optional[str] = None) -> str:
     h = hashlib.sha256()
     for rel, pf in zip(files, handles):
         h.update(f"{rel}\0{store.size(rel)}\0{pf.metadata.num_rows}\n".encode("utf-8", "surrogateescape"))
+    # the files named by path-only cells (their own digest, see parquet_paths); none for a source
+    # whose cells hold their bytes, whose fingerprint is then what it always was
+    if named_images is not None:
+        h.update(f"named images\0{named_images}\n".encode())
+    # a file left out still belongs to the source's identity (a build that skipped it is not the build
+    # of the repaired file); appended only when there is one, so every other source keeps its fingerprint
+    for rel, _ in skipped:
+        h.update(f"{rel}\0{_size(store, rel)}\0unreadable\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+def _size(store: Store, rel: str) -> int:
+    try:
+        return store.size(rel)
+    except OSError:  # unreadable may mean unstattable (a broken link): -1, as folder sources do
+        return -1
