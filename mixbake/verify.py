@@ -36,7 +36,7 @@ def verify(out, deep: bool = False) -> List[str]:
 
 def config_of(doc: dict) -> BakeConfig:
     """The config of a finished build, with the format its rules followed."""
-    return BakeConfig.from_dict({**doc["config"], "format_version": doc.get("format_version", 1)})
+    return BakeConfig.of_manifest(doc)
 
 
 def _check_files(out: Store, doc: dict, problems: List[str]) -> None:
