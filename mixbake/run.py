@@ -269,8 +269,8 @@ def _progress_bar(quiet: bool, **options):
 
 def write_manifest(store: Store, config, catalog, identity, build_id, results, labels: dict,
                    pairing: Pairing) -> BakeSummary:
-    """The format's last files, errors.jsonl, then manifest.json: the commit of the build."""
-    formats.get(config.format).finish(store, catalog.classes)
+    """errors.jsonl, the format's last files (made from the manifest about to be written), then
+    manifest.json: the commit of the build."""
     errors = list(dict.fromkeys(tuple(e) for r in results for e in r.errors))  # once, not once per pass
     manifest.write_errors(store, errors)
     op_totals = {op: sum(r.op_counts.get(op, 0) for r in results) for op in recorded_ops(identity["config"])}
@@ -292,6 +292,7 @@ def write_manifest(store: Store, config, catalog, identity, build_id, results, l
     }
     if pairing.format_version > 1:  # a format-1 manifest has none: its pairing is implied
         doc["pairing"] = pairing.to_dict()
+    formats.get(config.format).finish(store, config, doc)
     manifest.write_json(store, manifest.MANIFEST, doc)
     manifest.finish_state(store)
     return BakeSummary(store.display(), "baked", totals["rows"], len(results), totals["bytes"], len(catalog),

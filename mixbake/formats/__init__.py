@@ -63,8 +63,8 @@ class Format:
         """Extra labels.parquet columns of a shard's rows (folder: where each image file is)."""
         return {}
 
-    def finish(self, store, classes) -> None:
-        """Once every shard is in, before manifest.json."""
+    def finish(self, store, config, doc: dict) -> None:
+        """Once every shard is in, before manifest.json (``doc``: the manifest about to be written)."""
 
     def durable_path(self, relpath: str) -> Optional[str]:
         """The file to fsync for a finished shard; None: OUT's whole file system is synced instead."""

@@ -93,9 +93,10 @@ class FolderFormat(Format):
     def label_columns(self, classes, config, columns):
         return {"path": image_relpaths(classes, config.image_format, columns["key"], columns["label"])}
 
-    def finish(self, store, classes):
+    def finish(self, store, config, doc):
         """labels.csv for people who just want files: one row per image, soft label as a JSON list."""
         import pyarrow.parquet as pq
+        classes = doc["classes"]
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
