@@ -61,13 +61,19 @@ def write_json(store: Store, rel: str, obj) -> None:
     store.write_bytes(rel, text.encode("utf-8"))
 
 
+def _build_files(fmt: str) -> tuple:
+    """The top-level files every build of format ``fmt`` writes (its shards aside)."""
+    card = (formats.CARD,) if formats.get(fmt).card_data_files is not None else ()
+    return (MANIFEST, LABELS, ERRORS) + card
+
+
 def _is_own(name: str, fmt: Optional[str]) -> bool:
     """Is top-level entry ``name`` something a build of format ``fmt`` writes? (None: no build here.)"""
     if name == STATE or is_temporary(name):
         return True
     if fmt is None:
         return False
-    return name in (MANIFEST, LABELS, ERRORS) or formats.get(fmt).owns(name)
+    return name in _build_files(fmt) or formats.get(fmt).owns(name)
 
 
 def _foreign_entries(store: Store, fmt: Optional[str]) -> List[str]:
@@ -146,7 +152,7 @@ def _owner(store: Store):
 def remove_own_files(store: Store, fmt: Optional[str]) -> None:
     """Remove only what a build of format ``fmt`` writes (never a foreign file)."""
     for name in store.listdir():
-        if _is_own(name, None) or (fmt is not None and name in (MANIFEST, LABELS, ERRORS)):
+        if _is_own(name, None) or (fmt is not None and name in _build_files(fmt)):
             store.rmtree(name) if store.isdir(name) else store.remove(name)
     if fmt is not None:
         formats.get(fmt).remove(store)

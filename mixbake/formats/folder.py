@@ -94,7 +94,9 @@ class FolderFormat(Format):
         return {"path": image_relpaths(classes, config.image_format, columns["key"], columns["label"])}
 
     def finish(self, store, config, doc):
-        """labels.csv for people who just want files: one row per image, soft label as a JSON list."""
+        """labels.csv for people who just want files: one row per image, soft label as a JSON list.
+        (No dataset card: `datasets`' imagefolder loader takes a row's class from its folder's
+        name, made safe here, and its other columns from a metadata.csv beside the images.)"""
         import pyarrow.parquet as pq
         classes = doc["classes"]
         text = io.StringIO()
