@@ -9,7 +9,7 @@ seed, build id and the command that rebuilds the build.
 
 The card is a function of the manifest alone (no timestamps, no path of OUT), so every bake of one
 build writes the same card. manifest.json does not list it: its bytes, and those of every shard and
-of labels.parquet, are what they were before cards existed.
+of labels.parquet, are what they were before cards existed. Verify checks the card (``problems``).
 
 mixbake does not depend on PyYAML: the YAML is written here, every string that is not a plain word
 double-quoted with escapes (a class name may hold ':', '#', quotes, line breaks or any unicode).
@@ -19,12 +19,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import List
+from typing import List, Optional
 
 from . import ops
 from .formats import CARD
 from .humanize import count, human_bytes
 
+# the last mixbake release that wrote no card: verify requires a card only of builds made after it
+# (the manifest cannot say, its bytes predate cards; its mixbake_version can)
+LAST_WITHOUT_CARD = (0, 2, 0)
 CLASSES_SHOWN = 100  # the text lists this many classes; the YAML (and manifest.json) has them all
 
 
@@ -36,7 +39,7 @@ def write(store, fmt, config, doc: dict) -> None:
 def render(fmt, config, doc: dict) -> str:
     """The card's text: YAML front matter, then Markdown."""
     # the manifest as manifest.json stores it (keys sorted): the card written at the end of a build is
-    # the one made later from its manifest.json
+    # the one made later from its manifest.json (verify's)
     doc = json.loads(json.dumps(doc, sort_keys=True))
     return "---\n" + dump_yaml(front_matter(fmt, config, doc)) + "---\n\n" + text(fmt, doc)
 
@@ -259,3 +262,85 @@ def _fenced(lang: str, body: str) -> str:
     fence = "`" * max(3, max(map(len, re.findall("`+", body)), default=0) + 1)
     return f"{fence}{lang}\n{body}\n{fence}\n"
 
+
+# ---------------------------------------------------------------- reading a card back (verify)
+
+_FRONT_MATTER = re.compile(r"---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
+
+
+def read_front_matter(text: str) -> Optional[dict]:
+    """The card's YAML front matter as data; None where no YAML parser is installed (PyYAML, which
+    `datasets` and huggingface_hub read cards with, is not one of mixbake's dependencies). A
+    ValueError says why the card has none."""
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        raise ValueError("no YAML front matter (a first line '---', the YAML, then a line '---')")
+    try:
+        import yaml
+    except ImportError:
+        return None
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"its front matter is not YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("its front matter is not a YAML mapping")
+    return data
+
+
+def problems(store, fmt, config, doc: dict) -> List[str]:
+    """What is wrong with the card of a finished build: missing (from a mixbake that writes one),
+    unreadable, or declaring other files, features or row counts than the build's."""
+    if fmt.card_data_files is None:
+        return []
+    if not store.exists(CARD):
+        return [f"{CARD}: missing"] if _release(doc.get("mixbake_version", "0")) > LAST_WITHOUT_CARD else []
+    try:
+        found = read_front_matter(store.read_bytes(CARD).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        return [f"{CARD}: {exc}"]
+    if found is None:  # no YAML parser here: the front matter's delimiters are all that is checked
+        return []
+    want = front_matter(fmt, config, doc)
+    info = found.get("dataset_info") if isinstance(found.get("dataset_info"), dict) else {}
+    out = [] if found.get("configs") == want["configs"] else [
+        f"{CARD}: configs differ from the build's (its data_files must be {fmt.card_data_files})"]
+    out += _feature_problems(info.get("features"), want["dataset_info"]["features"])
+    if _examples(info.get("splits")) != _examples(want["dataset_info"]["splits"]):  # what datasets checks
+        out.append(f"{CARD}: splits differ from the build's ({count(doc['totals']['rows'], 'row')} in train)")
+    return out
+
+
+def _examples(splits):
+    """{split name: num_examples} of a card's splits (None if they are not a list of mappings)."""
+    if not isinstance(splits, list) or not all(isinstance(s, dict) for s in splits):
+        return None
+    return {s.get("name"): s.get("num_examples") for s in splits}
+
+
+def _feature_problems(found, want: list) -> List[str]:
+    have = {f.get("name"): f for f in found if isinstance(f, dict)} if isinstance(found, list) else {}
+    names = [f["name"] for f in want]
+    if list(have) != names:
+        return [f"{CARD}: its features are {', '.join(map(str, have)) or 'missing'}; the build's are "
+                f"{', '.join(names)}"]
+    out = []
+    for feature in want:
+        if have[feature["name"]] != feature:
+            why = " (the class names)" if _names(have[feature["name"]]) != _names(feature) else ""
+            out.append(f"{CARD}: feature {feature['name']} differs from the build's{why}")
+    return out
+
+
+def _names(feature: dict):
+    """The class names a (YAML form) feature declares, at any depth."""
+    if isinstance(feature, dict):
+        if "class_label" in feature:
+            return feature["class_label"]
+        return [_names(v) for v in feature.values()]
+    return [_names(v) for v in feature] if isinstance(feature, list) else None
+
+
+def _release(version: str) -> tuple:
+    """'0.2.1' -> (0, 2, 1) ('0.3.0.dev1' -> (0, 3, 0))."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])

@@ -11,7 +11,7 @@ from typing import List
 
 import numpy as np
 
-from . import formats, manifest, ops, targets
+from . import card, formats, manifest, ops, targets
 from .config import BakeConfig
 from .columns import NAMES as LABEL_COLUMNS
 from .formats.parquet import DATA
@@ -31,6 +31,8 @@ def verify(out, deep: bool = False) -> List[str]:
         _check_rows(out, doc, problems)
     if deep and not problems:
         _check_plan(out, doc, problems)
+    # the card is checked against the manifest alone: its problems hold no other check back
+    problems += card.problems(out, formats.get(doc["config"].get("format")), config_of(doc), doc)
     return problems
 
 

@@ -2,7 +2,8 @@
 the parser huggingface_hub reads cards with, for any class name; and the features' YAML form, which
 must be exactly what `datasets` itself makes of the JSON form the Parquet footer holds.
 
-Loading bakes through their cards with `datasets` is in test_consumers.py."""
+Loading bakes through their cards with `datasets` is in test_consumers.py; verify's card checks in
+test_verify.py."""
 import json
 import math
 
@@ -162,6 +163,17 @@ def test_card_is_a_function_of_the_manifest_as_stored():
     shuffled["totals"] = {**doc["totals"], "ops": dict(reversed(list(doc["totals"]["ops"].items())))}
     config = BakeConfig.of_manifest(doc)
     assert card.render(formats.get("parquet"), config, doc) == card.render(formats.get("parquet"), config, shuffled)
+
+
+def test_read_front_matter_says_why_it_cannot():
+    assert card.read_front_matter("---\na: 1\n---\n\ntext") == {"a": 1}
+    assert card.read_front_matter("---\r\na: 1\r\n---") == {"a": 1}
+    with pytest.raises(ValueError, match="no YAML front matter"):
+        card.read_front_matter("# a card\n---\na: 1\n---\n")
+    with pytest.raises(ValueError, match="its front matter is not YAML"):
+        card.read_front_matter('---\na: "unclosed\n---\n')
+    with pytest.raises(ValueError, match="not a YAML mapping"):
+        card.read_front_matter("---\n- a\n---\n")
 
 
 def test_arrow_types_spell_their_datasets_dtypes():
