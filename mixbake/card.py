@@ -21,7 +21,8 @@ import math
 import re
 from typing import List, Optional
 
-from . import ops
+from . import formats, ops
+from .config import BakeConfig
 from .formats import CARD
 from .humanize import count, human_bytes
 
@@ -39,9 +40,15 @@ def write(store, fmt, config, doc: dict) -> None:
 def render(fmt, config, doc: dict) -> str:
     """The card's text: YAML front matter, then Markdown."""
     # the manifest as manifest.json stores it (keys sorted): the card written at the end of a build is
-    # the one made later from its manifest.json (verify's)
+    # the one made later from its manifest.json (unchanged, for --overwrite)
     doc = json.loads(json.dumps(doc, sort_keys=True))
     return "---\n" + dump_yaml(front_matter(fmt, config, doc)) + "---\n\n" + text(fmt, doc)
+
+
+def unchanged(store, doc: dict) -> bool:
+    """Is OUT's card, byte for byte, the one this mixbake writes for the finished build ``doc``?"""
+    fmt = formats.get(doc["config"].get("format"))
+    return store.read_bytes(CARD) == render(fmt, BakeConfig.of_manifest(doc), doc).encode("utf-8")
 
 
 def front_matter(fmt, config, doc: dict) -> dict:

@@ -97,6 +97,7 @@ def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: 
     if owner_id is not None and owner_id != build_id:
         if overwrite or not _has_finished_work(store):
             # --overwrite, or an earlier attempt stopped before finishing any shard: nothing to protect
+            _refuse_to_delete_an_edited_card(store, owner_format)
             remove_own_files(store, owner_format)
             owner_id = None
         else:
@@ -107,6 +108,17 @@ def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: 
         write_json(store, CLAIM, {"build_id": build_id, "format": fmt, "identity": identity})
         return "new"
     return "complete" if store.exists(MANIFEST) else "resume"
+
+
+def _refuse_to_delete_an_edited_card(store: Store, fmt: str) -> None:
+    """--overwrite replaces the dataset card mixbake wrote, never one a user edited (or wrote: a
+    README.md added to a build of a mixbake that wrote no card). Unfinished, a build's card can only
+    be its own, written just before a crash."""
+    if formats.CARD in _build_files(fmt) and store.exists(formats.CARD) and store.exists(MANIFEST):
+        from . import card
+        if not card.unchanged(store, read_json((store, MANIFEST))):
+            raise MixbakeError(f"OUT {store.uri!r} holds a {formats.CARD} that is not the dataset card mixbake "
+                               f"wrote (edited?): move it out of OUT to keep it, or delete it, then re-run.")
 
 
 def _owner_identity(store: Store) -> Optional[dict]:

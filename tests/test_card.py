@@ -3,7 +3,7 @@ the parser huggingface_hub reads cards with, for any class name; and the feature
 must be exactly what `datasets` itself makes of the JSON form the Parquet footer holds.
 
 Loading bakes through their cards with `datasets` is in test_consumers.py; verify's card checks in
-test_verify.py."""
+test_verify.py; --overwrite and the card in test_cli.py."""
 import json
 import math
 

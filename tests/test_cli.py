@@ -264,6 +264,25 @@ def test_other_seed_is_refused_then_overwrite_replaces_only_mixbakes_files(src, 
     assert doc["build_id"] in (out / "README.md").read_text() and "seed 1" in (out / "README.md").read_text()
 
 
+def test_overwrite_keeps_an_edited_card(src, tmp_path):
+    """The card is mixbake's own file, replaced by --overwrite as written; once someone edited it
+    (a licence, notes) --overwrite refuses to delete it, and changes nothing."""
+    out = tmp_path / "out"
+    base = ["bake", src, out, "--size", "16", "-q", "--workers", "2"]
+    cli(*base, code=0)
+    card = out / "README.md"
+    card.write_text(card.read_text() + "\nLicence: my own words.\n")
+    before = snapshot(out)
+    refused = cli(*base, "--seed", "1", "--overwrite", code=1)
+    assert refused.stderr == (f"Error: OUT {str(out)!r} holds a README.md that is not the dataset card mixbake "
+                              f"wrote (edited?): move it out of OUT to keep it, or delete it, then re-run.\n")
+    assert_same_tree(snapshot(out), before)
+    assert cli(*base, code=0).stdout.endswith("nothing to do.\n")  # the same build: a no-op, card and all
+    card.unlink()
+    cli(*base, "--seed", "1", "--overwrite", code=0)
+    assert json.loads((out / "manifest.json").read_text())["build_id"] in card.read_text()
+
+
 @pytest.mark.parametrize("user_file", ["README.md", "images/cat/0001.png"])
 def test_overwrite_keeps_files_mixbake_did_not_write(user_file, src, tmp_path):
     """Whatever the two commands answer, a file the user put in OUT survives them.
