@@ -139,6 +139,11 @@ class _Config:
             raise MixbakeError(f"Unknown bake option(s): {', '.join(unknown)}.")
         return cls(**d)
 
+    @classmethod
+    def of_manifest(cls, doc: dict) -> "BakeConfig":
+        """The config of a finished build (its manifest), with the format its rules followed."""
+        return cls.from_dict({**doc["config"], "format_version": doc.get("format_version", 1)})
+
     def inert(self) -> Dict[str, str]:
         """{option: why it has no effect}: options the rest of this config makes inert."""
         found = {}

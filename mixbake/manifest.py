@@ -64,13 +64,19 @@ def write_json(store: Store, rel: str, obj) -> None:
     store.write_bytes(rel, text.encode("utf-8"))
 
 
+def _build_files(fmt: str) -> tuple:
+    """The top-level files every build of format ``fmt`` writes (its shards aside)."""
+    card = (formats.CARD,) if formats.get(fmt).card_data_files is not None else ()
+    return (MANIFEST, LABELS, ERRORS) + card
+
+
 def _is_own(name: str, fmt: Optional[str]) -> bool:
     """Is top-level entry ``name`` something a build of format ``fmt`` writes? (None: no build here.)"""
     if name in (STATE, LOCK) or is_temporary(name):
         return True
     if fmt is None:
         return False
-    return name in (MANIFEST, LABELS, ERRORS) or formats.get(fmt).owns(name)
+    return name in _build_files(fmt) or formats.get(fmt).owns(name)
 
 
 def _foreign_entries(store: Store, fmt: Optional[str]) -> List[str]:
@@ -92,6 +98,7 @@ def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: 
                            f"{', ...' if len(foreign) > 3 else ''}): choose an empty or new directory.")
     if owner_id is not None and owner_id != build_id:
         if overwrite:
+            _refuse_to_delete_an_edited_card(store, owner_format)
             remove_own_files(store, owner_format)
             owner_id = None
         else:
@@ -113,6 +120,17 @@ def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: 
 
 def _claimed_state(store: Store) -> str:
     return (read_json((store, CLAIM)).get("state") or "") if store.exists(CLAIM) else ""
+
+
+def _refuse_to_delete_an_edited_card(store: Store, fmt: str) -> None:
+    """--overwrite replaces the dataset card mixbake wrote, never one a user edited (or wrote: a
+    README.md added to a build of a mixbake that wrote no card). Unfinished, a build's card can only
+    be its own, written just before a crash."""
+    if formats.CARD in _build_files(fmt) and store.exists(formats.CARD) and store.exists(MANIFEST):
+        from . import card
+        if not card.unchanged(store, read_json((store, MANIFEST))):
+            raise MixbakeError(f"OUT {store.display()!r} holds a {formats.CARD} that is not the dataset card mixbake "
+                               f"wrote (edited?): move it out of OUT to keep it, or delete it, then re-run.")
 
 
 def _owner_identity(store: Store) -> Optional[dict]:
@@ -156,7 +174,7 @@ def remove_own_files(store: Store, fmt: Optional[str]) -> None:
     for name in store.listdir():
         if name == LOCK:
             continue  # the running bake's own lock
-        if _is_own(name, None) or (fmt is not None and name in (MANIFEST, LABELS, ERRORS)):
+        if _is_own(name, None) or (fmt is not None and name in _build_files(fmt)):
             store.rmtree(name) if store.isdir(name) else store.remove(name)
     if fmt is not None:
         formats.get(fmt).remove(store)

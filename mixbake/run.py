@@ -335,10 +335,9 @@ def _progress_bar(quiet: bool, **options):
 
 def write_manifest(store: Store, config, catalog, identity, build_id, results, labels: dict,
                    pairing: Pairing) -> BakeSummary:
-    """The format's last files, errors.jsonl, then manifest.json: the commit of the build.
-    errors.jsonl names the source files left out at listing first (their rows are not items: they
-    could not be read), then the bad items."""
-    formats.get(config.format).finish(store, catalog.classes)
+    """errors.jsonl, the format's last files (made from the manifest about to be written), then
+    manifest.json: the commit of the build. errors.jsonl names the source files left out at listing
+    first (their rows are not items: they could not be read), then the bad items."""
     item_errors = (tuple(e) for r in results for e in r.errors)
     errors = list(dict.fromkeys([*catalog.skipped_files, *item_errors]))  # once, not once per pass
     manifest.write_errors(store, errors)
@@ -361,6 +360,7 @@ def write_manifest(store: Store, config, catalog, identity, build_id, results, l
     }
     if pairing.format_version > 1:  # a format-1 manifest has none: its pairing is implied
         doc["pairing"] = pairing.to_dict()
+    formats.get(config.format).finish(store, config, doc)
     manifest.write_json(store, manifest.MANIFEST, doc)
     manifest.finish_state(store)
     return BakeSummary(store.display(), "baked", totals["rows"], len(results), totals["bytes"], len(catalog),

@@ -11,7 +11,7 @@ from typing import List
 
 import numpy as np
 
-from . import formats, manifest, ops, targets
+from . import card, formats, manifest, ops, targets
 from .config import BakeConfig
 from .errors import MixbakeError
 from .columns import NAMES as LABEL_COLUMNS
@@ -35,6 +35,8 @@ def verify(out, deep: bool = False) -> List[str]:
         _check_footers(out, doc, problems)
     if deep and not problems:
         _check_plan(out, doc, problems)
+    # the card is checked against the manifest alone: its problems hold no other check back
+    problems += card.problems(out, formats.get(doc["config"].get("format")), config_of(doc), doc)
     return problems
 
 
@@ -63,7 +65,7 @@ def _manifest_problems(doc: dict):
 
 def config_of(doc: dict) -> BakeConfig:
     """The config of a finished build, with the format its rules followed."""
-    return BakeConfig.from_dict({**doc["config"], "format_version": doc.get("format_version", 1)})
+    return BakeConfig.of_manifest(doc)
 
 
 def _check_files(out: Store, doc: dict, problems: List[str]) -> None:

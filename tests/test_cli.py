@@ -254,13 +254,33 @@ def test_other_seed_is_refused_then_overwrite_replaces_only_mixbakes_files(src, 
     result = cli(*base, "--shard-size", "6", "--seed", "1", "--overwrite")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("Baked 12 samples from 12 items into 2 shards")
-    # the old build's three shards are gone, no bookkeeping is left behind (a dataset card may be added)
-    assert sorted(set(snapshot(out)) - {"README.md"}) == [
-        "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet", "labels.parquet",
+    # the old build's three shards are gone, no bookkeeping is left behind, the card is the new build's
+    assert sorted(snapshot(out)) == [
+        "README.md", "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet", "labels.parquet",
         "manifest.json"]
     doc = json.loads((out / "manifest.json").read_text())
     assert doc["seed"] == 1 and doc["config"]["shard_size"] == 6
     assert pq.read_table(out / "labels.parquet").num_rows == 12
+    assert doc["build_id"] in (out / "README.md").read_text() and "seed 1" in (out / "README.md").read_text()
+
+
+def test_overwrite_keeps_an_edited_card(src, tmp_path):
+    """The card is mixbake's own file, replaced by --overwrite as written; once someone edited it
+    (a licence, notes) --overwrite refuses to delete it, and changes nothing."""
+    out = tmp_path / "out"
+    base = ["bake", src, out, "--size", "16", "-q", "--workers", "2"]
+    cli(*base, code=0)
+    card = out / "README.md"
+    card.write_text(card.read_text() + "\nLicence: my own words.\n")
+    before = snapshot(out)
+    refused = cli(*base, "--seed", "1", "--overwrite", code=1)
+    assert refused.stderr == (f"Error: OUT {str(out)!r} holds a README.md that is not the dataset card mixbake "
+                              f"wrote (edited?): move it out of OUT to keep it, or delete it, then re-run.\n")
+    assert_same_tree(snapshot(out), before)
+    assert cli(*base, code=0).stdout.endswith("nothing to do.\n")  # the same build: a no-op, card and all
+    card.unlink()
+    cli(*base, "--seed", "1", "--overwrite", code=0)
+    assert json.loads((out / "manifest.json").read_text())["build_id"] in card.read_text()
 
 
 @pytest.mark.parametrize("user_file", ["README.md", "images/cat/0001.png"])

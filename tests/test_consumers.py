@@ -9,8 +9,10 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -69,6 +71,12 @@ def labels_by_key(out):
 def decode(data):
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def png(pixels):
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def patterned_picture(c, i, rng):
@@ -134,10 +142,18 @@ def hf_offline(tmp_path_factory):
     mp.undo()
 
 
-@pytest.fixture(scope="module")
-def hf_ds(hf_offline, parquet_out, tmp_path_factory):
-    return hf_offline.load_dataset("parquet", data_dir=str(parquet_out), split="train",
-                                   cache_dir=str(tmp_path_factory.mktemp("hf_cache")))
+def load_by_card(datasets, out, cache_dir):
+    """``load_dataset(OUT)``: no builder, no data_dir or data_files: OUT/README.md says what to load."""
+    return datasets.load_dataset(str(out), split="train", cache_dir=str(cache_dir))
+
+
+@pytest.fixture(scope="module", params=["data_dir", "card"])
+def hf_ds(request, hf_offline, parquet_out, tmp_path_factory):
+    """The Parquet bake as ``load_dataset("parquet", data_dir=OUT)`` and as ``load_dataset(OUT)`` read it."""
+    cache = tmp_path_factory.mktemp("hf_cache")
+    if request.param == "card":
+        return load_by_card(hf_offline, parquet_out, cache)
+    return hf_offline.load_dataset("parquet", data_dir=str(parquet_out), split="train", cache_dir=str(cache))
 
 
 def test_hf_rows_and_features(hf_offline, hf_ds, manifest):
@@ -173,6 +189,100 @@ def test_hf_decodes_every_image_to_the_stored_pixels(hf_ds, reference):
         assert np.array_equal(np.asarray(row["soft_label"], np.float32), np.asarray(ref["soft_label"], np.float32))
         seen.add(row["key"])
     assert seen == set(reference)
+
+
+# ---------------------------------------------------------------- the dataset card: load_dataset(OUT)
+
+def test_hf_takes_the_features_from_the_card(hf_offline, parquet_out, tmp_path):
+    """load_dataset(OUT) reads the card's features: class names edited there are the ones it gives
+    (the footer's are the same in a bake; here the card alone says 'CIRCLE')."""
+    out = tmp_path / "edited"
+    shutil.copytree(parquet_out, out)
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert readme.count('"0": circle\n') == 1
+    (out / "README.md").write_text(readme.replace('"0": circle\n', '"0": CIRCLE\n'), encoding="utf-8")
+    ds = load_by_card(hf_offline, out, tmp_path / "hf_cache")
+    assert ds.features["label"].names == ["CIRCLE"] + DEMO_CLASSES[1:]
+
+
+def test_hf_loads_a_webdataset_bake_by_its_card(hf_offline, wds_outs, tmp_path):
+    datasets = hf_offline
+    out = wds_outs[0]
+    ds = load_by_card(datasets, out, tmp_path / "hf_cache")
+    labels = labels_by_key(out)
+    assert ds.num_rows == len(labels) == manifest_of(out)["totals"]["rows"]
+    features = ds.features
+    assert list(features) == ["cls", "jpg", "json", "__key__"]
+    assert isinstance(features["cls"], datasets.ClassLabel) and features["cls"].names == CLASSES
+    assert isinstance(features["jpg"], datasets.Image)
+    assert features["json"]["soft_label"].feature.dtype == "float32" and features["json"]["lam"].dtype == "float32"
+    assert features["json"]["label"].names == CLASSES
+    tar_images = {}
+    for tar in sorted(out.glob("train-*.tar")):
+        with tarfile.open(tar) as t:
+            tar_images.update({m.name[:-4]: t.extractfile(m).read() for m in t if m.name.endswith(".jpg")})
+    seen = set()
+    for row in ds:
+        key, ref, info = row["__key__"], labels[row["__key__"]], row["json"]
+        assert isinstance(row["jpg"], Image.Image) and np.array_equal(np.asarray(row["jpg"]), decode(tar_images[key]))
+        assert row["cls"] == info["label"] == ref["label"] and info["key"] == key
+        assert np.asarray(info["soft_label"], np.float32).tolist() == ref["soft_label"]
+        assert np.float32(info["lam"]) == np.float32(ref["lam"]) and info["op"] == ref["op"]
+        assert (info["src_a"], info["src_b"], info["boxes"]) == (ref["src_a"], ref["src_b"], ref["boxes"])
+        seen.add(key)
+    assert seen == set(labels)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "webdataset"])
+def test_hf_loads_a_raw_bake_by_its_card(hf_offline, src, fmt, tmp_path):
+    out = tmp_path / "raw"
+    manifest = bake(src, out, "--image-format", "raw", "--format", fmt, "--seed", 4, "--shard-size", 10)
+    ds = load_by_card(hf_offline, out, tmp_path / "hf_cache")
+    assert ds.num_rows == manifest["totals"]["rows"]
+    assert ds.features["label" if fmt == "parquet" else "cls"].names == CLASSES
+    if fmt == "parquet":
+        reference = shard_rows(out, manifest)
+        assert {name: ds.features[name].dtype for name in ("height", "width", "channels")} == dict.fromkeys(
+            ("height", "width", "channels"), "int32")
+        for row in ds:
+            shape = (row["height"], row["width"], row["channels"])
+            assert shape == (32, 32, 3) and row["image"]["bytes"] == reference[row["key"]]["image"]["bytes"]
+            assert np.frombuffer(row["image"]["bytes"], np.uint8).reshape(shape).shape == (32, 32, 3)
+    else:
+        assert ds.features["raw"].dtype == "binary"
+        assert all(len(row["raw"]) == 32 * 32 * 3 for row in ds)
+
+
+def test_hf_loads_class_names_that_are_hard_to_spell_in_yaml(hf_offline, tmp_path):
+    """Class names from a Parquet source's string labels: YAML's punctuation, its words for booleans
+    and null, numbers, line breaks, unicode. The card's YAML (mixbake's own writer) must give them back."""
+    names = ["a: b", 'say "hi"', "it's", "# hash", "- dash", "yes", "null", "0", "ключ 猫 😀", "line\nbreak",
+             "ls\u2028ps", " lead", "---", "back\\slash"]
+    rng = np.random.default_rng(1)
+    images = [{"bytes": png(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)), "path": None}
+              for _ in range(2 * len(names))]
+    source = tmp_path / "named.parquet"
+    pq.write_table(pa.table({"image": pa.array(images, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                             "label": names * 2}), source)
+    for fmt in ("parquet", "webdataset"):
+        out = tmp_path / fmt
+        manifest = bake(source, out, "--format", fmt, "--shard-size", 16)
+        assert manifest["classes"] == sorted(names)
+        ds = load_by_card(hf_offline, out, tmp_path / f"hf_cache_{fmt}")
+        assert ds.features["label" if fmt == "parquet" else "cls"].names == manifest["classes"]
+        assert cli("verify", out).exit_code == 0
+
+
+def test_the_card_is_identical_across_worker_counts(wds_outs, tmp_path):
+    """Two bakes of one build (--workers 1 and 2) write the same card; it names the build."""
+    cards = [(out / "README.md").read_bytes() for out in wds_outs]
+    assert cards[0] == cards[1]
+    assert manifest_of(wds_outs[0])["build_id"].encode() in cards[0]
+    parquet = []
+    for workers in (1, 2):
+        bake("demo", tmp_path / f"w{workers}", "--shard-size", 100, "--workers", workers)
+        parquet.append((tmp_path / f"w{workers}" / "README.md").read_bytes())
+    assert parquet[0] == parquet[1] and parquet[0].startswith(b"---\nconfigs:\n")
 
 
 # ---------------------------------------------------------------- DuckDB

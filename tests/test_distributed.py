@@ -122,10 +122,14 @@ def test_s3_source_reads_folder_and_parquet(source, local_build, s3, tmp_path):
         client.put_object(Bucket="bkt", Key=f"src/{path.relative_to(source).as_posix()}", Body=path.read_bytes())
     mixbake_process("bake", "s3://bkt/src", tmp_path / "from_s3", *BAKE, env=env, code=0)
     built = local_files(tmp_path / "from_s3")
-    assert_same_tree({k: v for k, v in built.items() if k != "manifest.json"},
-                     {k: v for k, v in local_build.items() if k != "manifest.json"})  # the uri differs, nothing else
+    # the source's uri differs (manifest.json and the card name it), nothing else
+    named = ("manifest.json", "README.md")
+    assert_same_tree({k: v for k, v in built.items() if k not in named},
+                     {k: v for k, v in local_build.items() if k not in named})
     doc = json.loads(built["manifest.json"])
     assert doc["source"]["uri"] == "s3://bkt/src"
+    assert built["README.md"] == local_build["README.md"].replace(str(source).encode(), b"s3://bkt/src").replace(
+        f"bake of `{source.name}`".encode(), b"bake of `src`")
     shard = io.BytesIO(local_build["data/train-00000-of-00003.parquet"])
     client.put_object(Bucket="bkt", Key="pq/train.parquet", Body=shard.getvalue())
     mixbake_process("bake", "s3://bkt/pq/train.parquet", tmp_path / "from_pq", "--size", "16", "-q", env=env,

@@ -195,7 +195,7 @@ def test_skipped_items_give_identical_bytes_for_1_and_2_workers(skip_bakes):
     shards = [p for p in two if p.startswith("data" + os.sep)]
     assert len(shards) >= 3, "want several shards"
     assert set(one) == set(two)
-    assert set(two) == {"manifest.json", "labels.parquet", "errors.jsonl", *shards}
+    assert set(two) == {"manifest.json", "labels.parquet", "errors.jsonl", "README.md", *shards}
     assert_same_tree(one, two)  # --workers 1 and --workers 2
 
 
@@ -516,7 +516,8 @@ def test_output_names_never_come_from_input_paths(tmp_path):
     new = {os.fsdecode(p) for p in set(after) - set(before)}
     for name, out in outs.items():
         inside = {os.path.relpath(p, out) for p in new if p.startswith(str(out) + os.sep)}
-        assert inside == {"data", "data/train-00000-of-00001.parquet", "labels.parquet", "manifest.json"}, inside
+        assert inside == {"data", "data/train-00000-of-00001.parquet", "labels.parquet", "manifest.json",
+                          "README.md"}, inside
     assert all(p.startswith(tuple(str(o) for o in outs.values())) for p in new), sorted(new)
     assert os.path.exists("/tmp/evil_abs.png") == abs_evil
     for out in outs.values():

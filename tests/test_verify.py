@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -295,6 +296,60 @@ def test_deep_catches_a_changed_source(build, copy, tmp_path):
     (src / "k0" / "00.png").write_bytes((src / "k0" / "00.png").read_bytes() + b"trailing")
     assert verify(copy).exit_code == 0
     assert_problem(verify(copy, "--deep"), "source", "changed")
+
+
+# ---------------------------------------------------------------- the dataset card (README.md)
+
+def edit_card(out, old, new):
+    text = (out / "README.md").read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    (out / "README.md").write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_card_naming_other_classes(copy):
+    edit_card(copy, '"1": k1\n', '"1": k9\n')
+    result = verify(copy)
+    assert_problem(result, "README.md: feature label differs from the build's (the class names)")
+    assert result.stderr.count("\n") == 2  # that problem alone (the rows are fine), then the summary
+
+
+@pytest.mark.parametrize("old,new,problem", [
+    ('path: "data/train-*"', 'path: "data/*"', "README.md: configs differ from the build's (its data_files must "
+                                                "be data/train-*)"),
+    ("num_examples: ", "num_examples: 1", "README.md: splits differ from the build's"),
+    ("  - name: lam\n    dtype: float32", "  - name: lam\n    dtype: float64", "README.md: feature lam differs"),
+    ("  - name: boxes\n", "  - name: boxez\n", "README.md: its features are key, image, label, soft_label, op, lam, "
+                                              "src_a, src_b, label_a, label_b, boxez; the build's are"),
+    ("---\nconfigs:", "# my card\n---\nconfigs:", "README.md: no YAML front matter"),
+    ("dataset_info:\n", "dataset_info: [\n", "README.md: its front matter is not YAML"),
+])
+def test_card_declaring_what_the_build_does_not_hold(copy, old, new, problem):
+    edit_card(copy, old, new)
+    assert_problem(verify(copy), problem)
+
+
+def test_card_with_a_users_additions_verifies(copy):
+    """A card is for people to complete: a licence, prose. Only what `datasets` reads is checked."""
+    edit_card(copy, "task_categories:\n", "license: mit\nlanguage:\n- en\ntask_categories:\n")
+    (copy / "README.md").write_text((copy / "README.md").read_text(encoding="utf-8") + "\nMy notes.\n",
+                                    encoding="utf-8")
+    assert verify(copy).exit_code == 0
+
+
+def test_missing_card_is_a_problem_for_a_mixbake_that_writes_one(copy):
+    (copy / "README.md").unlink()
+    assert verify(copy).exit_code == 0  # this build's mixbake_version (0.2.0) predates cards
+    doc = manifest_of(copy)
+    save_manifest(copy, {**doc, "mixbake_version": "0.2.1"})
+    assert_problem(verify(copy), "README.md: missing")
+
+
+def test_without_pyyaml_only_the_front_matter_delimiters_are_checked(copy, monkeypatch):
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml raises ImportError
+    edit_card(copy, '"1": k1\n', '"1": k9\n')
+    assert verify(copy).exit_code == 0
+    edit_card(copy, "---\nconfigs:", "configs:")
+    assert_problem(verify(copy), "README.md: no YAML front matter")
 
 
 # ---------------------------------------------------------------- not a finished build

@@ -8,7 +8,8 @@ A format owns everything about how a build's shards look on disk:
   row group; the shard appears under its final name only on a clean exit (temporary + rename, or
   all of a folder shard's files removed on an exception); ``relpath``, ``bytes``, ``sha256`` after;
 - its extra label columns in labels.parquet (``label_columns``) and what it writes once a build
-  is complete (``finish``, e.g. labels.csv);
+  is complete (``finish``: labels.csv; the dataset card, ``OUT/README.md``, for a format whose
+  shards a Hugging Face ``datasets`` loader reads: ``card_data_files`` and ``hf_features``);
 - reading back: a shard's digest (``digest``, resume and verify), which file to make durable
   (``durable_path``), the label columns of a shard (``shard_labels``, verify) and its images
   (``read_images``, preview).
@@ -26,11 +27,15 @@ from typing import Dict, List, Optional, Tuple
 NAMES = ("parquet", "webdataset", "folder")
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "raw": "raw"}  # file name endings per image format
 LABELS = "labels.parquet"  # every build's label manifest (the folder format makes labels.csv from it)
+CARD = "README.md"  # the dataset card (mixbake/card.py) of a format with ``card_data_files``
 
 
 class Format:
     name: str = ""
     shard_kind: str = "file"         # a shard is one file, or a group of files (folder)
+    # the glob (relative to OUT) of the shards a `datasets` loader reads as the train split; a format
+    # without one writes no dataset card
+    card_data_files: Optional[str] = None
 
     def shard_relpath(self, shard_id: int, num_shards: int) -> str:
         raise NotImplementedError
@@ -38,7 +43,8 @@ class Format:
     # ---- the files in OUT
     def owns(self, name: str) -> bool:
         """Is top-level entry ``name`` of OUT something this format writes (besides what every build
-        writes: manifest.json, labels.parquet, errors.jsonl, .mixbake)?"""
+        writes: manifest.json, labels.parquet, errors.jsonl, .mixbake, and README.md with a
+        ``card_data_files``)?"""
         return False
 
     def foreign(self, store) -> List[str]:
@@ -63,8 +69,16 @@ class Format:
         """Extra labels.parquet columns of a shard's rows (folder: where each image file is)."""
         return {}
 
-    def finish(self, store, classes) -> None:
-        """Once every shard is in, before manifest.json."""
+    def finish(self, store, config, doc: dict) -> None:
+        """Once every shard is in, before manifest.json (``doc``: the manifest about to be written)."""
+        if self.card_data_files is not None:
+            from .. import card
+            card.write(store, self, config, doc)
+
+    def hf_features(self, config, classes) -> dict:
+        """The `datasets` features (the JSON form, ``Features.to_dict``) of a row as the loader of
+        ``card_data_files`` yields it (what the dataset card declares)."""
+        raise NotImplementedError
 
     def durable_path(self, relpath: str) -> Optional[str]:
         """The file to fsync for a finished shard; None: OUT's whole file system is synced instead."""

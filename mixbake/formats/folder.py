@@ -93,9 +93,12 @@ class FolderFormat(Format):
     def label_columns(self, classes, config, columns):
         return {"path": image_relpaths(classes, config.image_format, columns["key"], columns["label"])}
 
-    def finish(self, store, classes):
-        """labels.csv for people who just want files: one row per image, soft label as a JSON list."""
+    def finish(self, store, config, doc):
+        """labels.csv for people who just want files: one row per image, soft label as a JSON list.
+        (No dataset card: `datasets`' imagefolder loader takes a row's class from its folder's
+        name, made safe here, and its other columns from a metadata.csv beside the images.)"""
         import pyarrow.parquet as pq
+        classes = doc["classes"]
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)

@@ -95,6 +95,11 @@ def leaf_paths(schema: pa.Schema) -> list:
 
 class ParquetFormat(Format):
     name = "parquet"
+    card_data_files = f"{DATA}/train-*"  # HF's own default layout, data/{split}-*
+
+    def hf_features(self, config, classes):
+        """The shards' footer features: the card declares what every file already says."""
+        return json.loads(shard_schema(config, classes).metadata[b"huggingface"])["info"]["features"]
 
     def shard_relpath(self, shard_id, num_shards):
         return f"{DATA}/train-{shard_id:05d}-of-{num_shards:05d}.parquet"

@@ -10,7 +10,7 @@ import json
 import tarfile
 from typing import Dict, List
 
-from ..columns import row_json
+from ..columns import LABEL_SCHEMA, hf_features, row_json
 from . import EXTENSIONS, AtomicFileWriter, Format, is_shard_file
 
 
@@ -49,6 +49,21 @@ class TarShardWriter(AtomicFileWriter):
 
 class WebDatasetFormat(Format):
     name = "webdataset"
+    card_data_files = "train-*.tar"
+
+    def hf_features(self, config, classes):
+        """A sample as `datasets`' webdataset loader yields it: one field per entry (named by its
+        extension: ``cls``, the image's, ``json``) and ``__key__``. ``json`` holds the label columns,
+        so its types are theirs (json numbers would otherwise load as int64/float64); ``__url__``
+        (the tar's path on the loading machine) is left out, so the loader drops it."""
+        ext = EXTENSIONS[config.image_format]
+        string = {"dtype": "string", "_type": "Value"}
+        return {
+            "cls": {"names": list(classes), "_type": "ClassLabel"},
+            ext: {"dtype": "binary", "_type": "Value"} if ext == "raw" else {"_type": "Image"},
+            "json": hf_features(LABEL_SCHEMA, classes),
+            "__key__": string,
+        }
 
     def shard_relpath(self, shard_id, num_shards):
         return f"train-{shard_id:06d}.tar"
