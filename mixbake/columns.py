@@ -1,9 +1,14 @@
 """The label columns every output carries (shards, labels.parquet), and their Hugging Face features.
 
 A row's columns are its provenance (``key``, ``op``, ``lam``, ``src_a``, ``src_b``, ``boxes``) and its
-label kind's (``label``, ``soft_label``, ``label_a``, ``label_b`` for one class per item). Their Arrow
+label kind's (``label``, the soft label, ``label_a``, ``label_b`` for one class per item). Their Arrow
 types are spelled once, here; the ``huggingface`` footer of every file is derived from the file's
 own schema by :func:`hf_features` (HF applies features only when the Arrow types match exactly).
+
+The soft label is stored dense (``soft_label``: K float32 per row), sparse (``soft_index``,
+ascending int32 class indices, and ``soft_value``, their float32 weights: the non-zeros *before*
+label smoothing, which stays one scalar of the config: ``dense = (1-eps)*sparse + eps/K``), or
+both (``--soft-label``; ``auto``: dense up to ``DENSE_UP_TO`` classes, sparse above).
 """
 from __future__ import annotations
 
@@ -15,7 +20,10 @@ import pyarrow as pa
 from . import arrow_arrays as arrow
 
 IMAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
-LABEL_FIELDS = [
+SOFT_FORMS = ("auto", "dense", "sparse", "both")
+DENSE_UP_TO = 1000  # classes: auto stores the soft label dense up to this many, sparse above
+SPARSE_FIELDS = [pa.field("soft_index", pa.list_(pa.int32())), pa.field("soft_value", pa.list_(pa.float32()))]
+LABEL_FIELDS = [  # format 1's columns, in its order (the dense form)
     pa.field("key", pa.string()),
     pa.field("label", pa.int64()),
     pa.field("soft_label", pa.list_(pa.float32())),
@@ -31,12 +39,47 @@ LABEL_SCHEMA = pa.schema(LABEL_FIELDS)
 NAMES = tuple(f.name for f in LABEL_FIELDS)
 
 
+def soft_form(requested: str, num_classes: int, format_version=None) -> str:
+    """How a build stores its soft label: 'dense', 'sparse' or 'both' (format 1: always dense)."""
+    if format_version == 1 or requested == "dense" or (requested == "auto" and num_classes <= DENSE_UP_TO):
+        return "dense"
+    return "both" if requested == "both" else "sparse"
+
+
+def label_fields(form: str = "dense") -> list:
+    """The label columns of a build whose soft label is stored in ``form``."""
+    soft = {"dense": LABEL_FIELDS[2:3], "sparse": SPARSE_FIELDS, "both": LABEL_FIELDS[2:3] + SPARSE_FIELDS}[form]
+    return LABEL_FIELDS[:2] + soft + LABEL_FIELDS[3:]
+
+
+def label_names(form: str = "dense") -> tuple:
+    return tuple(f.name for f in label_fields(form))
+
+
+class SparseRows:
+    """Sparse rows: row i holds ``index[offsets[i]:offsets[i+1]]`` with ``value[...]`` (sliceable
+    by row ranges, as the worker cuts columns into row groups)."""
+
+    def __init__(self, index: np.ndarray, value: np.ndarray, offsets: np.ndarray):
+        self.index, self.value, self.offsets = index, value, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, rows):
+        if isinstance(rows, slice):
+            start, stop, _ = rows.indices(len(self))
+            lo, hi = self.offsets[start], self.offsets[stop]
+            return SparseRows(self.index[lo:hi], self.value[lo:hi], self.offsets[start:stop + 1] - lo)
+        lo, hi = self.offsets[rows], self.offsets[rows + 1]
+        return self.index[lo:hi], self.value[lo:hi]
+
+
 def label_arrays(columns: dict) -> Dict[str, pa.Array]:
     """The label columns as Arrow arrays, built from numpy without per-row Python objects."""
-    return {
+    arrays = {
         "key": arrow.strings(columns["key"]),
         "label": arrow.numeric(columns["label"]),
-        "soft_label": _list_array(columns["soft_label"].astype(np.float32)),
         "op": arrow.strings(columns["op"]),
         "lam": arrow.numeric(columns["lam"], pa.float32()),
         "src_a": arrow.numeric(columns["src_a"]),
@@ -45,11 +88,25 @@ def label_arrays(columns: dict) -> Dict[str, pa.Array]:
         "label_b": arrow.nullable(columns["label_b"]),
         "boxes": _boxes_array(columns["boxes"]),
     }
+    if "soft_label" in columns:
+        arrays["soft_label"] = _list_array(columns["soft_label"].astype(np.float32))
+    if "soft_index" in columns:
+        sparse = columns["soft_index"]
+        arrays["soft_index"] = arrow.lists(arrow.numeric(sparse.index, pa.int32()), sparse.offsets)
+        arrays["soft_value"] = arrow.lists(arrow.numeric(sparse.value, pa.float32()), sparse.offsets)
+    return arrays
+
+
+def form_of(columns: dict) -> str:
+    """The soft label's form in a dict of columns (or a schema's names)."""
+    dense, sparse = "soft_label" in columns, "soft_index" in columns
+    return "both" if dense and sparse else "sparse" if sparse else "dense"
 
 
 def label_table(columns: dict) -> pa.Table:
     arrays = label_arrays(columns)
-    return pa.Table.from_arrays([arrays[f.name] for f in LABEL_FIELDS], schema=LABEL_SCHEMA)
+    fields = label_fields(form_of(columns))
+    return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
 
 
 def _list_array(matrix: np.ndarray) -> pa.Array:
@@ -72,14 +129,20 @@ def row_json(columns: dict, i: int) -> dict:
     """Row ``i`` of ``columns`` as plain JSON values, spelled as labels.parquet stores them."""
     def optional(v):
         return int(v) if v >= 0 else None
-    return {
+    row = {
         "key": columns["key"][i], "label": int(columns["label"][i]),
-        "soft_label": [float(v) for v in np.asarray(columns["soft_label"][i], dtype=np.float32)],
         "op": columns["op"][i], "lam": float(np.float32(columns["lam"][i])),
         "src_a": int(columns["src_a"][i]), "src_b": optional(columns["src_b"][i]),
         "label_a": int(columns["label_a"][i]), "label_b": optional(columns["label_b"][i]),
         "boxes": np.asarray(columns["boxes"][i], dtype=np.int64).reshape(-1, 4).tolist(),
     }
+    if "soft_label" in columns:
+        row["soft_label"] = [float(v) for v in np.asarray(columns["soft_label"][i], dtype=np.float32)]
+    if "soft_index" in columns:
+        index, value = columns["soft_index"][i]
+        row["soft_index"] = [int(c) for c in index]
+        row["soft_value"] = [float(v) for v in np.asarray(value, dtype=np.float32)]
+    return row
 
 
 # ---------------------------------------------------------------- Hugging Face features

@@ -45,6 +45,9 @@ SAMPLE_OPTIONS = (
            metavar="EPS", check=lambda v: 0 <= v < 1, problem="{flag} must be in [0, 1), got {value}."),
     Option("copies", 1, "int", "Augmented outputs per source item.", check=lambda v: 1 <= v <= 1000,
            problem="{flag} must be in 1..1000, got {value}."),
+    Option("soft_label", "auto", "choice", "How the soft label is stored: dense (soft_label, K floats a row), "
+           "sparse (soft_index + soft_value: the non-zeros, before smoothing), or both; auto: dense up to "
+           "1000 classes, sparse above.", choices=("auto", "dense", "sparse", "both"), since=2),
     Option("keep_originals", False, "flag", "Also write each source item unaugmented."),
     Option("pairing", "random", "choice", "Partner choice (never the item itself); cross-class: a partner of "
            "another class.", choices=PAIRINGS),
@@ -143,6 +146,11 @@ class _Config:
     def of_manifest(cls, doc: dict) -> "BakeConfig":
         """The config of a finished build (its manifest), with the format its rules followed."""
         return cls.from_dict({**doc["config"], "format_version": doc.get("format_version", 1)})
+
+    def soft_form(self, num_classes: int) -> str:
+        """How this build stores its soft label over ``num_classes`` classes (see ``columns``)."""
+        from .columns import soft_form
+        return soft_form(self.soft_label, num_classes, self.format_version)
 
     def inert(self) -> Dict[str, str]:
         """{option: why it has no effect}: options the rest of this config makes inert."""

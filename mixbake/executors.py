@@ -9,13 +9,14 @@ retried: it would fail the same way again.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import logging
 import multiprocessing
 import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from typing import TYPE_CHECKING
 
@@ -74,25 +75,27 @@ class Session:
         return self._execute_local(tasks, progress, finished)
 
     def _execute_local(self, tasks, progress, finished):
-        remaining = {t.task_id: t for t in tasks}
+        """Tasks are submitted a few at a time (``_LocalPool.run``), as ``tasks`` makes them; those in
+        flight when a worker died are retried on a fresh pool, then the rest follow."""
+        tasks, retry = iter(tasks), []
         for attempt in range(self.spec.retries + 1):
-            for task_id, task in list(remaining.items()) if attempt else ():
+            for task in list(retry) if attempt else ():
                 done = finished(task)  # on disk, but its result died with the pool
                 if done is not None:
-                    del remaining[task_id]
+                    retry.remove(task)
                     yield done
+            in_flight: Dict[int, PoolTask] = {}
             try:
-                for result in self._local.run(list(remaining.values()), progress):
-                    del remaining[result.task_id]
-                    yield result
+                yield from self._local.run(itertools.chain(retry, tasks), progress, in_flight)
                 return
             except _WorkerLost:
+                retry = list(in_flight.values())
                 if attempt == self.spec.retries:
                     raise MixbakeError(
-                        f"Worker processes kept dying ({self.spec.retries + 1} attempts): {len(remaining)} pools of shards "
+                        f"Worker processes kept dying ({self.spec.retries + 1} attempts): {len(retry)} pools of shards "
                         f"unfinished. Out of memory? (A script calling mixbake.bake() must guard it with "
                         f"if __name__ == '__main__'.) Re-run to resume.") from None
-                log.warning("a worker process died; retrying %d unfinished pools of shards", len(remaining))
+                log.warning("a worker process died; retrying %d unfinished pools of shards", len(retry))
                 self._local = _LocalPool(self.spec.workers)
 
     def close(self, failed: bool = False) -> None:
@@ -158,9 +161,12 @@ def can_fork_now() -> bool:
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
+WINDOW = 3  # tasks submitted per worker at a time: enough that none waits for the parent
+
+
 class _LocalPool:
     def __init__(self, workers: int, fork: bool = False):
-        self.forked = fork
+        self.forked, self.workers = fork, workers
         if fork:
             context = multiprocessing.get_context("fork")
         else:
@@ -190,16 +196,25 @@ class _LocalPool:
         except RuntimeError:  # the pool was shut down before it started (a quick error): fine
             pass
 
-    def run(self, tasks, progress):
+    def run(self, tasks, progress, in_flight: dict):
+        """Results of ``tasks`` as they finish, with at most ``WINDOW`` per worker submitted at a
+        time (the rest are made only when there is room: the parent never holds every task);
+        ``in_flight`` holds those submitted and unfinished (what a lost pool leaves to retry)."""
+        tasks = iter(tasks)
         try:
+            pending = set()
             with self.unstarted.get_lock():
-                self.unstarted.value = len(tasks)
-            pending = {self.pool.submit(_run_task, t) for t in tasks}
+                self.unstarted.value = 1  # "more to come": the last workers borrow no core yet
+            more = self._fill(tasks, pending, in_flight)
             while pending:
                 finished, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
                 progress(self.rows_done.value)
                 for future in finished:
-                    yield future.result()
+                    result = future.result()
+                    in_flight.pop(result.task_id, None)
+                    yield result
+                if more:
+                    more = self._fill(tasks, pending, in_flight)
         except ItemError as exc:
             self.close(failed=True)
             raise _item_error(exc) from None
@@ -209,6 +224,20 @@ class _LocalPool:
         except BaseException:
             self.close(failed=True)
             raise
+
+    def _fill(self, tasks, pending: set, in_flight: dict) -> bool:
+        """Submit tasks until the window is full; False once ``tasks`` is exhausted."""
+        while len(pending) < WINDOW * self.workers:
+            task = next(tasks, None)
+            if task is None:
+                with self.unstarted.get_lock():
+                    self.unstarted.value -= 1  # nothing more to come
+                return False
+            with self.unstarted.get_lock():
+                self.unstarted.value += 1
+            in_flight[task.task_id] = task
+            pending.add(self.pool.submit(_run_task, task))
+        return True
 
     def close(self, failed: bool = False) -> None:
         if self._starter is not None:

@@ -67,8 +67,9 @@ def pairing_format(config: BakeConfig) -> int:
     return 2
 
 
-def resolve_pairing(config: BakeConfig, chunk_bounds: np.ndarray) -> Pairing:
-    """Pool size, copies per pass and passes of ``config`` over a catalog with these chunks."""
+def resolve_pairing(config: BakeConfig, sizes) -> Pairing:
+    """Pool size, copies per pass and passes of ``config`` over a catalog whose chunks hold ``sizes``
+    items (an array, or the number of chunks when each holds one item)."""
     version = pairing_format(config)
     if version == 1:
         return Pairing(1, max(2, math.ceil(config.shard_size / config.rows_per_item)), config.copies, 1)
@@ -76,7 +77,7 @@ def resolve_pairing(config: BakeConfig, chunk_bounds: np.ndarray) -> Pairing:
     per_pass = config.copies_per_pass
     if per_pass is None:
         # the whole catalog in one pool: every copy from a single decode, partners from everywhere
-        one_pool = len(_cut(np.diff(chunk_bounds), pool_size)) == 1
+        one_pool = len(_cut_positions(_sizes(sizes), pool_size, None)) == 2
         per_pass = config.copies if one_pool else COPIES_PER_PASS
     per_pass = min(per_pass, config.copies)
     return Pairing(2, pool_size, per_pass, math.ceil(config.copies / per_pass))
@@ -101,41 +102,88 @@ class Pool:
         return range(self.first_shard, self.first_shard + self.shards)
 
 
-def pass_chunks(config: BakeConfig, pairing: Pairing, chunk_bounds: np.ndarray, pass_id: int) -> List[np.ndarray]:
-    """Chunk ids of each pool of one pass: the chunks shuffled with the pass's generator, cut into
-    runs of ~``pool_size`` items."""
+def _sizes(sizes) -> np.ndarray:
+    """Chunk sizes as an array (an int n stands for n chunks of one item: a folder)."""
+    return np.ones(sizes, dtype=np.int64) if isinstance(sizes, (int, np.integer)) else np.asarray(sizes, np.int64)
+
+
+def pass_order(config: BakeConfig, pairing: Pairing, num_chunks: int, pass_id: int) -> np.ndarray:
+    """The chunks of one pass, shuffled with the pass's own generator."""
     key = (0,) if pairing.format_version == 1 else (2, pass_id)
-    sizes = np.diff(chunk_bounds)
-    order = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=key)).permutation(len(sizes))
-    return _cut(sizes, pairing.pool_size, order)
+    return np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=key)).permutation(num_chunks)
 
 
-def _cut(sizes: np.ndarray, target: int, order=None) -> List[np.ndarray]:
-    order = np.arange(len(sizes)) if order is None else order
-    starts = np.concatenate([[0], np.cumsum(sizes[order])[:-1]])
-    _, pool_of_chunk = np.unique(starts // target, return_inverse=True)
-    pools = np.split(order, np.flatnonzero(np.diff(pool_of_chunk)) + 1)
-    if len(pools) > 1 and sizes[pools[-1]].sum() < max(2, target // 2):
-        pools[-2:] = [np.concatenate(pools[-2:])]  # a tiny tail pool would pair poorly
-    return pools
+def _cut_positions(sizes: np.ndarray, target: int, order) -> np.ndarray:
+    """Where the pools of a pass start in its ``order`` of chunks (and its length, last): runs of
+    ~``target`` items, never splitting a chunk; a tiny tail joins the pool before it."""
+    in_order = sizes if order is None else sizes[order]
+    starts = np.concatenate([[0], np.cumsum(in_order)[:-1]])
+    bucket = starts // target
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(bucket)) + 1, [len(in_order)]])
+    if len(cuts) > 2 and in_order[cuts[-2]:].sum() < max(2, target // 2):
+        cuts = np.delete(cuts, -2)  # a tiny tail pool would pair poorly
+    return cuts
+
+
+class Layout:
+    """Every pool of a build, pass after pass, made afresh when iterated (a pass's shuffle is drawn
+    again from its seed), so the parent holds a few numbers per pool, never every pool's chunks."""
+
+    def __init__(self, config: BakeConfig, sizes):
+        self.config = config
+        self.num_chunks = int(sizes) if isinstance(sizes, (int, np.integer)) else len(sizes)
+        self._sizes = None if isinstance(sizes, (int, np.integer)) else np.asarray(sizes, np.int64)
+        self.pairing = resolve_pairing(config, sizes)
+        self._cuts, self._items = [], []
+        for pass_id in range(self.pairing.passes):
+            in_order = self._chunk_sizes()[self._order(pass_id)]
+            cuts = _cut_positions(in_order, self.pairing.pool_size, None)
+            self._cuts.append(cuts)
+            self._items.append(np.add.reduceat(in_order, cuts[:-1]))
+        self._shards = [self._pass_shards(p) for p in range(self.pairing.passes)]
+        self.num_shards = int(sum(s.sum() for s in self._shards))
+        self.num_pools = sum(len(s) for s in self._shards)
+        self.total_rows = int(sum((items * self._rows_per_item(p)).sum() for p, items in enumerate(self._items)))
+
+    def _chunk_sizes(self) -> np.ndarray:
+        return self._sizes if self._sizes is not None else _sizes(self.num_chunks)
+
+    def _order(self, pass_id: int) -> np.ndarray:
+        return pass_order(self.config, self.pairing, self.num_chunks, pass_id)
+
+    def _copies(self, pass_id: int) -> Tuple[int, int, bool]:
+        first = pass_id * self.pairing.copies_per_pass
+        return first, min(self.pairing.copies_per_pass, self.config.copies - first), \
+            self.config.keep_originals and pass_id == 0
+
+    def _rows_per_item(self, pass_id: int) -> int:
+        _, copies, originals = self._copies(pass_id)
+        return copies + int(originals)
+
+    def _pass_shards(self, pass_id: int) -> np.ndarray:
+        rows = self._items[pass_id] * self._rows_per_item(pass_id)
+        if self.pairing.format_version == 1:
+            return np.ones(len(rows), np.int64)
+        return np.maximum(1, -(-rows // self.config.shard_size))
+
+    def __len__(self) -> int:
+        return self.num_pools
+
+    def __iter__(self) -> Iterator[Pool]:
+        pool_id, shard = 0, 0
+        for pass_id, (cuts, shards) in enumerate(zip(self._cuts, self._shards)):
+            order = self._order(pass_id)
+            first, copies, originals = self._copies(pass_id)
+            for index in range(len(cuts) - 1):
+                yield Pool(pool_id, pass_id, index, order[cuts[index]:cuts[index + 1]].copy(), first, copies,
+                           originals, shard, int(shards[index]), self.pairing.format_version)
+                pool_id, shard = pool_id + 1, shard + int(shards[index])
 
 
 def make_layout(config: BakeConfig, chunk_bounds: np.ndarray) -> Tuple[Pairing, List[Pool]]:
-    """Every pool of the build, pass after pass, with the shards each writes."""
-    pairing = resolve_pairing(config, chunk_bounds)
-    sizes = np.diff(chunk_bounds)
-    pools, shard = [], 0
-    for pass_id in range(pairing.passes):
-        first = pass_id * pairing.copies_per_pass
-        copies = min(pairing.copies_per_pass, config.copies - first)
-        originals = config.keep_originals and pass_id == 0
-        for index, chunks in enumerate(pass_chunks(config, pairing, chunk_bounds, pass_id)):
-            rows = int(sizes[chunks].sum()) * (copies + int(originals))
-            shards = 1 if pairing.format_version == 1 else max(1, math.ceil(rows / config.shard_size))
-            pools.append(Pool(len(pools), pass_id, index, chunks, first, copies, originals, shard, shards,
-                              pairing.format_version))
-            shard += shards
-    return pairing, pools
+    """Every pool of the build as a list (small builds and tests; a bake iterates a Layout)."""
+    layout = Layout(config, np.diff(np.asarray(chunk_bounds, np.int64)))
+    return layout.pairing, list(layout)
 
 
 def pool_target(config: BakeConfig) -> int:
@@ -145,7 +193,11 @@ def pool_target(config: BakeConfig) -> int:
 
 def make_pools(config: BakeConfig, chunk_bounds: np.ndarray) -> List[np.ndarray]:
     """Format 1: chunk ids of each pool (= shard)."""
-    return pass_chunks(config, Pairing(1, pool_target(config), config.copies, 1), chunk_bounds, 0)
+    pairing = Pairing(1, pool_target(config), config.copies, 1)
+    sizes = np.diff(np.asarray(chunk_bounds, np.int64))
+    order = pass_order(config, pairing, len(sizes), 0)
+    cuts = _cut_positions(sizes[order], pairing.pool_size, None)
+    return [order[lo:hi] for lo, hi in zip(cuts[:-1], cuts[1:])]
 
 
 def check_pairable(config: BakeConfig, labels: np.ndarray, classes) -> None:

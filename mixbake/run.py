@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -76,11 +76,19 @@ def library_versions(format_version: int = 1) -> dict:
     return {**own, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__, **codec_versions()}
 
 
+def output_format(config: BakeConfig, num_classes: int) -> int:
+    """The format whose rules make this build: 1 unless it uses a rule of format 2 (format 2's
+    pairing, or a sparse soft label), so that a config that baked before keeps its bytes."""
+    if config.format_version == 1:
+        return 1
+    return 2 if pairing_format(config) == 2 or config.soft_form(num_classes) != "dense" else 1
+
+
 def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
     """Everything that decides the output bytes: a different identity means a different dataset.
     ``format_version`` is that of the rules the build follows (a build that format 1 would lay out
     the same way stays format 1, and keeps its identity)."""
-    version = pairing_format(config)
+    version = output_format(config, len(catalog.classes))
     return {
         "format_version": version,
         "config": config.to_dict(),
@@ -162,7 +170,7 @@ def _first_change(before: Catalog, after: Catalog) -> str:
     if len(before) == len(after) and len(before.chunk_stamps) == len(after.chunk_stamps):
         differ = np.flatnonzero((before.chunk_stamps != after.chunk_stamps).any(axis=1))
         if len(differ):
-            return display_ref(before.refs[int(before.chunk_bounds[differ[0]])])
+            return display_ref(before.refs[int(before.chunk_items(differ[:1])[0][0])])
     return f"the source {before.uri}"
 
 
@@ -184,7 +192,7 @@ def _complete(store: Store) -> BakeSummary:
 def _run_and_collect(store: Store, config, catalog, tasks, session, quiet):
     """Run the tasks; labels.parquet and the durability of each shard follow as shards finish."""
     fmt = formats.get(config.format)
-    labels = manifest.LabelsWriter(store, tasks[-1].num_shards if tasks else 0, catalog.classes)
+    labels = manifest.LabelsWriter(store, tasks.num_shards, catalog.classes)
     syncer = Syncer(store)
 
     def on_result(result: ShardResult) -> None:
@@ -262,31 +270,33 @@ def finished_task(task: PoolTask) -> Optional[PoolResult]:
     return PoolResult(task.task_id, shards) if all(shards) else None
 
 
-def run_tasks(tasks: List[PoolTask], session: Session, quiet: bool,
+def run_tasks(tasks, session: Session, quiet: bool,
               on_result: Callable[[ShardResult], None] = lambda result: None) -> Tuple[List[ShardResult], int]:
     """Run the shards not finished by an earlier run; ``on_result(result)`` for every finished shard
     (also those an earlier run finished). Returns the results in shard order, and how many of them
-    an earlier run had finished."""
-    results, pending = _earlier_results(tasks, on_result)
-    kept = len(results)
-    initial = sum(r.rows for r in results.values())
-    # planned rows of the shards still to write (a pool's rows, less those of its finished shards)
-    total = initial + sum(t.rows - sum(results[s].rows for s in t.done) for t in pending)
-    with _progress_bar(quiet, total=total, unit="sample", desc="baking", dynamic_ncols=True,
-                       initial=initial) as bar:
+    an earlier run had finished. Tasks are made and checked one at a time, as the executor asks."""
+    results: Dict[int, ShardResult] = {}
+    kept = [0, 0]  # shards an earlier run finished, and their rows
+    total = tasks.total_rows
+    with _progress_bar(quiet, total=total, unit="sample", desc="baking", dynamic_ncols=True) as bar:
         def progress(rows_in_workers: int) -> None:
-            bar.n = min(total, initial + rows_in_workers)
+            bar.n = min(total, kept[1] + rows_in_workers)
             bar.refresh()
 
+        def keep(result: ShardResult) -> None:
+            results[result.shard_id] = result
+            kept[0], kept[1] = kept[0] + 1, kept[1] + result.rows
+            on_result(result)
+
         try:
-            for pool_result in session.execute(pending, progress, finished_task):
+            for pool_result in session.execute(_pending(tasks, keep), progress, finished_task):
                 for result in pool_result.shards:
                     results[result.shard_id] = result
                     on_result(result)
         except DiskFull as full:
             raise _with_estimate(full, results.values(), total) from None
         progress(total)
-    return [results[s] for s in sorted(results)], kept
+    return [results[s] for s in sorted(results)], kept[0]
 
 
 def _with_estimate(full: DiskFull, done, total_rows: int) -> DiskFull:
@@ -296,20 +306,16 @@ def _with_estimate(full: DiskFull, done, total_rows: int) -> DiskFull:
     return DiskFull(full.where, full.free, needed)
 
 
-def _earlier_results(tasks: List[PoolTask], on_result) -> Tuple[Dict[int, ShardResult], List[PoolTask]]:
-    """The shards an earlier run finished, and the tasks with shards still to write."""
-    results: Dict[int, ShardResult] = {}
-    pending = []
-    fmt = formats.get(tasks[0].config.format) if tasks else None
+def _pending(tasks, keep) -> Iterator[PoolTask]:
+    """The tasks with shards still to write; ``keep(result)`` for each shard an earlier run finished."""
+    fmt = formats.get(tasks.config.format)
     for task in tasks:
         done = {s: finished_shard(task.store, task.build_id, s, fmt) for s in task.pool.shard_ids}
         done = {s: r for s, r in done.items() if r is not None}
         for result in done.values():
-            results[result.shard_id] = result
-            on_result(result)
+            keep(result)
         if len(done) < task.pool.shards:
-            pending.append(dataclasses.replace(task, done=frozenset(done)))
-    return results, pending
+            yield dataclasses.replace(task, done=frozenset(done))
 
 
 class _NoBar:

@@ -9,13 +9,13 @@ verifying and inspecting a build never load OpenCV or libjpeg-turbo.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
 from .config import BakeConfig
-from .plan import Pairing, Pool, check_pairable, make_layout
-from .sources import Catalog, display_ref
+from .plan import Layout, Pairing, Pool, check_pairable
+from .sources import Catalog
 from .store import Store
 
 
@@ -70,36 +70,49 @@ class PoolResult:
     shards: List[ShardResult]         # the shards this run wrote (not those in task.done)
 
 
-def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str,
-               on_error: str = "fail") -> List[PoolTask]:
-    """One task per pool. ``out`` is a path/URI or a Store (tasks carry the Store, which pickles)."""
+class BuildTasks:
+    """The tasks of a build, made one at a time as they are iterated (``Layout``): the parent never
+    holds every pool's items and references at once."""
+
+    def __init__(self, config: BakeConfig, catalog: Catalog, store: Store, build_id: str, on_error: str):
+        self.config, self.catalog, self.store, self.build_id, self.on_error = config, catalog, store, build_id, on_error
+        self.layout = Layout(config, catalog.chunk_sizes())
+        self.num_shards = self.layout.num_shards
+        self.total_rows = self.layout.total_rows
+
+    def __len__(self) -> int:
+        return len(self.layout)
+
+    def __iter__(self) -> Iterator[PoolTask]:
+        return (self.task(pool) for pool in self.layout)
+
+    def task(self, pool: Pool) -> PoolTask:
+        catalog = self.catalog
+        items, sizes = catalog.chunk_items(pool.chunks)
+        stamps = catalog.chunk_stamps
+        return PoolTask(
+            pool=pool, num_shards=self.num_shards, config=self.config, classes=catalog.classes,
+            reader=catalog.reader, locators=catalog.locators_of(pool.chunks),
+            stamps=tuple(map(tuple, stamps[pool.chunks].tolist())) if stamps is not None
+            else (None,) * len(pool.chunks),
+            chunk_sizes=tuple(sizes.tolist()), items=items, labels=catalog.labels[items].astype(np.int64),
+            refs=catalog.refs_of(items),
+            known_bad={p: catalog.bad[i] for p, i in enumerate(items.tolist()) if i in catalog.bad}
+            if catalog.bad else {},
+            store=self.store, build_id=self.build_id, on_error=self.on_error, label_kind=catalog.label_kind,
+        )
+
+
+def make_tasks(config: BakeConfig, catalog: Catalog, out, build_id: str, on_error: str = "fail") -> BuildTasks:
+    """One task per pool, made as iterated. ``out`` is a path/URI or a Store (tasks carry the
+    Store, which pickles)."""
     return make_build(config, catalog, out, build_id, on_error)[1]
 
 
 def make_build(config: BakeConfig, catalog: Catalog, out, build_id: str,
-               on_error: str = "fail") -> Tuple[Pairing, List[PoolTask]]:
-    """The pairing layout and one task per pool."""
+               on_error: str = "fail") -> Tuple[Pairing, BuildTasks]:
+    """The pairing layout and the build's tasks (made as iterated)."""
     store = out if isinstance(out, Store) else Store.open(out or ".")
     check_pairable(config, catalog.labels, catalog.classes)
-    bounds = np.asarray(catalog.chunk_bounds, dtype=np.int64)
-    pairing, pools = make_layout(config, bounds)
-    num_shards = sum(pool.shards for pool in pools)
-    refs, locators = catalog.refs, catalog.chunk_locators
-    tasks = []
-    for pool in pools:
-        chunks = pool.chunks
-        starts, sizes = bounds[chunks], bounds[chunks + 1] - bounds[chunks]
-        # the items of the pool's chunks, chunk after chunk: start of its chunk + offset within it
-        items = np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
-        tasks.append(PoolTask(
-            pool=pool, num_shards=num_shards, config=config, classes=catalog.classes,
-            reader=catalog.reader, locators=tuple(locators[c] for c in chunks.tolist()),
-            stamps=tuple(map(tuple, catalog.chunk_stamps[chunks].tolist())) if catalog.chunk_stamps is not None
-            else (None,) * len(chunks),
-            chunk_sizes=tuple(sizes.tolist()), items=items, labels=catalog.labels[items],
-            refs=tuple(display_ref(refs[i]) for i in items.tolist()),
-            known_bad={p: catalog.bad[i] for p, i in enumerate(items.tolist()) if i in catalog.bad}
-            if catalog.bad else {},
-            store=store, build_id=build_id, on_error=on_error, label_kind=catalog.label_kind,
-        ))
-    return pairing, tasks
+    tasks = BuildTasks(config, catalog, store, build_id, on_error)
+    return tasks.layout.pairing, tasks

@@ -206,7 +206,7 @@ def _check_plan(out: Store, doc: dict, problems: List[str]) -> None:
         problems.append(f"totals.items is {doc['totals']['items']}, the source lists {len(catalog)} items")
     config = config_of(doc)
     tasks = make_tasks(config, catalog, out, doc["build_id"])
-    num_shards = tasks[-1].num_shards if tasks else 0
+    num_shards = tasks.num_shards
     fmt = formats.get(config.format)
     if [fmt.shard_relpath(s, num_shards) for s in range(num_shards)] != [s["path"] for s in doc["shards"]]:
         problems.append("the re-planned shards differ from the manifest's shards")

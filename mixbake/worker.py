@@ -102,7 +102,8 @@ def label_columns(task: PoolTask, plan: PoolPlan) -> dict:
     groups = [np.flatnonzero(plan.op == op.code) for op in ops.REGISTRY]
     mixes = [op.mix_targets(kind, label_a[rows], label_b[rows], plan.lam[rows], [plan.boxes[r] for r in rows])
              for op, rows in zip(ops.REGISTRY, groups)]
-    labels = kind.columns(mixes, groups, len(plan), len(task.classes), task.config.label_smoothing)
+    labels = kind.columns(mixes, groups, len(plan), len(task.classes), task.config.label_smoothing,
+                          task.config.soft_form(len(task.classes)))
     src_a = task.items[plan.pos_a]
     return {
         "key": [_key(int(i), int(c)) for i, c in zip(src_a, plan.copy)],

@@ -64,17 +64,17 @@ def test_every_item_gets_every_copy_exactly_once_and_shards_are_numbered_in_orde
 
 
 def test_the_whole_source_in_one_pool_makes_every_copy_from_one_decode():
-    pairing = resolve_pairing(BakeConfig(copies=32), single_item_bounds(600))
+    pairing = resolve_pairing(BakeConfig(copies=32), 600)
     assert (pairing.passes, pairing.copies_per_pass) == (1, 32)
-    pairing = resolve_pairing(BakeConfig(copies=32, copies_per_pass=2), single_item_bounds(600))
+    pairing = resolve_pairing(BakeConfig(copies=32, copies_per_pass=2), 600)
     assert (pairing.passes, pairing.copies_per_pass) == (16, 2)
 
 
 def test_copies_1_keeps_format_1_and_options_say_format_2():
-    assert resolve_pairing(BakeConfig(), single_item_bounds(10)).format_version == 1
-    assert resolve_pairing(BakeConfig(copies=3), single_item_bounds(10)).format_version == 2
-    assert resolve_pairing(BakeConfig(pool_size=64), single_item_bounds(10)).format_version == 2
-    assert resolve_pairing(BakeConfig(copies=3, format_version=1), single_item_bounds(10)).format_version == 1
+    assert resolve_pairing(BakeConfig(), 10).format_version == 1
+    assert resolve_pairing(BakeConfig(copies=3), 10).format_version == 2
+    assert resolve_pairing(BakeConfig(pool_size=64), 10).format_version == 2
+    assert resolve_pairing(BakeConfig(copies=3, format_version=1), 10).format_version == 1
     assert "pool_size" not in BakeConfig().to_dict() and BakeConfig(pool_size=64).to_dict()["pool_size"] == 64
 
 

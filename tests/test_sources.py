@@ -193,7 +193,7 @@ here = open_source(sys.argv[1])
 with Session(ExecutorSpec(workers=2), fork=True) as session:
     assert session._local.forked
     pooled = open_source(sys.argv[1], map_each=session.map)
-print(json.dumps([[c.refs, list(c.classes), c.labels.tolist(), c.fingerprint, c.ignored_files]
+print(json.dumps([[list(c.refs), list(c.classes), c.labels.tolist(), c.fingerprint, c.ignored_files]
                   for c in (here, pooled)]))
 """
 

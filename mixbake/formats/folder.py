@@ -19,7 +19,7 @@ from . import EXTENSIONS, LABELS, Format
 IMAGES = "images"
 LABELS_CSV = "labels.csv"
 CSV_COLUMNS = ["path", "key", "label", "class", "op", "lam", "label_a", "label_b", "src_a", "src_b",
-               "ref_a", "ref_b", "soft_label"]
+               "ref_a", "ref_b"]  # then the soft label's columns (soft_label; or soft_index, soft_value)
 
 
 def class_dirs(classes: Sequence[str]) -> List[str]:
@@ -101,13 +101,15 @@ class FolderFormat(Format):
         classes = doc["classes"]
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
         with store.open_input(LABELS) as f:
             rows = pq.ParquetFile(f).read().to_pylist()
+        soft = [c for c in ("soft_label", "soft_index", "soft_value") if rows and c in rows[0]] or ["soft_label"]
+        writer.writerow(CSV_COLUMNS + soft)
         for row in rows:
             row["class"] = classes[row["label"]]
-            row["soft_label"] = json.dumps([round(v, 7) for v in row["soft_label"]])
-            writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS])
+            for column in soft:
+                row[column] = json.dumps([v if column == "soft_index" else round(v, 7) for v in row[column]])
+            writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS + soft])
         store.write_bytes(LABELS_CSV, text.getvalue().encode("utf-8"))
 
     def durable_path(self, relpath):

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import arrow_arrays as arrow
-from ..columns import IMAGE_TYPE, LABEL_FIELDS, hf_features, label_arrays
+from ..columns import IMAGE_TYPE, hf_features, label_arrays, label_fields
 from . import EXTENSIONS, AtomicFileWriter, Format, is_shard_file
 
 DATA = "data"
@@ -24,7 +24,8 @@ RAW_FIELDS = [pa.field("height", pa.int32()), pa.field("width", pa.int32()), pa.
 
 def shard_schema(config, classes, footer: Optional[dict] = None) -> pa.Schema:
     """Shard columns; ``footer`` (build id, shard id) says which build a file belongs to."""
-    fields = [LABEL_FIELDS[0], pa.field("image", IMAGE_TYPE)] + LABEL_FIELDS[1:]
+    labels = label_fields(config.soft_form(len(classes)))
+    fields = [labels[0], pa.field("image", IMAGE_TYPE)] + labels[1:]
     if config.image_format == "raw":
         fields += RAW_FIELDS
     schema = pa.schema(fields)
@@ -54,7 +55,8 @@ class ShardWriter(AtomicFileWriter):
             # per leaf column: nested columns are matched by their full path (soft_label.list.element)
             compression={p: "none" if p == "image.bytes" else "zstd" for p in paths},
             use_dictionary=["op", "image.path"],
-            write_statistics=[p for p in paths if p.split(".")[0] not in ("image", "soft_label", "boxes")],
+            write_statistics=[p for p in paths if p.split(".")[0] not in ("image", "soft_label", "soft_index",
+                                                                           "soft_value", "boxes")],
         )
 
     def close(self) -> None:

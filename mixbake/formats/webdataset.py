@@ -10,7 +10,9 @@ import json
 import tarfile
 from typing import Dict, List
 
-from ..columns import LABEL_SCHEMA, hf_features, row_json
+import pyarrow as pa
+
+from ..columns import hf_features, label_fields, row_json
 from . import EXTENSIONS, AtomicFileWriter, Format, is_shard_file
 
 
@@ -61,7 +63,7 @@ class WebDatasetFormat(Format):
         return {
             "cls": {"names": list(classes), "_type": "ClassLabel"},
             ext: {"dtype": "binary", "_type": "Value"} if ext == "raw" else {"_type": "Image"},
-            "json": hf_features(LABEL_SCHEMA, classes),
+            "json": hf_features(pa.schema(label_fields(config.soft_form(len(classes)))), classes),
             "__key__": string,
         }
 

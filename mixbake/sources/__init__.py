@@ -20,15 +20,18 @@ from ..store import Store
 
 @dataclass
 class Catalog:
+    """Held as columns (numpy, Arrow) and a few numbers per chunk, never as Python objects per
+    item: a 20-million-item source costs the parent some 30 bytes per item (see ``refs``)."""
     kind: str                      # folder | parquet | demo
     uri: str
     classes: Tuple[str, ...]
-    labels: np.ndarray             # int64 per item; -1 where the label itself is bad (see ``bad``)
-    refs: Sequence[str]            # per item: relative path, or "file.parquet#row"
-    chunk_bounds: np.ndarray       # int64, len = chunks + 1: chunk c holds items [b[c], b[c+1])
-    chunk_locators: Sequence       # per chunk: what the reader needs to fetch it
-    reader: object                 # picklable, has read_chunk(locator) -> iterable of payloads
+    labels: np.ndarray             # int32 per item; -1 where the label itself is bad (see ``bad``)
+    refs: Sequence[str]            # per item: relative path, or "file.parquet#row" (sources.refs)
+    reader: object                 # picklable, has read_chunk(locator, stamp) -> iterable of payloads
     fingerprint: str
+    # chunk c holds items [chunk_bounds[c], chunk_bounds[c+1]); None: one item per chunk (a folder)
+    chunk_bounds: Optional[np.ndarray] = None
+    chunk_locators: Optional[Sequence] = None  # per chunk: what the reader needs; None: the refs
     options: Dict[str, object] = field(default_factory=dict)   # resolved source options (columns ...)
     ignored_files: int = 0
     notes: Tuple[str, ...] = ()    # listing remarks for the summary (empty class folders ...)
@@ -44,6 +47,35 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.labels) if self.chunk_bounds is None else len(self.chunk_bounds) - 1
+
+    def chunk_sizes(self):
+        """Items per chunk (an int, the number of chunks, when each holds one item)."""
+        return self.num_chunks if self.chunk_bounds is None else np.diff(self.chunk_bounds)
+
+    def chunk_items(self, chunks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(items, sizes) of some chunks: their items chunk after chunk, and each chunk's size."""
+        chunks = np.asarray(chunks, np.int64)
+        if self.chunk_bounds is None:
+            return chunks, np.ones(len(chunks), np.int64)
+        bounds = self.chunk_bounds
+        starts, sizes = bounds[chunks], bounds[chunks + 1] - bounds[chunks]
+        # start of its chunk + offset within it
+        items = np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(starts - (np.cumsum(sizes) - sizes), sizes)
+        return items, sizes
+
+    def locators_of(self, chunks: np.ndarray) -> tuple:
+        if self.chunk_locators is None:
+            return tuple(self.refs.take(chunks)) if hasattr(self.refs, "take") else tuple(self.refs[c] for c in chunks)
+        return tuple(self.chunk_locators[c] for c in np.asarray(chunks).tolist())
+
+    def refs_of(self, items: np.ndarray) -> Tuple[str, ...]:
+        """The printable references of some items."""
+        refs = self.refs.take(items) if hasattr(self.refs, "take") else [self.refs[i] for i in items.tolist()]
+        return tuple(display_ref(r) for r in refs)
 
     def summary(self) -> dict:
         summary = {

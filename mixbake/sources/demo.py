@@ -191,7 +191,7 @@ def demo_catalog():
     identity = "|".join(DEMO_CLASSES) + f"|{DEMO_PER_CLASS}|{DEMO_SIZE}|v1"
     return Catalog(
         kind="demo", uri="demo", classes=tuple(DEMO_CLASSES),
-        labels=np.asarray([demo_label(i) for i in range(n)], dtype=np.int64),
-        refs=refs, chunk_bounds=np.arange(n + 1, dtype=np.int64), chunk_locators=list(range(n)),
+        labels=np.asarray([demo_label(i) for i in range(n)], dtype=np.int32),
+        refs=refs, chunk_locators=list(range(n)),
         reader=DemoReader(), fingerprint=hashlib.sha256(identity.encode()).hexdigest(),
     )

@@ -11,6 +11,7 @@ from ..errors import MixbakeError
 from ..store import Store
 from ..humanize import count
 from . import Catalog, display_ref
+from .refs import PathRefs, encode_paths
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff",
@@ -37,16 +38,15 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
     ignored = sum(1 for name, is_dir in store.entries() if not is_dir and not name.startswith("."))
     classes, paths, stamps, labels, notes = [], [], [], [], []
     listings = map_each(_list_class, [(store, class_name) for class_name in class_dirs])
-    for class_name, (found, skipped) in zip(class_dirs, listings):
+    for class_name, (found, class_stamps, skipped) in zip(class_dirs, listings):
         ignored += skipped
-        if not found:
+        if not len(found[1]):
             notes.append(f"class folder {display_ref(class_name)!r} holds no images and is not a class")
             continue
-        ordered = sorted(found)  # (sorting the paths alone is ~4x faster than sorting the pairs)
-        labels.extend([len(classes)] * len(ordered))
+        labels.append(np.full(len(found[1]), len(classes), dtype=np.int32))
         classes.append(class_name)
-        paths.extend(ordered)
-        stamps.extend(map(found.__getitem__, ordered))
+        paths.append(found)
+        stamps.append(class_stamps)
     if not paths:
         raise MixbakeError(
             f"Image folder {display_ref(store.display())!r} holds no images: expected root/<class>/<image> "
@@ -54,28 +54,30 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
     if ignored:
         notes.append(f"{count(ignored, 'file')} ignored: not an image by extension, or not "
                      f"inside a class folder (counted in manifest.json as source.ignored_files)")
+    refs = PathRefs.join(paths)
+    stamps = np.concatenate(stamps)
     return Catalog(
         kind="folder",
         uri=display_ref(store.display()),
         classes=tuple(display_ref(c) for c in classes),
-        labels=np.asarray(labels, dtype=np.int64),
-        refs=paths,
-        chunk_bounds=np.arange(len(paths) + 1, dtype=np.int64),
-        chunk_locators=paths,
+        labels=np.concatenate(labels),
+        refs=refs,
         reader=FolderReader(store),
-        fingerprint=_fingerprint(paths, [size for size, _ in stamps]),
+        fingerprint=_fingerprint(refs, stamps[:, 0]),
         ignored_files=ignored,
         notes=tuple(notes),
-        chunk_stamps=np.asarray(stamps, dtype=np.int64).reshape(-1, 2),
-        state=_state(paths, stamps),
+        chunk_stamps=stamps,
+        state=_state(refs, stamps),
     )
 
 
 _ROOT_FILES = " (files directly in the root, or in no class folder, are not read)"
 
 
-def _list_class(store_and_class) -> Tuple[Dict[str, Tuple[int, int]], int]:
-    """({relative path: (size, mtime_ns)} of the images below a class folder, count of other files)."""
+def _list_class(store_and_class) -> Tuple[Tuple[bytes, np.ndarray], np.ndarray, int]:
+    """(relative paths of the images below a class folder, sorted, as (bytes, lengths); their
+    (size, mtime_ns); count of other files). Compact, as the result travels back from a worker and
+    stays in the parent: no Python object per file."""
     store, class_name = store_and_class
     found, skipped = {}, 0
     for rel, size, mtime in store.walk_files(class_name, skip_hidden=True):  # (no hidden files either)
@@ -84,22 +86,31 @@ def _list_class(store_and_class) -> Tuple[Dict[str, Tuple[int, int]], int]:
             found[rel] = (size, mtime)
         else:
             skipped += 1
-    return found, skipped
+    ordered = sorted(found)  # (sorting the paths alone is ~4x faster than sorting the pairs)
+    stamps = np.asarray([found[rel] for rel in ordered], dtype=np.int64).reshape(-1, 2)
+    return encode_paths(ordered), stamps, skipped
 
 
-def _fingerprint(paths: List[str], sizes: List[int]) -> str:
+def _fingerprint(paths, sizes: np.ndarray) -> str:
     """Relative path + size of every item: cheap to compute, changes when files are added/replaced.
 
     Modification times are left out on purpose, so a copied dataset keeps its identity (the price:
-    an image replaced in place by one of exactly the same size goes unnoticed).
+    an image replaced in place by one of exactly the same size goes unnoticed). Hashed a class
+    folder at a time (the same bytes as the whole listing at once).
     """
     # size -1: a broken link is an item too, its error comes later
-    listing = "".join(f"{rel}\0{size}\n" for rel, size in zip(paths, sizes))
-    return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
+    h, start = hashlib.sha256(), 0
+    for rels in paths.parts():
+        part = sizes[start:start + len(rels)].tolist()
+        h.update("".join(f"{rel}\0{size}\n" for rel, size in zip(rels, part)).encode("utf-8", "surrogateescape"))
+        start += len(rels)
+    return h.hexdigest()
 
 
-def _state(paths: List[str], stamps) -> str:
+def _state(paths, stamps: np.ndarray) -> str:
     """The listing with modification times: what a bake re-checks before it commits, so that a file
     replaced during the bake (even by one of the same size) is noticed. Not an identity."""
-    listing = "".join(f"{rel}\0{size}\0{mtime}\n" for rel, (size, mtime) in zip(paths, stamps))
-    return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
+    h = hashlib.sha256(paths.data)
+    h.update(paths.offsets.tobytes())
+    h.update(np.ascontiguousarray(stamps).tobytes())
+    return h.hexdigest()

@@ -20,6 +20,7 @@ from ..errors import MixbakeError, changed
 from ..humanize import count
 from ..store import Store, is_uri
 from . import Catalog
+from .refs import RowRefs
 from .parquet_paths import find_named_images, read_named
 
 SKIPPED_NOTES = 5  # unreadable files named one by one in the listing's notes (all are in errors.jsonl)
@@ -203,7 +204,7 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
     handles = [pf for _, (pf, _) in listed]
     classes, labels, bad = _resolve_labels(handles[0], label_column, [column for _, (_, column) in listed])
     bounds, locators, refs = _row_groups(files, handles)
-    if not refs:
+    if not len(refs):
         raise MixbakeError(f"Parquet source {source!r} holds no rows.")
     named = find_named_images(store, files, handles, image_column, locators, bounds)
     file_stamps = [store.stamp(rel) for rel in files]
@@ -213,7 +214,7 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
     return Catalog(
         kind="parquet", uri=source if is_uri(source) else os.path.abspath(source),
         classes=tuple(classes), labels=labels, refs=refs,
-        chunk_bounds=np.asarray(bounds, dtype=np.int64), chunk_locators=locators,
+        chunk_bounds=bounds, chunk_locators=locators,
         reader=ParquetReader(store, tuple(files), image_column, named.store),
         fingerprint=_fingerprint(store, files, handles, skipped, named.fingerprint()),
         options={"image_column": image_column, "label_column": label_column}, bad=bad,
@@ -248,18 +249,20 @@ def _columns(store: Store, opened, image_column: Optional[str], label_column: Op
 
 
 def _row_groups(files, handles):
-    """Chunk bounds, locators (file index, row group) and item references, one chunk per non-empty
-    row group."""
-    bounds, locators, refs = [0], [], []
-    for fi, (rel, pf) in enumerate(zip(files, handles)):
+    """Chunk bounds, locators (file index, row group) and item references (``file.parquet#row``,
+    made when asked for: sources.refs), one chunk per non-empty row group."""
+    bounds, locators, first_rows = [0], [], []
+    for fi, pf in enumerate(handles):
         row_in_file = 0
         for rg in range(pf.metadata.num_row_groups):
             n = pf.metadata.row_group(rg).num_rows
             if n:
                 locators.append((fi, rg))
+                first_rows.append(row_in_file)
                 bounds.append(bounds[-1] + n)
-                refs.extend(f"{rel}#{row_in_file + r}" for r in range(n))
             row_in_file += n
+    bounds = np.asarray(bounds, dtype=np.int64)
+    refs = RowRefs(files, np.asarray([fi for fi, _ in locators], np.int64), np.asarray(first_rows, np.int64), bounds)
     return bounds, locators, refs
 
 
@@ -297,7 +300,7 @@ def _resolve_labels(pf, label_column, raw_labels):
         valid = labels >= 0
     for i in np.flatnonzero(~np.asarray(valid)):
         bad.setdefault(int(i), "label is null")
-    return names, labels.astype(np.int64), bad
+    return names, labels.astype(np.int32), bad
 
 
 def _fingerprint(store: Store, files, handles, skipped=(), named_images: Optional[str] = None) -> str:

@@ -38,6 +38,37 @@ def soft_labels(label_a, label_b, lam, num_classes: int, smoothing: float = 0.0)
     return y.astype(np.float32)
 
 
+def sparse_soft_labels(label_a, label_b, lam):
+    """Row-wise non-zeros of ``lam*onehot(a) + (1-lam)*onehot(b)`` before smoothing, classes ascending
+    (``columns.SparseRows``): one entry when a and b are one class (or b is none), else two, less
+    any of weight 0 (a cutmix box that covers the image)."""
+    from ..columns import SparseRows
+    a, b, lam = np.asarray(label_a, np.int64), np.asarray(label_b, np.int64), np.asarray(lam, np.float64)
+    one = (b < 0) | (b == a)
+    low, high = np.where(one | (a < b), a, b), np.where(one | (a < b), b, a)
+    w_low = np.where(one, 1.0, np.where(a < b, lam, 1.0 - lam))
+    w_high = np.where(one, 0.0, np.where(a < b, 1.0 - lam, lam))
+    index = np.stack([low, high], axis=1)
+    value = np.stack([w_low, w_high], axis=1)
+    keep = value > 0
+    offsets = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
+    return SparseRows(index[keep].astype(np.int32), value[keep].astype(np.float32), offsets.astype(np.int64))
+
+
+def sparse_argmax(label_a, label_b, lam, num_classes: int, smoothing: float = 0.0) -> np.ndarray:
+    """The argmax of each row's dense soft label, exactly as ``np.argmax(soft_labels(...))`` gives
+    it (the same float64 arithmetic, rounded to float32; a tie goes to the lower class), from its two
+    candidates alone."""
+    a, b, lam = np.asarray(label_a, np.int64), np.asarray(label_b, np.int64), np.asarray(lam, np.float64)
+    one = (b < 0) | (b == a)
+    w_a = np.where(one, lam + (1.0 - lam), lam)
+    w_b = np.where(one, 0.0, 1.0 - lam)
+    if smoothing:
+        w_a, w_b = w_a * (1.0 - smoothing) + smoothing / num_classes, w_b * (1.0 - smoothing) + smoothing / num_classes
+    v_a, v_b = w_a.astype(np.float32), w_b.astype(np.float32)
+    return np.where(one | (v_a > v_b) | ((v_a == v_b) & (a < b)), a, b)
+
+
 @dataclass
 class ClassMix:
     """Mixed class targets of some rows: weight ``lam`` on class ``a``, the rest on ``b`` (-1: on a)."""
@@ -62,23 +93,48 @@ class ClassLabels(Target):
         return self.keep(a)
 
     def columns(self, mixes: Sequence[ClassMix], rows: Sequence[np.ndarray], total: int, num_classes: int,
-                smoothing: float) -> dict:
-        """``label`` and ``soft_label`` of every row, from the ops' mixes of their rows."""
+                smoothing: float, form: str = "dense") -> dict:
+        """``label`` and the soft label of every row (dense ``soft_label``, sparse ``soft_index``
+        holding ``columns.SparseRows``, or both), from the ops' mixes of their rows. The sparse form
+        is computed without a row of K values: a row has at most two non-zeros."""
         a, b, lam = np.zeros(total, np.int64), np.full(total, -1, np.int64), np.ones(total)
         for mix, where in zip(mixes, rows):
             a[where], b[where], lam[where] = mix.a, mix.b, mix.lam
-        soft = soft_labels(a, b, lam, num_classes, smoothing)
-        return {"label": np.argmax(soft, axis=1), "soft_label": soft}
+        out = {}
+        if form in ("dense", "both"):
+            soft = soft_labels(a, b, lam, num_classes, smoothing)
+            out["label"], out["soft_label"] = np.argmax(soft, axis=1), soft
+        if form in ("sparse", "both"):
+            out["label"] = sparse_argmax(a, b, lam, num_classes, smoothing)
+            out["soft_index"] = sparse_soft_labels(a, b, lam)
+        return out
 
     def malformed(self, row: dict, num_classes: int) -> Optional[str]:
         """Why a stored row cannot be checked further, or None."""
-        if len(row["soft_label"]) != num_classes:
+        if "soft_label" in row and len(row["soft_label"]) != num_classes:
             return f"soft_label has {len(row['soft_label'])} entries for {num_classes} classes"
+        if "soft_index" in row:
+            index = row["soft_index"]
+            if len(index) != len(row["soft_value"]) or not all(0 <= c < num_classes for c in index) \
+                    or any(x >= y for x, y in zip(index, index[1:])):
+                return f"soft_index {index} is not ascending classes in 0..{num_classes - 1} with one value each"
         return None
+
+    def dense(self, row: dict, num_classes: int, smoothing: float) -> np.ndarray:
+        """A stored row's dense soft label (from its sparse form: ``(1-eps)*sparse + eps/K``)."""
+        if "soft_label" in row:
+            return np.asarray(row["soft_label"], dtype=np.float64)
+        soft = np.zeros(num_classes)
+        soft[row["soft_index"]] = row["soft_value"]
+        return soft * (1 - smoothing) + smoothing / num_classes if smoothing else soft
 
     def row_problems(self, row: dict, num_classes: int, smoothing: float) -> Iterator[str]:
         """What verify holds every well-formed stored row to."""
-        soft = np.asarray(row["soft_label"], dtype=np.float64)
+        if "soft_label" in row and "soft_index" in row:
+            sparse = self.dense({k: v for k, v in row.items() if k != "soft_label"}, num_classes, smoothing)
+            if np.abs(sparse - np.asarray(row["soft_label"])).max() > TOLERANCE:
+                yield "soft_index/soft_value differ from soft_label"
+        soft = self.dense(row, num_classes, smoothing)
         lam = row["lam"]
         if abs(soft.sum() - 1.0) > TOLERANCE:
             yield f"soft_label sums to {soft.sum():.6f}"
@@ -92,10 +148,15 @@ class ClassLabels(Target):
             yield "soft_label differs from lam*onehot(label_a) + (1-lam)*onehot(label_b)"
 
     def top(self, row: dict, top: int = 2, floor: float = 0.005) -> List[tuple]:
-        """(class index, mass) of the largest soft-label entries, largest first (ties: lower index)."""
-        soft = np.asarray(row["soft_label"], dtype=np.float64)
-        order = np.argsort(-soft, kind="stable")[:top]
-        return [(int(c), float(soft[c])) for k, c in enumerate(order) if k == 0 or soft[c] >= floor]
+        """(class index, mass) of the largest soft-label entries, largest first (ties: lower index);
+        from the sparse form when the row has one (no row of K values)."""
+        if "soft_index" in row:
+            index, value = np.asarray(row["soft_index"]), np.asarray(row["soft_value"], dtype=np.float64)
+        else:
+            value = np.asarray(row["soft_label"], dtype=np.float64)
+            index = np.arange(len(value))
+        order = np.lexsort((index, -value))[:top]
+        return [(int(index[k]), float(value[k])) for j, k in enumerate(order) if j == 0 or value[k] >= floor]
 
 
 KIND = ClassLabels()
