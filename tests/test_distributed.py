@@ -3,15 +3,21 @@
 Both must produce the same bytes as a local bake; an interrupted S3 build resumes through the
 sidecars/manifest (no atomic rename there) to the same bytes.
 """
+import contextlib
 import io
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import all_files as local_files, assert_same_tree, make_folder, mixbake_process
+from helpers import MIXBAKE, all_files as local_files, assert_same_tree, make_folder, mixbake_process
 
 BAKE = ["--size", "16", "--shard-size", "8", "--seed", "4", "-q"]
 
@@ -69,6 +75,80 @@ def test_malformed_scheduler_or_local_executor_with_one_is_a_clear_error(source,
                            "tcp://127.0.0.1:9")
     assert both.returncode == 2 and "cannot go with --executor local" in both.stderr
     assert not (tmp_path / "y").exists()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def dask_processes():
+    """A real `dask scheduler` and one `dask worker` (each its own interpreter, as on a cluster);
+    yields (address, scheduler, worker) and kills whatever is still running at the end."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", str(port), "--no-dashboard"], **quiet)
+    worker = None
+    try:
+        wait_until(lambda: listening(port) or scheduler.poll() is not None, 60, "the Dask scheduler")
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+                                   "--nthreads", "1", "--no-dashboard"], **quiet)
+        yield address, scheduler, worker
+    finally:
+        for process in (worker, scheduler):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+# many small pools: the scheduler is lost with most of them still to bake
+MANY = ["--size", "16", "--shard-size", "4", "--pool-size", "8", "--seed", "4", "-q"]
+
+
+def test_lost_dask_scheduler_is_one_sentence_and_the_rerun_resumes(tmp_path):
+    """The scheduler process dies mid-bake: the bake ends at once with one sentence naming it (no
+    CancelledError traceback, none of distributed's reconnect noise), and a re-run on a fresh
+    scheduler keeps the finished shards and ends with the bytes of an uninterrupted build."""
+    pytest.importorskip("distributed")
+    src = make_folder(tmp_path / "src", **dict(FOLDER, per_class=40))
+    out = tmp_path / "out"
+    with dask_processes() as (address, scheduler, worker):
+        bake = subprocess.Popen(MIXBAKE + ["bake", str(src), str(out), *MANY, "--scheduler", address],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        shards = out / ".mixbake" / "shards"
+        wait_until(lambda: bake.poll() is not None or (shards.is_dir() and any(shards.iterdir())), 120,
+                   "a first finished shard")
+        scheduler.kill()
+        worker.kill()  # (an orphaned worker would go on writing shards meanwhile: same bytes, but slower to test)
+        stdout, stderr = bake.communicate(timeout=60)
+    assert bake.returncode == 1, stderr
+    assert stderr == (f"Error: Lost the Dask scheduler at {address}: finished shards are kept; re-run the same "
+                      f"command to resume.\n")
+    assert not (out / "manifest.json").exists()
+    with dask_processes() as (address, _, _):
+        resumed = mixbake_process("bake", src, out, *MANY, "--scheduler", address, code=0)
+    assert resumed.stdout.startswith("Resumed (") and resumed.stderr == ""
+    mixbake_process("bake", src, tmp_path / "fresh", *MANY, "--workers", "1", code=0)
+    assert_same_tree(out, tmp_path / "fresh")
 
 
 # ---------------------------------------------------------------- S3 (moto on loopback)
