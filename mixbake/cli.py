@@ -169,9 +169,11 @@ def verify(out, deep):
     the image, cutmix lam == 1 - box area / image area, unique keys, totals per op.
     Exit 0 when all hold; 1 with the list of problems otherwise.
     """
+    from .store import redact
     from .verify import verify as run_verify
 
     problems = run_verify(out, deep=deep)
+    out = redact(out)  # (as every message shows a location: without credentials)
     if problems:
         for problem in problems[:200]:
             click.echo(problem, err=True)

@@ -17,7 +17,7 @@ from .executors import Session, execution_spec
 from .humanize import count, human_bytes
 from .plan import Pairing, pairing_format
 from .sources import Catalog, SourceOptions, open_source
-from .store import Store
+from .store import Store, redact
 from .store.durable import Syncer
 from .tasks import PoolResult, PoolTask, ShardResult, make_build
 
@@ -112,7 +112,7 @@ def _bake(source, store: Store, config: BakeConfig, source_options: SourceOption
     for note in catalog.notes:
         log.warning(note)
     if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
-        raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
+        raise MixbakeError(f"Source {redact(source)!r} has changed since the manifest was written (its "
                            f"fingerprint differs), so the build cannot be reproduced bit for bit.")
     _refuse_out_inside_source(store, catalog)
     identity = build_identity(config, catalog)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -230,3 +231,74 @@ def test_s3_interrupted_build_resumes_to_the_same_bytes(tmp_path, s3):
     assert_same_tree(resumed, fresh)
     assert json.loads(resumed["manifest.json"])["totals"]["skipped"] == 1
     assert not any(k.startswith(".mixbake") for k in resumed)
+
+
+# an AWS-like secret ("/" and "+" in it, escaped in a URI), and the same secret left unescaped
+KEY_ID, SECRET = "AKIDINURITESTING", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+SECRETS = (KEY_ID, SECRET, quote(SECRET, safe=""))
+
+
+def with_credentials(uri):
+    return uri.replace("s3://", f"s3://{KEY_ID}:{quote(SECRET, safe='')}@", 1)
+
+
+def assert_no_secret(*texts):
+    for text in texts:
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        assert not [s for s in SECRETS if s in text], text
+
+
+def test_credentials_in_a_uri_are_never_shown_or_stored(tmp_path, local_build, s3):
+    """s3://KEY:SECRET@bucket/...: the credentials open the store, and appear nowhere: not in the
+    summary, the errors, manifest.json (source.uri), the claim file or the sidecars of an unfinished
+    build; and the build id is the one of the same bake with credentials from the environment."""
+    env, client = s3
+    bare = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    src = make_folder(tmp_path / "src", **FOLDER, bad_at=("cow", 5))
+    for path in sorted(src.rglob("*.png")):
+        client.put_object(Bucket="bkt", Key=f"csrc/{path.relative_to(src).as_posix()}", Body=path.read_bytes())
+    source, out = with_credentials("s3://bkt/csrc"), with_credentials("s3://bkt/creds")
+    failed = mixbake_process("bake", source, out, *BAKE, "--workers", "1", env=bare)
+    assert failed.returncode == 1 and "cow/005.png" in failed.stderr
+    unfinished = s3_files(client, "creds")
+    assert ".mixbake/build.json" in unfinished and any(k.startswith(".mixbake/shards/") for k in unfinished)
+    assert_no_secret(failed.stdout, failed.stderr, *unfinished.values())
+    done = mixbake_process("bake", source, out, *BAKE, "--on-error", "skip", env=bare, code=0)
+    assert done.stdout.rstrip().endswith("-> s3://bkt/creds")
+    manifest = json.loads(s3_files(client, "creds")["manifest.json"])
+    assert manifest["source"]["uri"] == "s3://bkt/csrc"
+    errors = [mixbake_process("bake", source, out, *BAKE, "--seed", "5", env=bare),       # another build
+              mixbake_process("bake", with_credentials("s3://bkt/none"), tmp_path / "x", env=bare),  # no source
+              mixbake_process("bake", "demo", f"s3://{KEY_ID}:{SECRET}@bkt/x", env=bare),  # a URI pyarrow cannot parse
+              mixbake_process("verify", out, env=bare)]
+    assert [e.returncode for e in errors] == [1, 1, 1, 0]
+    assert "OUT 's3://bkt/creds' holds a different build (seed 4 -> 5)" in errors[0].stderr
+    assert "Source 's3://bkt/none' does not exist" in errors[1].stderr
+    assert errors[2].stderr.startswith("Error: Cannot open 's3://bkt/x': ")
+    assert errors[3].stdout.startswith("s3://bkt/creds: OK")
+    for result in [done, *errors]:
+        assert_no_secret(result.stdout, result.stderr)
+    assert_no_secret(*s3_files(client, "creds").values())
+    from_env = mixbake_process("bake", "s3://bkt/csrc", "s3://bkt/envcreds", *BAKE, "--on-error", "skip", env=env,
+                               code=0)
+    assert_same_tree(s3_files(client, "envcreds"), s3_files(client, "creds"))  # the build id is in every shard
+    assert json.loads(s3_files(client, "envcreds")["manifest.json"])["build_id"] == manifest["build_id"]
+    assert from_env.stdout.rstrip().endswith("-> s3://bkt/envcreds")
+    # its source.uri has no credentials: a rebuild from the manifest takes them from the environment
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    mixbake_process("bake", "--from-manifest", tmp_path / "manifest.json", "s3://bkt/replay", "-q",
+                    "--on-error", "skip", env=env, code=0)
+    assert_same_tree(s3_files(client, "replay"), s3_files(client, "creds"))
+
+
+def test_redact_leaves_out_user_info_and_secret_query_parameters():
+    from mixbake.store import redact, scrub
+    assert redact(with_credentials("s3://bkt/out")) == "s3://bkt/out"
+    assert redact(f"s3://{KEY_ID}:{SECRET}@bkt/out") == "s3://bkt/out"  # unescaped: "/" in the secret
+    assert redact("s3://bkt/x?region=eu-west-1&secret_key=S&session_token=T") == "s3://bkt/x?region=eu-west-1"
+    assert redact("gs://b/x?X-Goog-Signature=abc&X-Goog-Credential=c") == "gs://b/x"
+    assert redact("https://acct.blob.core.windows.net/c/x?sv=2020&sig=abc") == "https://acct.blob.core.windows.net/c/x?sv=2020"
+    for unchanged in ("s3://bkt/a@b/x", "s3://bkt/data/train-?.parquet", "/tmp/a@b:c?d", "demo", "hdfs://nn:8020/p"):
+        assert redact(unchanged) == unchanged
+    assert scrub(f"cannot parse 's3://{KEY_ID}:{SECRET}@bkt/x' ({SECRET})", f"s3://{KEY_ID}:{SECRET}@bkt/x") == \
+        "cannot parse 's3://bkt/x' (***)"

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import MixbakeError
-from ..store import Store, is_uri
+from ..store import Store, is_uri, redact
 from . import Catalog
 
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y")
@@ -55,11 +55,11 @@ def _list_files(source: str) -> Tuple[Store, List[str]]:
         files = [n for n, is_dir in store.entries() if not is_dir and n.endswith(".parquet")]
     else:
         if not store.exists():
-            raise MixbakeError(f"Parquet source {source!r} does not exist.")
+            raise MixbakeError(f"Parquet source {redact(source)!r} does not exist.")
         parent, _, name = source.rstrip("/").rpartition("/")
         store, files = Store.open(parent or "."), [name]
     if not files:
-        raise MixbakeError(f"No Parquet files in {source!r}.")
+        raise MixbakeError(f"No Parquet files in {redact(source)!r}.")
     return store, files
 
 
@@ -74,7 +74,7 @@ def _glob(pattern: str) -> Tuple[Store, List[str]]:
         store = Store.open(base)
         files = [os.path.relpath(p, base).replace(os.sep, "/") for p in matches]
     if not files:
-        raise MixbakeError(f"No Parquet files match {pattern!r}.")
+        raise MixbakeError(f"No Parquet files match {redact(pattern)!r}.")
     return store, sorted(files)
 
 
@@ -184,9 +184,9 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
                 refs.extend(f"{rel}#{row_in_file + r}" for r in range(n))
             row_in_file += n
     if not refs:
-        raise MixbakeError(f"Parquet source {source!r} holds no rows.")
+        raise MixbakeError(f"Parquet source {redact(source)!r} holds no rows.")
     return Catalog(
-        kind="parquet", uri=source if is_uri(source) else os.path.abspath(source),
+        kind="parquet", uri=redact(source) if is_uri(source) else os.path.abspath(source),
         classes=tuple(classes), labels=labels, refs=refs,
         chunk_bounds=np.asarray(bounds, dtype=np.int64), chunk_locators=locators,
         reader=ParquetReader(store, tuple(files), image_column),

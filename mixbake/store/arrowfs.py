@@ -17,7 +17,7 @@ from typing import Iterator, List, Tuple
 import pyarrow.fs as pafs
 
 from ..errors import MixbakeError
-from . import Store
+from . import Store, redact, scrub
 from .hashing import HashingFile, NativeOutput, _digest_stream
 
 
@@ -31,8 +31,8 @@ class ArrowStore(Store):
         try:
             fs, root = pafs.FileSystem.from_uri(location)
         except Exception as exc:  # pyarrow raises several types here (ArrowInvalid, OSError, ...)
-            raise MixbakeError(f"Cannot open {location!r}: {exc}.") from None
-        return cls(uri=location, root=root.rstrip("/"), _fs=fs)
+            raise MixbakeError(f"Cannot open {redact(location)!r}: {scrub(exc, location)}.") from None
+        return cls(uri=redact(location), root=root.rstrip("/"), _fs=fs)
 
     # ---------------------------------------------------------------- paths
 
@@ -40,7 +40,10 @@ class ArrowStore(Store):
         return posixpath.join(self.root, rel) if rel else self.root
 
     def display(self, rel: str = "") -> str:
-        return posixpath.join(self.uri.rstrip("/"), rel) if rel else self.uri
+        if not rel:
+            return self.uri
+        where, mark, query = self.uri.partition("?")  # (an option such as ?region= stays last)
+        return posixpath.join(where.rstrip("/"), rel) + mark + query
 
     # ---------------------------------------------------------------- queries
 
