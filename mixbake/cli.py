@@ -50,6 +50,10 @@ def friendly_errors(f):
         except MixbakeError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # the machine said no (not a directory, disk full, permission): say where
+            from .store.arrowfs import unreachable
+            lost = unreachable(exc)  # an object store that did not answer: name the object
+            if lost is not None:
+                raise click.ClickException(str(lost)) from None
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}.") from None
         except KeyboardInterrupt:

@@ -12,12 +12,13 @@ import pyarrow as pa
 
 from . import __version__, formats, manifest, ops
 from .config import BakeConfig, fingerprint, warn_inert
-from .errors import MixbakeError
+from .errors import MixbakeError, StoreUnreachable
 from .executors import Session, execution_spec
 from .humanize import count, human_bytes
 from .plan import Pairing, pairing_format
 from .sources import Catalog, SourceOptions, open_source
 from .store import Store, redact
+from .store.arrowfs import unreachable
 from .store.durable import Syncer
 from .tasks import PoolResult, PoolTask, ShardResult, make_build
 
@@ -100,8 +101,14 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     spec = execution_spec(on_error, executor, scheduler, workers)
     warn_inert(config, explicit or ())
     with session or Session(spec) as running:
-        summary = _bake(source, Store.open(out), config, source_options, running, quiet=quiet,
-                        overwrite=overwrite, on_error=on_error, expect_fingerprint=expect_fingerprint)
+        try:
+            summary = _bake(source, Store.open(out), config, source_options, running, quiet=quiet,
+                            overwrite=overwrite, on_error=on_error, expect_fingerprint=expect_fingerprint)
+        except (OSError, StoreUnreachable) as exc:
+            lost = unreachable(exc)  # (also a reply that was read outside the store's own methods)
+            if lost is None:
+                raise
+            raise lost.resumable() from None
     summary.seconds = time.monotonic() - started
     return summary
 

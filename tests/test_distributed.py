@@ -302,3 +302,109 @@ def test_redact_leaves_out_user_info_and_secret_query_parameters():
         assert redact(unchanged) == unchanged
     assert scrub(f"cannot parse 's3://{KEY_ID}:{SECRET}@bkt/x' ({SECRET})", f"s3://{KEY_ID}:{SECRET}@bkt/x") == \
         "cannot parse 's3://bkt/x' (***)"
+
+
+# ---------------------------------------------------------------- S3 that stops answering
+
+@pytest.fixture(scope="module")
+def pausable_s3():
+    """A moto server in a process of its own, which SIGSTOP can pause (ThreadedMotoServer runs in
+    this one); yields (env for mixbake, boto3 client, the server's process)."""
+    pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: listening(port) or server.poll() is not None, 60, "the moto server")
+        endpoint = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                              aws_secret_access_key="testing", region_name="us-east-1")
+        client.create_bucket(Bucket="bkt")
+        yield env, client, server
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.kill()
+        server.wait()
+
+
+# the shortest patience: a second to connect, a second of silence, no retry
+IMPATIENT = dict(MIXBAKE_S3_CONNECT_TIMEOUT="1", MIXBAKE_S3_REQUEST_TIMEOUT="1", MIXBAKE_S3_RETRIES="0")
+
+
+def test_a_stalled_object_store_is_one_sentence_and_the_rerun_resumes(tmp_path, pausable_s3):
+    """The S3 endpoint is paused (SIGSTOP) mid-bake: the bake ends within its timeouts, with one
+    sentence naming an object of the build; once the endpoint answers again the same command
+    resumes, keeping the shards finished before the pause, to the bytes of an uninterrupted build."""
+    env, client, server = pausable_s3
+    env = dict(env, **IMPATIENT)
+    src = make_folder(tmp_path / "src", **dict(FOLDER, per_class=40))
+    args = [*MANY, "--workers", "1"]
+    bake = subprocess.Popen(MIXBAKE + ["bake", str(src), "s3://bkt/stall", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: bake.poll() is not None or client.list_objects_v2(
+            Bucket="bkt", Prefix="stall/.mixbake/shards/").get("KeyCount", 0), 120, "a first finished shard")
+        server.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        stdout, stderr = bake.communicate(timeout=90)
+        waited = time.monotonic() - started
+    finally:
+        server.send_signal(signal.SIGCONT)
+        if bake.poll() is None:
+            bake.kill()
+    assert bake.returncode == 1, stderr
+    assert waited < 45, f"the bake took {waited:.0f} s to give up"
+    assert stderr.startswith("Error: s3://bkt/stall/") and stderr.count("\n") == 1, stderr
+    assert ": the object store did not answer (" in stderr and "MIXBAKE_S3_REQUEST_TIMEOUT" in stderr
+    assert stderr.endswith("; finished shards are kept: re-run the same command to resume.\n"), stderr
+    resumed = mixbake_process("bake", src, "s3://bkt/stall", *args, env=env, code=0)
+    assert resumed.stdout.startswith("Resumed ("), resumed.stdout
+    mixbake_process("bake", src, tmp_path / "whole", *args, code=0)
+    assert_same_tree(s3_files(client, "stall"), tmp_path / "whole")
+
+
+def test_s3_patience_settings_are_checked(tmp_path, pausable_s3):
+    env, _, _ = pausable_s3
+    result = mixbake_process("bake", "demo", "s3://bkt/x", "-q", env=dict(env, MIXBAKE_S3_REQUEST_TIMEOUT="soon"))
+    assert result.returncode == 1
+    assert result.stderr == "Error: MIXBAKE_S3_REQUEST_TIMEOUT must be a number of seconds > 0, got 'soon'.\n"
+
+
+def test_s3_patience_reaches_the_workers(monkeypatch):
+    """pyarrow pickles an S3 file system without its retry strategy: the store's keeps its retries
+    (and its timeouts) on the way to a worker."""
+    import pickle
+
+    from mixbake.store import Store
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("MIXBAKE_S3_REQUEST_TIMEOUT", "7.5")
+    monkeypatch.setenv("MIXBAKE_S3_RETRIES", "4")
+    store = pickle.loads(pickle.dumps(Store.open("s3://bkt/out")))
+    settings = store._fs.__reduce__()[1][1]
+    assert store._fs.retries == 4 and settings["request_timeout"] == 7.5 and settings["connect_timeout"] == 5.0
+    assert settings["endpoint_override"] == "http://127.0.0.1:9"  # what from_uri read is kept
+
+
+def test_a_source_read_that_gets_no_answer_is_not_a_bad_item():
+    """With --on-error skip, an item whose read timed out would have been left out of the build."""
+    from mixbake.errors import StoreUnreachable
+    from mixbake.worker import _chunk_payloads
+
+    class Reader:
+        def __init__(self, message):
+            self.message = message
+
+        def read_chunk(self, locator):
+            raise OSError(self.message)
+
+    bad = {}
+    assert list(_chunk_payloads(Reader("Parquet magic bytes not found"), 0, range(2), bad)) == []
+    assert set(bad) == {0, 1}
+    silent = Reader("When reading information for key 'src/a.parquet' in bucket 'bkt': AWS Error "
+                    "NETWORK_CONNECTION during GetObject operation: curlCode: 28, Timeout was reached")
+    with pytest.raises(StoreUnreachable, match=r"^s3://bkt/src/a.parquet: the object store did not answer "
+                                               r"\(GetObject: Timeout was reached\)"):
+        list(_chunk_payloads(silent, 0, range(2), {}))
