@@ -297,7 +297,8 @@ def test_redact_leaves_out_user_info_and_secret_query_parameters():
     assert redact(f"s3://{KEY_ID}:{SECRET}@bkt/out") == "s3://bkt/out"  # unescaped: "/" in the secret
     assert redact("s3://bkt/x?region=eu-west-1&secret_key=S&session_token=T") == "s3://bkt/x?region=eu-west-1"
     assert redact("gs://b/x?X-Goog-Signature=abc&X-Goog-Credential=c") == "gs://b/x"
-    assert redact("https://acct.blob.core.windows.net/c/x?sv=2020&sig=abc") == "https://acct.blob.core.windows.net/c/x?sv=2020"
+    assert redact("https://acct.blob.core.windows.net/c/x?sv=2020&sig=abc") == \
+        "https://acct.blob.core.windows.net/c/x?sv=2020"
     for unchanged in ("s3://bkt/a@b/x", "s3://bkt/data/train-?.parquet", "/tmp/a@b:c?d", "demo", "hdfs://nn:8020/p"):
         assert redact(unchanged) == unchanged
     assert scrub(f"cannot parse 's3://{KEY_ID}:{SECRET}@bkt/x' ({SECRET})", f"s3://{KEY_ID}:{SECRET}@bkt/x") == \
