@@ -50,6 +50,10 @@ def friendly_errors(f):
         except MixbakeError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # the machine said no (not a directory, disk full, permission): say where
+            from .store.arrowfs import unreachable
+            lost = unreachable(exc)  # an object store that did not answer: name the object
+            if lost is not None:
+                raise click.ClickException(str(lost)) from None
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}.") from None
         except KeyboardInterrupt:
@@ -172,9 +176,11 @@ def verify(out, deep):
     the image, cutmix lam == 1 - box area / image area, unique keys, totals per op.
     Exit 0 when all hold; 1 with the list of problems otherwise.
     """
+    from .store import redact
     from .verify import verify as run_verify
 
     problems = run_verify(out, deep=deep)
+    out = redact(out)  # (as every message shows a location: without credentials)
     if problems:
         for problem in problems[:200]:
             click.echo(problem, err=True)

@@ -61,3 +61,21 @@ def is_disk_full(exc: BaseException) -> bool:
     """ENOSPC from Python (errno) or from pyarrow (whose OSError says '[errno 28]' in its text)."""
     import errno
     return isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or f"[errno {errno.ENOSPC}]" in str(exc))
+
+
+class StoreUnreachable(MixbakeError):
+    """An object store did not answer (timed out, refused, unreachable) within its timeouts and
+    retries; ``where`` names the object. Not an OSError on purpose: it must not pass for a bad item
+    or a missing file. ``resumable()``: the same, saying that a bake's finished shards are kept."""
+
+    def __init__(self, where: str, why: str, resume: bool = False):
+        then = "; finished shards are kept: re-run the same command to resume" if resume else ""
+        super().__init__(f"{where}: the object store did not answer ({why}) within its timeouts and retries "
+                         f"(MIXBAKE_S3_REQUEST_TIMEOUT, MIXBAKE_S3_RETRIES){then}.")
+        self.where, self.why, self.resume = where, why, resume
+
+    def resumable(self) -> "StoreUnreachable":
+        return StoreUnreachable(self.where, self.why, resume=True)
+
+    def __reduce__(self):  # keep picklable across the process pool
+        return (StoreUnreachable, (self.where, self.why, self.resume))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import itertools
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -261,11 +262,15 @@ class _LocalPool:
 
 # ---------------------------------------------------------------- Dask
 
-def _dask_client(spec: ExecutorSpec):
+def _require_distributed() -> None:
     try:
-        from distributed import Client, LocalCluster
+        import distributed  # noqa: F401
     except ImportError:
         raise MixbakeError("The Dask executor needs the 'distributed' package: pip install 'mixbake[dask]'.") from None
+
+
+def _dask_client(spec: ExecutorSpec):
+    from distributed import Client, LocalCluster
     if spec.scheduler:
         _check_reachable(spec.scheduler)
         try:
@@ -309,22 +314,64 @@ def _check_reachable(address: str) -> None:
 
 
 def _execute_dask(tasks, spec: ExecutorSpec, progress):
-    client, cluster = _dask_client(spec)
+    _require_distributed()  # first: importing it creates the loggers that are kept quiet below
+    with _distributed_kept_quiet():
+        client, cluster = _dask_client(spec)
+        address = spec.scheduler or cluster.scheduler_address
+        try:
+            executor = client.get_executor(retries=spec.retries, pure=False)
+            futures = [executor.submit(_run_task, t) for t in tasks]
+            rows = 0
+            for future in cf.as_completed(futures):
+                result = _dask_result(future, futures, client, address)
+                rows += sum(shard.rows for shard in result.shards)
+                progress(rows)
+                yield result
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _dask_result(future, futures, client, address: str):
+    """A finished task's result; one sentence when the task failed on a bad item or the scheduler was
+    lost (the client then cancels every future: a bare CancelledError, or a CommClosedError (an
+    OSError) from a result being gathered; an OSError of the task itself leaves the client running)."""
     try:
-        executor = client.get_executor(retries=spec.retries, pure=False)
-        futures = [executor.submit(_run_task, t) for t in tasks]
-        rows = 0
-        for future in cf.as_completed(futures):
-            try:
-                result = future.result()
-            except ItemError as exc:
-                for other in futures:
-                    other.cancel()
-                raise _item_error(exc) from None
-            rows += sum(shard.rows for shard in result.shards)
-            progress(rows)
-            yield result
+        return future.result()
+    except ItemError as exc:
+        for other in futures:
+            other.cancel()
+        raise _item_error(exc) from None
+    except (cf.CancelledError, OSError) as exc:
+        if isinstance(exc, OSError) and client.status == "running":
+            raise
+        raise MixbakeError(f"Lost the Dask scheduler at {address}: finished shards are kept; re-run the "
+                           f"same command to resume.") from None
+
+
+class _DropDistributed(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(("distributed", "tornado"))
+
+
+@contextlib.contextmanager
+def _distributed_kept_quiet():
+    """While a bake runs on Dask, distributed's and tornado's log records are dropped from every
+    handler (the root's, the ones distributed installs on its own loggers, and logging's last
+    resort). A lost scheduler otherwise prints a page of reconnect attempts and tracebacks, and
+    what they say reaches the user as one sentence (_dask_result); a task's own failure comes back
+    as its future's exception. A filter on the handlers, installed for the bake only, leaves every
+    logger's level as the program set it (distributed's own silence_logs exists for a LocalCluster
+    only, not for a Client)."""
+    quiet = _DropDistributed()
+    loggers = [logging.root] + [logger for name, logger in list(logging.root.manager.loggerDict.items())
+                                if name.startswith(("distributed", "tornado")) and isinstance(logger, logging.Logger)]
+    handlers = {h for logger in loggers for h in logger.handlers} | ({logging.lastResort} - {None})
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        for handler in handlers:
+            handler.removeFilter(quiet)

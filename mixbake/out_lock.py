@@ -10,6 +10,7 @@ a heartbeat, renewed every ``HEARTBEAT`` seconds while the bake runs; a second b
 heartbeat is fresher than ``LEASE`` seconds. It is advisory: two bakes started within the same few
 seconds can both see no lease and both go on (S3 offers no atomic create that pyarrow exposes). The
 build identity still keeps them apart: a *different* build into a claimed OUT is always refused.
+A lease left by a process of this machine that is gone is stale at once.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ class OutLock:
     def _lock_remote(self) -> None:
         while True:
             holder = self._remote_holder()
-            if holder is None or time.time() - holder.get("beat", 0) > LEASE:
+            if holder is None or time.time() - holder.get("beat", 0) > LEASE or _gone(holder):
                 break
             if not self.wait:
                 raise _busy(self.store, holder)
@@ -125,6 +126,20 @@ class OutLock:
                 self._write_lease()
             except OSError:
                 pass  # a missed renewal is retried; the lease outlasts a few
+
+
+def _gone(holder: dict) -> bool:
+    """A lease of a process of this machine that is no longer running (a bake that could not take
+    its lease back: the store stopped answering, or the bake was killed) is stale at once."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _read_holder(fd: int) -> Optional[dict]:

@@ -27,7 +27,7 @@ import numpy as np
 from . import formats, manifest, ops, targets
 from .errors import MixbakeError
 from .sources import SourceOptions
-from .store import Store
+from .store import Store, redact
 
 TILE = 192          # target long side of a tile, in pixels
 GUTTER = 14
@@ -196,7 +196,7 @@ def source_samples(source: str, n: int, seed: Optional[int] = None,
             break
         samples += _task_samples(task, n - len(samples), skipped)
     if not samples:
-        raise MixbakeError(f"{source}: no usable item to preview ({len(skipped)} bad item(s), e.g. "
+        raise MixbakeError(f"{redact(source)}: no usable item to preview ({len(skipped)} bad item(s), e.g. "
                            f"{skipped[0] if skipped else '?'}).")
     return config, catalog, samples, skipped
 

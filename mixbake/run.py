@@ -14,13 +14,14 @@ import pyarrow as pa
 
 from . import __version__, formats, manifest, ops
 from .config import BakeConfig, fingerprint, warn_inert
-from .errors import DiskFull, MixbakeError, SourceChanged
+from .errors import DiskFull, MixbakeError, SourceChanged, StoreUnreachable
 from .executors import Session, execution_spec
 from .humanize import count, human_bytes
 from .out_lock import OutLock
 from .plan import Pairing, pairing_format
 from .sources import Catalog, SourceOptions, open_source
-from .store import Store
+from .store import Store, redact
+from .store.arrowfs import unreachable
 from .store.durable import Syncer
 from .tasks import PoolResult, PoolTask, ShardResult, make_build
 
@@ -119,8 +120,14 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     spec = execution_spec(on_error, executor, scheduler, workers)
     warn_inert(config, explicit or ())
     with session or Session(spec) as running:
-        summary = _bake(source, Store.open(out), config, source_options, running, quiet=quiet, wait=wait,
-                        overwrite=overwrite, on_error=on_error, expect_fingerprint=expect_fingerprint)
+        try:
+            summary = _bake(source, Store.open(out), config, source_options, running, quiet=quiet, wait=wait,
+                            overwrite=overwrite, on_error=on_error, expect_fingerprint=expect_fingerprint)
+        except (OSError, StoreUnreachable) as exc:
+            lost = unreachable(exc)  # (also a reply that was read outside the store's own methods)
+            if lost is None:
+                raise
+            raise lost.resumable() from None
     summary.seconds = time.monotonic() - started
     return summary
 
@@ -131,7 +138,7 @@ def _bake(source, store: Store, config: BakeConfig, source_options: SourceOption
     for note in catalog.notes:
         log.warning(note)
     if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
-        raise MixbakeError(f"Source {source!r} has changed since the manifest was written (its "
+        raise MixbakeError(f"Source {redact(source)!r} has changed since the manifest was written (its "
                            f"fingerprint differs), so the build cannot be reproduced bit for bit.")
     _refuse_out_inside_source(store, catalog)
     identity = build_identity(config, catalog)

@@ -21,6 +21,7 @@ from .errors import ItemError
 from .manifest import write_sidecar
 from .plan import ORIGINAL, PoolPlan, plan_pool, shard_rows, take_rows
 from .sources import BadPayload
+from .store.arrowfs import unreachable
 from .tasks import PoolResult, PoolTask, ShardResult
 from .worker_process import BATCH, prepare_process, spread, task_starts, tick
 
@@ -80,6 +81,9 @@ def _chunk_payloads(reader, locator, stamp, positions, bad: Dict[int, str]):
             done += 1
         reason = "row missing from its row group"
     except (OSError, pa.ArrowException) as exc:
+        lost = unreachable(exc)
+        if lost is not None:  # not a bad item: it reads fine once the store answers again
+            raise lost from None
         reason = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
     for p in positions[done:]:
         bad.setdefault(p, reason)
@@ -118,6 +122,11 @@ def bake_pool(task: PoolTask) -> PoolResult:
     task_starts(+1)
     try:
         return _bake_pool(task)
+    except OSError as exc:  # (a Parquet reader's request to an object store that did not answer)
+        lost = unreachable(exc)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         task_starts(-1)
 

@@ -3,15 +3,22 @@
 Both must produce the same bytes as a local bake; an interrupted S3 build resumes through the
 sidecars/manifest (no atomic rename there) to the same bytes.
 """
+import contextlib
 import io
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import all_files as local_files, assert_same_tree, make_folder, mixbake_process
+from helpers import MIXBAKE, all_files as local_files, assert_same_tree, make_folder, mixbake_process
 
 BAKE = ["--size", "16", "--shard-size", "8", "--seed", "4", "-q"]
 
@@ -69,6 +76,80 @@ def test_malformed_scheduler_or_local_executor_with_one_is_a_clear_error(source,
                            "tcp://127.0.0.1:9")
     assert both.returncode == 2 and "cannot go with --executor local" in both.stderr
     assert not (tmp_path / "y").exists()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def dask_processes():
+    """A real `dask scheduler` and one `dask worker` (each its own interpreter, as on a cluster);
+    yields (address, scheduler, worker) and kills whatever is still running at the end."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", str(port), "--no-dashboard"], **quiet)
+    worker = None
+    try:
+        wait_until(lambda: listening(port) or scheduler.poll() is not None, 60, "the Dask scheduler")
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+                                   "--nthreads", "1", "--no-dashboard"], **quiet)
+        yield address, scheduler, worker
+    finally:
+        for process in (worker, scheduler):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+# many small pools: the scheduler is lost with most of them still to bake
+MANY = ["--size", "16", "--shard-size", "4", "--pool-size", "8", "--seed", "4", "-q"]
+
+
+def test_lost_dask_scheduler_is_one_sentence_and_the_rerun_resumes(tmp_path):
+    """The scheduler process dies mid-bake: the bake ends at once with one sentence naming it (no
+    CancelledError traceback, none of distributed's reconnect noise), and a re-run on a fresh
+    scheduler keeps the finished shards and ends with the bytes of an uninterrupted build."""
+    pytest.importorskip("distributed")
+    src = make_folder(tmp_path / "src", **dict(FOLDER, per_class=40))
+    out = tmp_path / "out"
+    with dask_processes() as (address, scheduler, worker):
+        bake = subprocess.Popen(MIXBAKE + ["bake", str(src), str(out), *MANY, "--scheduler", address],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        shards = out / ".mixbake" / "shards"
+        wait_until(lambda: bake.poll() is not None or (shards.is_dir() and any(shards.iterdir())), 120,
+                   "a first finished shard")
+        scheduler.kill()
+        worker.kill()  # (an orphaned worker would go on writing shards meanwhile: same bytes, but slower to test)
+        stdout, stderr = bake.communicate(timeout=60)
+    assert bake.returncode == 1, stderr
+    assert stderr == (f"Error: Lost the Dask scheduler at {address}: finished shards are kept; re-run the same "
+                      f"command to resume.\n")
+    assert not (out / "manifest.json").exists()
+    with dask_processes() as (address, _, _):
+        resumed = mixbake_process("bake", src, out, *MANY, "--scheduler", address, code=0)
+    assert resumed.stdout.startswith("Resumed (") and resumed.stderr == ""
+    mixbake_process("bake", src, tmp_path / "fresh", *MANY, "--workers", "1", code=0)
+    assert_same_tree(out, tmp_path / "fresh")
 
 
 # ---------------------------------------------------------------- S3 (moto on loopback)
@@ -196,3 +277,181 @@ def test_s3_parquet_cells_naming_files_are_read_below_the_parquet_files_prefix(s
         "train.parquet#4": "the image file 'images/nope.png' named in the path field does not exist in "
                            "s3://bkt/named/part",
     }
+
+
+# an AWS-like secret ("/" and "+" in it, escaped in a URI), and the same secret left unescaped
+KEY_ID, SECRET = "AKIDINURITESTING", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+SECRETS = (KEY_ID, SECRET, quote(SECRET, safe=""))
+
+
+def with_credentials(uri):
+    return uri.replace("s3://", f"s3://{KEY_ID}:{quote(SECRET, safe='')}@", 1)
+
+
+def assert_no_secret(*texts):
+    for text in texts:
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        assert not [s for s in SECRETS if s in text], text
+
+
+def test_credentials_in_a_uri_are_never_shown_or_stored(tmp_path, local_build, s3):
+    """s3://KEY:SECRET@bucket/...: the credentials open the store, and appear nowhere: not in the
+    summary, the errors, manifest.json (source.uri), the claim file or the sidecars of an unfinished
+    build; and the build id is the one of the same bake with credentials from the environment."""
+    env, client = s3
+    bare = {k: v for k, v in env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    src = make_folder(tmp_path / "src", **FOLDER, bad_at=("cow", 5))
+    for path in sorted(src.rglob("*.png")):
+        client.put_object(Bucket="bkt", Key=f"csrc/{path.relative_to(src).as_posix()}", Body=path.read_bytes())
+    source, out = with_credentials("s3://bkt/csrc"), with_credentials("s3://bkt/creds")
+    failed = mixbake_process("bake", source, out, *BAKE, "--workers", "1", env=bare)
+    assert failed.returncode == 1 and "cow/005.png" in failed.stderr
+    unfinished = s3_files(client, "creds")
+    assert ".mixbake/build.json" in unfinished and any(k.startswith(".mixbake/shards/") for k in unfinished)
+    assert_no_secret(failed.stdout, failed.stderr, *unfinished.values())
+    done = mixbake_process("bake", source, out, *BAKE, "--on-error", "skip", env=bare, code=0)
+    assert done.stdout.rstrip().endswith("-> s3://bkt/creds")
+    manifest = json.loads(s3_files(client, "creds")["manifest.json"])
+    assert manifest["source"]["uri"] == "s3://bkt/csrc"
+    errors = [mixbake_process("bake", source, out, *BAKE, "--seed", "5", env=bare),       # another build
+              mixbake_process("bake", with_credentials("s3://bkt/none"), tmp_path / "x", env=bare),  # no source
+              mixbake_process("bake", "demo", f"s3://{KEY_ID}:{SECRET}@bkt/x", env=bare),  # a URI pyarrow cannot parse
+              mixbake_process("verify", out, env=bare)]
+    assert [e.returncode for e in errors] == [1, 1, 1, 0]
+    assert "OUT 's3://bkt/creds' holds a different build (seed 4 -> 5)" in errors[0].stderr
+    assert "Source 's3://bkt/none' does not exist" in errors[1].stderr
+    assert errors[2].stderr.startswith("Error: Cannot open 's3://bkt/x': ")
+    assert errors[3].stdout.startswith("s3://bkt/creds: OK")
+    for result in [done, *errors]:
+        assert_no_secret(result.stdout, result.stderr)
+    assert_no_secret(*s3_files(client, "creds").values())
+    from_env = mixbake_process("bake", "s3://bkt/csrc", "s3://bkt/envcreds", *BAKE, "--on-error", "skip", env=env,
+                               code=0)
+    assert_same_tree(s3_files(client, "envcreds"), s3_files(client, "creds"))  # the build id is in every shard
+    assert json.loads(s3_files(client, "envcreds")["manifest.json"])["build_id"] == manifest["build_id"]
+    assert from_env.stdout.rstrip().endswith("-> s3://bkt/envcreds")
+    # its source.uri has no credentials: a rebuild from the manifest takes them from the environment
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    mixbake_process("bake", "--from-manifest", tmp_path / "manifest.json", "s3://bkt/replay", "-q",
+                    "--on-error", "skip", env=env, code=0)
+    assert_same_tree(s3_files(client, "replay"), s3_files(client, "creds"))
+
+
+def test_redact_leaves_out_user_info_and_secret_query_parameters():
+    from mixbake.store import redact, scrub
+    assert redact(with_credentials("s3://bkt/out")) == "s3://bkt/out"
+    assert redact(f"s3://{KEY_ID}:{SECRET}@bkt/out") == "s3://bkt/out"  # unescaped: "/" in the secret
+    assert redact("s3://bkt/x?region=eu-west-1&secret_key=S&session_token=T") == "s3://bkt/x?region=eu-west-1"
+    assert redact("gs://b/x?X-Goog-Signature=abc&X-Goog-Credential=c") == "gs://b/x"
+    assert redact("https://acct.blob.core.windows.net/c/x?sv=2020&sig=abc") == \
+        "https://acct.blob.core.windows.net/c/x?sv=2020"
+    for unchanged in ("s3://bkt/a@b/x", "s3://bkt/data/train-?.parquet", "/tmp/a@b:c?d", "demo", "hdfs://nn:8020/p"):
+        assert redact(unchanged) == unchanged
+    assert scrub(f"cannot parse 's3://{KEY_ID}:{SECRET}@bkt/x' ({SECRET})", f"s3://{KEY_ID}:{SECRET}@bkt/x") == \
+        "cannot parse 's3://bkt/x' (***)"
+
+
+# ---------------------------------------------------------------- S3 that stops answering
+
+@pytest.fixture(scope="module")
+def pausable_s3():
+    """A moto server in a process of its own, which SIGSTOP can pause (ThreadedMotoServer runs in
+    this one); yields (env for mixbake, boto3 client, the server's process)."""
+    pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: listening(port) or server.poll() is not None, 60, "the moto server")
+        endpoint = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1")
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
+                              aws_secret_access_key="testing", region_name="us-east-1")
+        client.create_bucket(Bucket="bkt")
+        yield env, client, server
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.kill()
+        server.wait()
+
+
+# the shortest patience: a second to connect, a second of silence, no retry
+IMPATIENT = dict(MIXBAKE_S3_CONNECT_TIMEOUT="1", MIXBAKE_S3_REQUEST_TIMEOUT="1", MIXBAKE_S3_RETRIES="0")
+
+
+def test_a_stalled_object_store_is_one_sentence_and_the_rerun_resumes(tmp_path, pausable_s3):
+    """The S3 endpoint is paused (SIGSTOP) mid-bake: the bake ends within its timeouts, with one
+    sentence naming an object of the build; once the endpoint answers again the same command
+    resumes, keeping the shards finished before the pause, to the bytes of an uninterrupted build."""
+    env, client, server = pausable_s3
+    env = dict(env, **IMPATIENT)
+    src = make_folder(tmp_path / "src", **dict(FOLDER, per_class=40))
+    args = [*MANY, "--workers", "1"]
+    bake = subprocess.Popen(MIXBAKE + ["bake", str(src), "s3://bkt/stall", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: bake.poll() is not None or client.list_objects_v2(
+            Bucket="bkt", Prefix="stall/.mixbake/shards/").get("KeyCount", 0), 120, "a first finished shard")
+        server.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        stdout, stderr = bake.communicate(timeout=90)
+        waited = time.monotonic() - started
+    finally:
+        server.send_signal(signal.SIGCONT)
+        if bake.poll() is None:
+            bake.kill()
+    assert bake.returncode == 1, stderr
+    assert waited < 45, f"the bake took {waited:.0f} s to give up"
+    assert stderr.startswith("Error: s3://bkt/stall/") and stderr.count("\n") == 1, stderr
+    assert ": the object store did not answer (" in stderr and "MIXBAKE_S3_REQUEST_TIMEOUT" in stderr
+    assert stderr.endswith("; finished shards are kept: re-run the same command to resume.\n"), stderr
+    resumed = mixbake_process("bake", src, "s3://bkt/stall", *args, env=env, code=0)
+    assert resumed.stdout.startswith("Resumed ("), resumed.stdout
+    mixbake_process("bake", src, tmp_path / "whole", *args, code=0)
+    assert_same_tree(s3_files(client, "stall"), tmp_path / "whole")
+
+
+def test_s3_patience_settings_are_checked(tmp_path, pausable_s3):
+    env, _, _ = pausable_s3
+    result = mixbake_process("bake", "demo", "s3://bkt/x", "-q", env=dict(env, MIXBAKE_S3_REQUEST_TIMEOUT="soon"))
+    assert result.returncode == 1
+    assert result.stderr == "Error: MIXBAKE_S3_REQUEST_TIMEOUT must be a number of seconds > 0, got 'soon'.\n"
+
+
+def test_s3_patience_reaches_the_workers(monkeypatch):
+    """pyarrow pickles an S3 file system without its retry strategy: the store's keeps its retries
+    (and its timeouts) on the way to a worker."""
+    import pickle
+
+    from mixbake.store import Store
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("MIXBAKE_S3_REQUEST_TIMEOUT", "7.5")
+    monkeypatch.setenv("MIXBAKE_S3_RETRIES", "4")
+    store = pickle.loads(pickle.dumps(Store.open("s3://bkt/out")))
+    settings = store._fs.__reduce__()[1][1]
+    assert store._fs.retries == 4 and settings["request_timeout"] == 7.5 and settings["connect_timeout"] == 5.0
+    assert settings["endpoint_override"] == "http://127.0.0.1:9"  # what from_uri read is kept
+
+
+def test_a_source_read_that_gets_no_answer_is_not_a_bad_item():
+    """With --on-error skip, an item whose read timed out would have been left out of the build."""
+    from mixbake.errors import StoreUnreachable
+    from mixbake.worker import _chunk_payloads
+
+    class Reader:
+        def __init__(self, message):
+            self.message = message
+
+        def read_chunk(self, locator, stamp=None):
+            raise OSError(self.message)
+
+    bad = {}
+    assert list(_chunk_payloads(Reader("Parquet magic bytes not found"), 0, None, range(2), bad)) == []
+    assert set(bad) == {0, 1}
+    silent = Reader("When reading information for key 'src/a.parquet' in bucket 'bkt': AWS Error "
+                    "NETWORK_CONNECTION during GetObject operation: curlCode: 28, Timeout was reached")
+    with pytest.raises(StoreUnreachable, match=r"^s3://bkt/src/a.parquet: the object store did not answer "
+                                               r"\(GetObject: Timeout was reached\)"):
+        list(_chunk_payloads(silent, 0, None, range(2), {}))

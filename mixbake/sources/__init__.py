@@ -15,7 +15,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import MixbakeError
-from ..store import Store
+from ..store import Store, redact
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Catalog:
     """Held as columns (numpy, Arrow) and a few numbers per chunk, never as Python objects per
     item: a 20-million-item source costs the parent some 30 bytes per item (see ``refs``)."""
     kind: str                      # folder | parquet | demo
-    uri: str
+    uri: str                       # where it was read, without credentials (store.redact)
     classes: Tuple[str, ...]
     labels: np.ndarray             # int32 per item; -1 where the label itself is bad (see ``bad``)
     refs: Sequence[str]            # per item: relative path, or "file.parquet#row" (sources.refs)
@@ -147,14 +147,14 @@ def open_source(source: str, options: Optional[SourceOptions] = None,
     from . import folder, parquet
     store = Store.open(source) if not any(ch in source for ch in "*?[") else None
     if store is not None and not store.exists():
-        raise MixbakeError(f"Source {source!r} does not exist (expected 'demo', an image folder, or Parquet).")
+        raise MixbakeError(f"Source {redact(source)!r} does not exist (expected 'demo', an image folder, or Parquet).")
     if parquet.looks_like_parquet(source):
         return parquet.parquet_catalog(source, image_column, label_column, on_error)
     if store.isdir():
         if image_column or label_column:
             raise MixbakeError("--image-column/--label-column apply to Parquet sources, not to an image folder.")
         return folder.folder_catalog(store, map_each)
-    raise MixbakeError(f"Source {source!r} is neither an image folder nor a Parquet file.")
+    raise MixbakeError(f"Source {redact(source)!r} is neither an image folder nor a Parquet file.")
 
 
 def display_ref(path: str) -> str:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from ..errors import MixbakeError, changed
 from ..humanize import count
-from ..store import Store, is_uri
+from ..store import Store, is_uri, redact
 from . import Catalog
 from .refs import RowRefs
 from .parquet_paths import find_named_images, read_named
@@ -59,11 +59,11 @@ def _list_files(source: str) -> Tuple[Store, List[str]]:
         files = [n for n, is_dir in store.entries() if not is_dir and n.endswith(".parquet")]
     else:
         if not store.exists():
-            raise MixbakeError(f"Parquet source {source!r} does not exist.")
+            raise MixbakeError(f"Parquet source {redact(source)!r} does not exist.")
         parent, _, name = source.rstrip("/").rpartition("/")
         store, files = Store.open(parent or "."), [name]
     if not files:
-        raise MixbakeError(f"No Parquet files in {source!r}.")
+        raise MixbakeError(f"No Parquet files in {redact(source)!r}.")
     return store, files
 
 
@@ -78,7 +78,7 @@ def _glob(pattern: str) -> Tuple[Store, List[str]]:
         store = Store.open(base)
         files = [os.path.relpath(p, base).replace(os.sep, "/") for p in matches]
     if not files:
-        raise MixbakeError(f"No Parquet files match {pattern!r}.")
+        raise MixbakeError(f"No Parquet files match {redact(pattern)!r}.")
     return store, sorted(files)
 
 
@@ -205,14 +205,14 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
     classes, labels, bad = _resolve_labels(handles[0], label_column, [column for _, (_, column) in listed])
     bounds, locators, refs = _row_groups(files, handles)
     if not len(refs):
-        raise MixbakeError(f"Parquet source {source!r} holds no rows.")
+        raise MixbakeError(f"Parquet source {redact(source)!r} holds no rows.")
     named = find_named_images(store, files, handles, image_column, locators, bounds)
     file_stamps = [store.stamp(rel) for rel in files]
     stamps = np.asarray([file_stamps[loc[0]] for loc in locators], dtype=np.int64).reshape(-1, 2)
     locators = [loc + (named.locations[c],) if c in named.locations else loc for c, loc in enumerate(locators)]
     bad = {**named.bad, **bad}  # a bad label is the reason given, when a row has both
     return Catalog(
-        kind="parquet", uri=source if is_uri(source) else os.path.abspath(source),
+        kind="parquet", uri=redact(source) if is_uri(source) else os.path.abspath(source),
         classes=tuple(classes), labels=labels, refs=refs,
         chunk_bounds=bounds, chunk_locators=locators,
         reader=ParquetReader(store, tuple(files), image_column, named.store),
@@ -227,7 +227,7 @@ def _refuse_none_readable(source: str, store: Store, files, readable, skipped) -
     """--on-error skip with every file unreadable would list nothing at all: refuse, naming one."""
     if not readable:
         rel, reason = skipped[0]
-        lead = "" if len(files) == 1 else f"None of the {len(files)} Parquet files of {source!r} is readable: "
+        lead = "" if len(files) == 1 else f"None of the {len(files)} Parquet files of {redact(source)!r} is readable: "
         raise MixbakeError(f"{lead}{store.display(rel)}: {reason}.")
 
 

@@ -19,13 +19,86 @@ def is_uri(text: str) -> bool:
     return "://" in str(text)
 
 
+# Query parameters whose value is a secret (AWS/GCS presigned URLs, Azure SAS, ...): a name holding
+# one of these words, or one of these names.
+_SECRET_WORDS = ("secret", "token", "password", "passwd", "signature", "credential", "access_key",
+                 "accesskey", "account_key", "private_key", "sas")
+_SECRET_NAMES = frozenset({"sig", "key", "pwd", "auth", "authorization"})
+
+
+def redact(location) -> str:
+    """``location`` without its credentials: a URI's user-info (``s3://KEY:SECRET@bucket/...``) and
+    its secret-looking query parameters (``secret_key``, ``session_token``, ``signature``, ...) are
+    left out; anything else (a local path, a URI without secrets) is returned as given.
+
+    Every place that shows or records a location goes through here (``Store.display``, each
+    catalog's ``uri``, the messages), so no secret is printed, logged or written to a manifest;
+    what is left still opens, with credentials from the environment instead."""
+    text = os.fspath(location)
+    if not is_uri(text):
+        return text
+    start = text.index("://") + 3
+    rest = text[start:]
+    at = _userinfo_end(rest)
+    path, mark, query = rest[at + 1:].partition("?")
+    if mark:
+        kept = [part for part in query.split("&") if not _is_secret(part.partition("=")[0])]
+        query = "&".join(kept)
+        mark = "?" if kept else ""
+    return text[:start] + path + mark + query
+
+
+def _userinfo_end(rest: str) -> int:
+    """Where the user-info of a URI (the part after ``scheme://``) ends: the index of its ``@``, or -1."""
+    at, colon = rest.find("@"), rest.find(":")
+    ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
+    authority_end = min(ends) if ends else len(rest)
+    # "KEY:SECRET@" ends the user-info; a secret holding an unescaped "/" (AWS secrets may) still
+    # has its ":" before that "/", and must not be left in the path
+    return at if at >= 0 and (at < authority_end or 0 <= colon < authority_end) else -1
+
+
+def _is_secret(name: str) -> bool:
+    from urllib.parse import unquote
+    name = unquote(name).lower().replace("-", "_")
+    return name in _SECRET_NAMES or any(word in name for word in _SECRET_WORDS)
+
+
+def scrub(message: str, location) -> str:
+    """``message`` (say, a library's error about ``location``) with ``location`` redacted, and any
+    secret of it that still shows replaced by ``***``."""
+    text = os.fspath(location)
+    message = str(message).replace(text, redact(text))
+    for secret in _secrets(text):
+        message = message.replace(secret, "***")
+    return message
+
+
+def _secrets(text: str) -> List[str]:
+    """The credentials a location spells: its user-info and secret query values (also unescaped).
+    Those shorter than 4 characters are left alone: replacing them would garble the message."""
+    from urllib.parse import unquote
+    found = []
+    if is_uri(text):
+        rest = text[text.index("://") + 3:]
+        at = _userinfo_end(rest)
+        if at >= 0:
+            found += rest[:at].split(":", 1)
+        for part in rest[at + 1:].partition("?")[2].split("&"):
+            name, _, value = part.partition("=")
+            if _is_secret(name):
+                found.append(value)
+    found += [unquote(s) for s in found]
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
 def open_store(location) -> "Store":
     """The store of a local path, a ``file://`` URI or any other URI ``pyarrow.fs`` knows."""
     location = os.fspath(location)
     if not is_uri(location) or location.startswith("file://"):
         from .local import LocalStore
         path = location[len("file://"):] if location.startswith("file://") else location
-        return LocalStore(uri=location, root=os.path.abspath(path))
+        return LocalStore(uri=redact(location), root=os.path.abspath(path))
     from .arrowfs import ArrowStore
     return ArrowStore.from_uri(location)
 
@@ -38,7 +111,7 @@ def temporary_name(path: str) -> str:
 
 @dataclass(frozen=True)
 class Store(abc.ABC):
-    uri: str                     # as the user wrote it (for messages and the manifest)
+    uri: str                     # as the user wrote it, less its credentials (redact): for messages and the manifest
     root: str                    # local absolute path, or the filesystem path (e.g. "bucket/prefix")
     local: ClassVar[bool]        # a local disk (os module, atomic rename, fsync)
 
