@@ -166,20 +166,29 @@ def plan_command(ctx, source, as_json, **options):
 @click.argument("out")
 @click.option("--deep", is_flag=True, help="Also list the source again, re-plan every pool and check "
                                            "each row's provenance (op, sources, lam, boxes).")
+@click.option("--workers", "-w", type=click.IntRange(1, 512), default=None,
+              help="Processes checking shards in parallel [default: all cores; a build of a few shards is "
+                   "checked in this process].")
+@click.option("--executor", type=choice(("local", "dask")), default=None,
+              help="Check the shards in a local process pool, or on Dask, where the data is.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Address of a running Dask scheduler (implies --executor dask).")
 @friendly_errors
-def verify(out, deep):
+def verify(out, deep, workers, executor, scheduler):
     """Check a finished build in OUT against its manifest.json.
 
-    Recomputes the sha256, size and row count of every listed file (shards and labels.parquet) and
-    checks the label invariants of every row: soft labels sum to 1 and equal
+    Checks the manifest against itself (its build id is the hash of what it records), recomputes
+    the sha256, size and row count of every listed file (shards and labels.parquet), the class
+    names in every footer, and the label invariants of every row: soft labels sum to 1 and equal
     lam*onehot(a) + (1-lam)*onehot(b) (then smoothed), label == argmax, lam in [0, 1], boxes inside
-    the image, cutmix lam == 1 - box area / image area, unique keys, totals per op.
-    Exit 0 when all hold; 1 with the list of problems otherwise.
+    the image, cutmix lam == 1 - box area / image area, unique keys, totals per op, every source item
+    accounted for. Shards are checked in parallel. Exit 0 when all hold; 1 with the list of
+    problems otherwise.
     """
     from .store import redact
     from .verify import verify as run_verify
 
-    problems = run_verify(out, deep=deep)
+    problems = run_verify(out, deep=deep, workers=workers, executor=executor, scheduler=scheduler)
     out = redact(out)  # (as every message shows a location: without credentials)
     if problems:
         for problem in problems[:200]:

@@ -45,12 +45,35 @@ class Session:
     imports, listing and planning instead of adding to them. This module imports nothing heavy, so
     the CLI can open a session before it imports the pipeline."""
 
-    def __init__(self, spec: ExecutorSpec, fork: bool = False):
+    def __init__(self, spec: ExecutorSpec, fork: bool = False, preload: str = "mixbake.forkserver_preload"):
         self.spec = spec
         if spec.scheduler:
             _scheduler_parts(spec.scheduler)  # a malformed address fails before OUT is touched
         local = spec.kind == "local" and not spec.scheduler
-        self._local = _LocalPool(spec.workers, fork=fork and can_fork_now()) if local else None
+        self._local = _LocalPool(spec.workers, fork=fork and can_fork_now(), preload=preload) if local else None
+
+    def imap(self, fn: Callable, jobs) -> Iterator:
+        """``fn(job)`` of every job, as each finishes (in any order), on the workers; jobs are made
+        as they are submitted, a few per worker at a time. ``fn`` and the jobs must be picklable."""
+        jobs = iter(jobs)
+        if self._local is None:
+            yield from _dask_imap(fn, jobs, self.spec)
+            return
+        pending: set = set()
+        try:
+            while True:
+                while len(pending) < WINDOW * self.spec.workers:
+                    job = next(jobs, None)
+                    if job is None:
+                        break
+                    pending.add(self._local.pool.submit(fn, job))
+                if not pending:
+                    return
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        except cf.process.BrokenProcessPool:
+            raise MixbakeError("A worker process died (out of memory?): re-run to try again.") from None
 
     def map(self, fn: Callable, items: list) -> list:
         """``[fn(item) for item in items]``, on the worker processes when they are already running
@@ -166,14 +189,14 @@ WINDOW = 3  # tasks submitted per worker at a time: enough that none waits for t
 
 
 class _LocalPool:
-    def __init__(self, workers: int, fork: bool = False):
+    def __init__(self, workers: int, fork: bool = False, preload: str = "mixbake.forkserver_preload"):
         self.forked, self.workers = fork, workers
         if fork:
             context = multiprocessing.get_context("fork")
         else:
             context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-            if os.name == "posix":
-                context.set_forkserver_preload(["mixbake.forkserver_preload"])
+            if os.name == "posix":  # (the first forkserver of a process keeps its preload)
+                context.set_forkserver_preload([preload])
         self.rows_done = context.Value("q", 0)  # rows rendered by all workers: a smooth progress bar
         # shard tasks no worker has started yet, and workers inside a shard: once every shard has
         # started, the last ones use the cores of the workers already done (worker.spare_cores)
@@ -320,17 +343,60 @@ def _execute_dask(tasks, spec: ExecutorSpec, progress):
         address = spec.scheduler or cluster.scheduler_address
         try:
             executor = client.get_executor(retries=spec.retries, pure=False)
-            futures = [executor.submit(_run_task, t) for t in tasks]
-            rows = 0
-            for future in cf.as_completed(futures):
-                result = _dask_result(future, futures, client, address)
-                rows += sum(shard.rows for shard in result.shards)
-                progress(rows)
-                yield result
+            yield from _dask_window(executor, iter(tasks), spec.workers, client, address, progress)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _dask_imap(fn, jobs, spec: ExecutorSpec):
+    """Session.imap on Dask: the jobs run where the data is, a few per worker at a time."""
+    _require_distributed()
+    with _distributed_kept_quiet():
+        client, cluster = _dask_client(spec)
+        address = spec.scheduler or cluster.scheduler_address
+        try:
+            executor = client.get_executor(retries=spec.retries, pure=False)
+            futures = set()
+            while True:
+                while len(futures) < WINDOW * max(1, spec.workers):
+                    job = next(jobs, None)
+                    if job is None:
+                        break
+                    futures.add(executor.submit(fn, job))
+                if not futures:
+                    return
+                done, futures = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    yield _dask_result(future, futures, client, address)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _dask_window(executor, tasks, workers: int, client, address: str, progress):
+    """Results as tasks finish, a few tasks per worker submitted at a time (as the local pool
+    does: the parent never holds every task, nor a future for each)."""
+    futures, rows = set(), 0
+
+    def fill() -> None:
+        while len(futures) < WINDOW * max(1, workers):
+            task = next(tasks, None)
+            if task is None:
+                return
+            futures.add(executor.submit(_run_task, task))
+    fill()
+    while futures:
+        done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+        for future in done:
+            futures.discard(future)
+            result = _dask_result(future, futures, client, address)
+            rows += sum(shard.rows for shard in result.shards)
+            progress(rows)
+            yield result
+        fill()
 
 
 def _dask_result(future, futures, client, address: str):

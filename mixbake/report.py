@@ -34,8 +34,8 @@ def inspect(out) -> dict:
     labels_path = os.path.join(out, manifest.LABELS)
     if not os.path.exists(labels_path):
         raise MixbakeError(f"{out}: labels.parquet is missing (the manifest lists it).")
-    table = pq.read_table(labels_path, columns=["op", "lam", "label", "soft_label", "label_a", "label_b",
-                                                "src_a", "src_b"])
+    # the per-row columns (a few numbers a row); the soft label is streamed, a row group at a time
+    table = pq.read_table(labels_path, columns=["op", "lam", "label", "label_a", "label_b", "src_a", "src_b"])
     config, errors = doc["config"], doc.get("errors") or {}
     lam = table.column("lam").to_numpy().astype(np.float64)
     return {
@@ -52,7 +52,7 @@ def inspect(out) -> dict:
         "items": doc["totals"]["items"],
         "skipped": doc["totals"]["skipped"],
         **_op_counts(table, lam, doc),
-        "classes": _class_mass(table, list(doc["classes"])),
+        "classes": _class_mass(labels_path, table, list(doc["classes"]), config.get("label_smoothing", 0.0)),
         "errors": {"count": int(errors.get("count", doc["totals"]["skipped"])),
                    "first": _first_errors(out, errors.get("path"))},
         "pairing": {**(doc.get("pairing") or {"scheme": "shard-pools"}),
@@ -93,24 +93,36 @@ def _op_counts(table, lam: np.ndarray, doc: dict) -> dict:
     }
 
 
-def _class_mass(table, classes: List[str]) -> List[dict]:
+def _class_mass(labels_path: str, table, classes: List[str], smoothing: float) -> List[dict]:
     """Soft-label mass and argmax label count per class."""
     rows = table.num_rows
-    soft = _soft_matrix(table, len(classes))
+    mass = _soft_mass(labels_path, len(classes), smoothing)
     hard = np.bincount(table.column("label").to_numpy(), minlength=len(classes)) if rows else \
         np.zeros(len(classes), np.int64)
-    mass = soft.sum(axis=0, dtype=np.float64)
     return [{"name": name, "mass": round(float(mass[c]), 4), "percent": _percent(mass[c], rows),
              "label_count": int(hard[c])} for c, name in enumerate(classes)]
 
 
-def _soft_matrix(table, num_classes: int) -> np.ndarray:
-    """soft_label as a (rows, classes) float32 matrix, without a Python list per row."""
-    column = table.column("soft_label").combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False)
-    if len(values) != table.num_rows * num_classes:
-        raise MixbakeError(f"labels.parquet: soft_label rows do not all hold {num_classes} classes.")
-    return values.reshape(table.num_rows, num_classes)
+def _soft_mass(labels_path: str, num_classes: int, smoothing: float) -> np.ndarray:
+    """The soft label summed over the rows, a row group at a time: from the sparse form when the
+    build has one (``(1-eps)*sparse + eps/K``, in O(non-zeros)), else from the dense one."""
+    import pyarrow.parquet as pq
+    pf = pq.ParquetFile(labels_path)
+    sparse = "soft_index" in pf.schema_arrow.names
+    mass = np.zeros(num_classes, dtype=np.float64)
+    columns = ["soft_index", "soft_value"] if sparse else ["soft_label"]
+    for batch in pf.iter_batches(batch_size=16384, columns=columns, use_threads=False):
+        if sparse:
+            index = batch.column(0).values.to_numpy()
+            value = batch.column(1).values.to_numpy().astype(np.float64)
+            mass += np.bincount(index, weights=value, minlength=num_classes) * (1 - smoothing) \
+                + batch.num_rows * smoothing / num_classes
+            continue
+        values = batch.column(0).values.to_numpy()
+        if len(values) != batch.num_rows * num_classes:
+            raise MixbakeError(f"labels.parquet: soft_label rows do not all hold {num_classes} classes.")
+        mass += values.reshape(batch.num_rows, num_classes).sum(axis=0, dtype=np.float64)
+    return mass
 
 
 def _percent(part, whole) -> float:

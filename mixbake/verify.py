@@ -2,39 +2,44 @@
 
 Every check appends a one-line problem; an empty list means the build holds. ``deep`` also lists the
 source again, re-plans every pool and checks each row's provenance (op, sources, lam, boxes).
-The rules a row is held to come from its op (``Op.check_row``) and its label kind
-(``row_problems``); how a shard is read and digested, from its output format.
+
+The parent checks the manifest against itself and labels.parquet, then reads labels.parquet once, a
+row group at a time, and hands each shard's rows to a worker (``verify_worker``), which digests the
+shard and checks its rows all at once; the parent only adds up counts. So a verify runs on as many
+processes as a bake (``--workers``, or on Dask where the data is), in memory that does not grow with
+the build, and in O(rows + non-zeros) whatever the number of classes.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import Iterator, List, Optional
 
 import numpy as np
+import pyarrow as pa
 
-from . import card, formats, manifest, ops, targets
+from . import card, formats, manifest
 from .config import BakeConfig
 from .errors import MixbakeError
-from .columns import NAMES as LABEL_COLUMNS
+from .columns import label_names
 from .formats.parquet import DATA
-from .ops.boxes import boxes_inside
 from .store import Store
+from .verify_worker import ShardPart, VerifyJob, check, footer_problems
 
-TOLERANCE = 1e-5
+SMALL = 4  # shards: a build of so few is verified in this process (workers would cost more)
 
 
-def verify(out, deep: bool = False) -> List[str]:
-    """Problems found in the build at ``out`` (a path or URI); empty when everything holds."""
+def verify(out, deep: bool = False, workers: Optional[int] = None, executor: Optional[str] = None,
+           scheduler: Optional[str] = None) -> List[str]:
+    """Problems found in the build at ``out`` (a path or URI); empty when everything holds.
+    ``workers`` (default: all cores), ``executor``, ``scheduler``: where the shards are checked."""
     out = Store.open(out)
     doc = manifest.read_finished(out)
     problems: List[str] = list(_manifest_problems(doc))
     if problems:
         return problems
-    _check_files(out, doc, problems)
-    if not problems:
-        _check_rows(out, doc, problems)
-        _check_footers(out, doc, problems)
-    if deep and not problems:
-        _check_plan(out, doc, problems)
+    problems += _labels_file_problems(out, doc)
+    if not problems:  # (the rows of labels.parquet are read only once its bytes are the manifest's)
+        problems += footer_problems(out, doc["labels"]["path"], list(doc["classes"]), None)
+        problems += _check_shards(out, doc, deep, workers, executor, scheduler)
     # the card is checked against the manifest alone: its problems hold no other check back
     problems += card.problems(out, formats.get(doc["config"].get("format")), config_of(doc), doc)
     return problems
@@ -68,83 +73,167 @@ def config_of(doc: dict) -> BakeConfig:
     return BakeConfig.of_manifest(doc)
 
 
-def _check_files(out: Store, doc: dict, problems: List[str]) -> None:
-    fmt = formats.get(doc["config"].get("format"))
-    for shard_id, entry in enumerate(doc["shards"]):
-        paths = None
-        if fmt.shard_kind == "files":
-            paths = _shard_table(out, shard_id, ["path"])["path"]
-            missing = [p for p in paths if not out.exists(p)]
-            if missing:
-                problems += [f"{p}: missing" for p in missing[:20]]
-                continue
-        _check_file(out, fmt, entry, problems, paths)
-    _check_file(out, formats.get("parquet"), doc["labels"], problems)
-    if fmt.name == "parquet":
-        listed = {entry["path"] for entry in doc["shards"]}
-        extra = sorted(f"{DATA}/{n}" for n in out.listdir(DATA) if f"{DATA}/{n}" not in listed)
-        problems += [f"{name}: in data/ but not listed in the manifest" for name in extra]
-
-
-def _check_file(out: Store, fmt, entry: dict, problems: List[str], paths=None) -> None:
-    rel = entry["path"]
-    what = f"images of {rel}" if paths is not None else rel
-    if paths is None and not out.exists(rel):
-        problems.append(f"{rel}: missing")
-        return
-    size, sha = fmt.digest(out, rel, paths)
+def _labels_file_problems(out: Store, doc: dict) -> List[str]:
+    """labels.parquet as stored (its bytes, rows and footer), and no stray file in data/: what the
+    per-shard checks then read their rows from."""
+    entry, problems = doc["labels"], []
+    if not out.exists(entry["path"]):
+        return [f"{entry['path']}: missing"]
+    size, sha = out.digest(entry["path"])
     if size != entry["bytes"]:
-        problems.append(f"{what}: {size} bytes, manifest says {entry['bytes']}")
+        problems.append(f"{entry['path']}: {size} bytes, manifest says {entry['bytes']}")
     if sha != entry["sha256"]:
-        problems.append(f"{what}: sha256 differs from the manifest (file changed or corrupt)")
-    elif paths is None and fmt.rows(out, rel) not in (None, entry["rows"]):
-        problems.append(f"{rel}: row count differs from the manifest")
+        problems.append(f"{entry['path']}: sha256 differs from the manifest (file changed or corrupt)")
+    if formats.get(doc["config"].get("format")).name == "parquet":
+        listed = {e["path"] for e in doc["shards"]}
+        problems += [f"{DATA}/{n}: in data/ but not listed in the manifest" for n in out.listdir(DATA)
+                     if f"{DATA}/{n}" not in listed]
+    return problems
 
 
-def _check_rows(out: Store, doc: dict, problems: List[str]) -> None:
-    config = config_of(doc)
+def _check_shards(out: Store, doc: dict, deep: bool, workers, executor, scheduler) -> List[str]:
+    """Every shard checked by a worker; the totals, keys and accounting added up here."""
+    config, problems = config_of(doc), []
+    jobs = _deep_jobs(out, doc, config, problems) if deep else _plain_jobs(out, doc, config)
+    if jobs is None:
+        return problems
+    tally = _Tally(doc, config)
+    with _session(doc, workers, executor, scheduler) as session:
+        results = session.imap(check, jobs) if session is not None else map(check, jobs)
+        for checks in results:
+            for shard in checks:
+                tally.add(shard)
+    return problems + tally.problems(out)
+
+
+def _session(doc: dict, workers, executor, scheduler):
+    """Worker processes for a build of more than a few shards (else this process: a null context)."""
+    import contextlib
+
+    from .executors import Session, execution_spec
+    spec = execution_spec("fail", executor, scheduler, workers)
+    if (spec.workers < 2 or len(doc["shards"]) <= SMALL) and spec.kind == "local":
+        return contextlib.nullcontext()
+    return Session(spec, preload="mixbake.verify_worker")
+
+
+class _Tally:
+    """What the shards' checks add up to: rows, ops, keys baked twice, items accounted for."""
+
+    def __init__(self, doc: dict, config: BakeConfig):
+        self.doc, self.slots = doc, config.copies + 1
+        self.rows, self.ops, self.found = 0, {}, []
+        self.seen = np.zeros(doc["totals"]["items"] * self.slots + 1, dtype=bool)
+        self.twice = 0
+
+    def add(self, shard) -> None:
+        self.found += shard.problems
+        self.rows += shard.rows
+        for op, n in shard.op_counts.items():
+            self.ops[op] = self.ops.get(op, 0) + n
+        codes = shard.codes[(shard.codes >= 0) & (shard.codes < len(self.seen) - 1)]
+        self.twice += int(self.seen[codes].sum()) + len(codes) - len(np.unique(codes))
+        self.seen[codes] = True
+
+    def problems(self, out: Store) -> List[str]:
+        doc, found = self.doc, sorted(self.found, key=_shard_order(self.doc))
+        if self.twice:
+            found.append(f"keys: {self.twice} rows repeat a (source item, copy) another row already has")
+        if self.rows != doc["totals"]["rows"] or self.rows != doc["labels"]["rows"]:
+            found.append(f"rows: shards hold {self.rows}, manifest totals say {doc['totals']['rows']}, "
+                         f"labels.parquet {doc['labels']['rows']}")
+        for op, count in doc["totals"]["ops"].items():
+            if self.ops.get(op, 0) != count:
+                found.append(f"op {op}: shards hold {self.ops.get(op, 0)} rows, manifest says {count}")
+        _check_totals(out, doc, found)
+        used = int(self.seen[:-1].reshape(-1, self.slots).any(axis=1).sum()) if self.slots else 0
+        items = doc["totals"]["items"]
+        skipped = doc["totals"]["skipped"] - doc["source"].get("skipped_files", 0)  # (a file is not an item)
+        if used + skipped != items:
+            found.append(f"items: {used} source items appear in the rows and {skipped} were skipped, but "
+                         f"totals.items is {items} (items unaccounted for, or skips hidden)")
+        return found
+
+
+def _shard_order(doc: dict):
+    """Problems in manifest order of the files they name (they arrive in whatever order workers end)."""
+    place = {entry["path"]: k for k, entry in enumerate(doc["shards"])}
+    return lambda problem: (place.get(problem.split(" ", 1)[0].rstrip(":"), len(place)), problem)
+
+
+def _plain_jobs(out: Store, doc: dict, config: BakeConfig) -> Iterator[VerifyJob]:
+    for shard_id, labels in _labels_by_shard(out, doc, config):
+        yield VerifyJob(out, config, tuple(doc["classes"]), doc["build_id"],
+                        [ShardPart(shard_id, doc["shards"][shard_id], labels)])
+
+
+def _labels_by_shard(out: Store, doc: dict, config: BakeConfig) -> Iterator:
+    """(shard id, its rows of labels.parquet) of every shard in order, labels.parquet read once, a
+    row group at a time."""
+    import pyarrow.parquet as pq
+    columns = ["shard", *label_names(config.soft_form(len(doc["classes"]))), "ref_a", "ref_b"]
+    if formats.get(config.format).shard_kind == "files":
+        columns.append("path")
+    pending, next_shard = [], 0
+    with out.open_input(doc["labels"]["path"]) as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=65536, columns=columns, use_threads=False):
+            shard = batch.column(0).to_numpy()
+            cuts = np.flatnonzero(np.diff(shard)) + 1
+            for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(shard)]])):
+                sid = int(shard[lo])
+                if sid != next_shard and pending:
+                    yield from _flush(pending, next_shard)
+                    pending, next_shard = [], next_shard + 1
+                while next_shard < sid:  # shards with no row at all
+                    yield next_shard, _empty(batch.schema)
+                    next_shard += 1
+                pending.append(batch.slice(lo, hi - lo))
+    if pending:
+        yield from _flush(pending, next_shard)
+        next_shard += 1
+    schema = pa.schema([pa.field(c, pa.null()) for c in columns])
+    for sid in range(next_shard, len(doc["shards"])):
+        yield sid, _empty(schema)
+
+
+def _flush(batches, shard_id: int):
+    yield shard_id, pa.Table.from_batches(batches).combine_chunks()
+
+
+def _empty(schema) -> pa.Table:
+    return pa.Table.from_batches([], schema=schema)
+
+
+def _deep_jobs(out: Store, doc: dict, config: BakeConfig, problems: List[str]):
+    """Jobs that re-plan each pool from the source listed again, with its shards' rows; None (and a
+    problem) when the source is no longer the one the build read."""
+    from .sources import SourceOptions, open_source
+    from .tasks import make_tasks
+
+    source = doc["source"]
+    # listed as --on-error skip would: a build that left an unreadable file out is checked, not refused
+    # (the fingerprint covers the files left out, so one that changed since is still caught)
+    catalog = open_source(source["uri"], SourceOptions.from_recorded(source.get("options")), on_error="skip")
+    if catalog.fingerprint != source["fingerprint"]:
+        problems.append(f"source {source['uri']}: changed since the build (fingerprint differs)")
+        return None
+    if len(catalog) != doc["totals"]["items"]:
+        problems.append(f"totals.items is {doc['totals']['items']}, the source lists {len(catalog)} items")
+    tasks = make_tasks(config, catalog, out, doc["build_id"])
     fmt = formats.get(config.format)
-    num_classes = len(doc["classes"])
-    kind = targets.get(doc.get("label_kind"))
-    keys, total, op_totals = set(), 0, {}
-    columns = list(LABEL_COLUMNS)
-    for shard_id, entry in enumerate(doc["shards"]):
-        in_labels = _shard_table(out, shard_id, columns)
-        table = fmt.shard_labels(out, entry["path"], columns) or in_labels
-        if in_labels != table:
-            problems.append(f"labels.parquet: the rows of shard {shard_id} differ from {entry['path']}")
-        for r in range(len(table["key"])):
-            row = {name: table[name][r] for name in columns}
-            problems += [f"{entry['path']} row {r}: {p}" for p in _row_problems(row, config, kind, num_classes)]
-            if row["key"] in keys:
-                problems.append(f"{entry['path']} row {r}: duplicate key {row['key']}")
-            keys.add(row["key"])
-            op_totals[row["op"]] = op_totals.get(row["op"], 0) + 1
-        total += len(table["key"])
-    if total != doc["totals"]["rows"] or total != doc["labels"]["rows"]:
-        problems.append(f"rows: shards hold {total}, manifest totals say {doc['totals']['rows']}, "
-                        f"labels.parquet {doc['labels']['rows']}")
-    for op, count in doc["totals"]["ops"].items():
-        if op_totals.get(op, 0) != count:
-            problems.append(f"op {op}: shards hold {op_totals.get(op, 0)} rows, manifest says {count}")
-    _check_totals(out, doc, problems)
-    _check_accounting(out, doc, problems)
+    if [fmt.shard_relpath(s, tasks.num_shards) for s in range(tasks.num_shards)] != [s["path"] for s in doc["shards"]]:
+        problems.append("the re-planned shards differ from the manifest's shards")
+        return None
+    return _pool_jobs(out, doc, config, tasks, {ref for ref, _ in manifest.read_errors(out)})
 
 
-def _row_problems(row: dict, config: BakeConfig, kind, num_classes: int):
-    width, height = config.size
-    lam = row["lam"]
-    broken = kind.malformed(row, num_classes)
-    if broken:
-        return [broken]
-    found = list(kind.row_problems(row, num_classes, config.label_smoothing))
-    if not 0.0 <= lam <= 1.0:
-        found.append(f"lam {lam} outside [0, 1]")
-    found += boxes_inside(row["boxes"], width, height)
-    op = ops.BY_NAME.get(row["op"])
-    if op is None:
-        return found + [f"op {row['op']!r} is not one of {', '.join(ops.NAMES)}"]
-    return found + list(op.check_row(row, lam, width, height))
+def _pool_jobs(out: Store, doc: dict, config: BakeConfig, tasks, skipped) -> Iterator[VerifyJob]:
+    labels = _labels_by_shard(out, doc, config)
+    for task in tasks:
+        parts = [ShardPart(shard_id, doc["shards"][shard_id], table)
+                 for shard_id, table in (next(labels) for _ in task.pool.shard_ids)]
+        valid = np.array([ref not in skipped for ref in task.refs], dtype=bool)
+        yield VerifyJob(out, config, tuple(doc["classes"]), doc["build_id"], parts, task=task, valid=valid)
 
 
 def _check_totals(out: Store, doc: dict, problems: List[str]) -> None:
@@ -156,87 +245,3 @@ def _check_totals(out: Store, doc: dict, problems: List[str]) -> None:
     if not totals["skipped"] == doc["errors"]["count"] == len(errors):
         problems.append(f"skipped items: totals say {totals['skipped']}, errors.count {doc['errors']['count']}, "
                         f"errors.jsonl lists {len(errors)}")
-
-
-def _check_accounting(out: Store, doc: dict, problems: List[str]) -> None:
-    """Every source item is a source of some row or a skipped item, and only once."""
-    used = len(np.unique(manifest.read_labels(out, columns=["src_a"]).column("src_a").to_numpy()))
-    items = doc["totals"]["items"]
-    skipped = doc["totals"]["skipped"] - doc["source"].get("skipped_files", 0)  # (a file is not an item)
-    if used + skipped != items:
-        problems.append(f"items: {used} source items appear in the rows and {skipped} were skipped, but "
-                        f"totals.items is {items} (items unaccounted for, or skips hidden)")
-
-
-def _check_footers(out: Store, doc: dict, problems: List[str]) -> None:
-    """The class names every reader maps labels with (the ClassLabel in each file's footer) are the
-    manifest's, and each shard says it belongs to this build."""
-    import json
-
-    import pyarrow.parquet as pq
-    files = [doc["labels"]["path"]]
-    if formats.get(doc["config"].get("format")).name == "parquet":
-        files += [entry["path"] for entry in doc["shards"]]
-    for rel in files:
-        with out.open_input(rel) as f:
-            meta = pq.ParquetFile(f).schema_arrow.metadata or {}
-        names = json.loads(meta.get(b"huggingface", b"{}")).get("info", {}).get("features", {}).get(
-            "label", {}).get("names")
-        if names != doc["classes"]:
-            problems.append(f"{rel}: its ClassLabel names differ from the manifest's classes")
-        build = json.loads(meta.get(b"mixbake", b"{}")).get("build")
-        if rel != doc["labels"]["path"] and build != doc["build_id"]:
-            problems.append(f"{rel}: its footer names build {build}, not the manifest's {doc['build_id']}")
-
-
-def _check_plan(out: Store, doc: dict, problems: List[str]) -> None:
-    """Re-list the source, re-plan each pool, and compare every row's provenance."""
-    from .plan import plan_pool, shard_rows, take_rows
-    from .sources import SourceOptions, open_source
-    from .tasks import make_tasks
-
-    source = doc["source"]
-    # listed as --on-error skip would: a build that left an unreadable file out is checked, not refused
-    # (the fingerprint covers the files left out, so one that changed since is still caught)
-    catalog = open_source(source["uri"], SourceOptions.from_recorded(source.get("options")), on_error="skip")
-    if catalog.fingerprint != source["fingerprint"]:
-        problems.append(f"source {source['uri']}: changed since the build (fingerprint differs)")
-        return
-    if len(catalog) != doc["totals"]["items"]:
-        problems.append(f"totals.items is {doc['totals']['items']}, the source lists {len(catalog)} items")
-    config = config_of(doc)
-    tasks = make_tasks(config, catalog, out, doc["build_id"])
-    num_shards = tasks.num_shards
-    fmt = formats.get(config.format)
-    if [fmt.shard_relpath(s, num_shards) for s in range(num_shards)] != [s["path"] for s in doc["shards"]]:
-        problems.append("the re-planned shards differ from the manifest's shards")
-        return
-    skipped = {ref for ref, _ in manifest.read_errors(out)}
-    for task in tasks:
-        valid = np.array([ref not in skipped for ref in task.refs], dtype=bool)
-        plan = plan_pool(config, task.pool, task.labels, valid)
-        for shard_id, rows in zip(task.pool.shard_ids, shard_rows(len(plan), task.pool.shards)):
-            _check_provenance(out, doc, shard_id, task, take_rows(plan, rows), problems)
-
-
-def _check_provenance(out: Store, doc: dict, shard_id: int, task, plan, problems: List[str]) -> None:
-    t = _shard_table(out, shard_id, ["op", "src_a", "src_b", "lam", "boxes"])
-    expected = {
-        "op": [ops.NAMES[o] for o in plan.op],
-        "src_a": task.items[plan.pos_a].tolist(),
-        "src_b": [int(task.items[b]) if b >= 0 else None for b in plan.pos_b],
-        "boxes": [bx.tolist() for bx in plan.boxes],
-    }
-    name = doc["shards"][shard_id]["path"]
-    for column, values in expected.items():
-        if t[column] != values:
-            problems.append(f"{name}: column {column} differs from the re-planned provenance")
-    if len(t["lam"]) != len(plan) or not np.allclose(np.asarray(t["lam"]), plan.lam.astype(np.float32),
-                                                      atol=TOLERANCE):
-        problems.append(f"{name}: column lam differs from the re-planned values")
-
-
-def _shard_table(out: Store, shard_id: int, columns) -> dict:
-    """A shard's rows of labels.parquet (whose sha256 was checked against the manifest)."""
-    table = manifest.read_labels(out, columns=list(columns) + ["shard"], filters=[("shard", "=", shard_id)])
-    return table.drop(["shard"]).to_pydict()

@@ -13,7 +13,7 @@ The registry's order is part of the output format: a row's op is drawn as an ind
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,9 +60,11 @@ class Op:
         return _TARGET_RULES[self.target_rule](target, a, b, lam, boxes)
 
     # ---- reading a build back
-    def check_row(self, row: dict, lam: float, width: int, height: int) -> Iterator[str]:
-        """Problems of one stored row that this op's rule forbids (verify)."""
-        return iter(())
+    def check_rows(self, lam: np.ndarray, first_box: np.ndarray, has_box: np.ndarray, width: int,
+                   height: int) -> List[Tuple[int, str]]:
+        """(row, problem) of this op's stored rows that its rule forbids (verify): ``lam`` and each
+        row's first box (x0, y0, x1, y1; ``has_box`` where there is one), all at once."""
+        return []
 
     def caption(self, row: dict) -> str:
         """What follows the op's name in a preview caption."""

@@ -61,11 +61,11 @@ class Cutmix(Op):
         return cutmix(image_a, image_b, boxes[0] if len(boxes) else (0, 0, 0, 0))
 
 
-    def check_row(self, row, lam, width, height):
-        if row["boxes"]:
-            x0, y0, x1, y1 = row["boxes"][0]
-            if abs((1.0 - (x1 - x0) * (y1 - y0) / (width * height)) - lam) > TOLERANCE:
-                yield "cutmix lam is not 1 - pasted box area / image area"
+    def check_rows(self, lam, first_box, has_box, width, height):
+        x0, y0, x1, y1 = first_box.T
+        kept = 1.0 - (x1 - x0) * (y1 - y0) / float(width * height)
+        wrong = has_box & (np.abs(kept - lam) > TOLERANCE)
+        return [(int(r), "cutmix lam is not 1 - pasted box area / image area") for r in np.flatnonzero(wrong)]
 
     def caption(self, row):
         return f"  lam {row['lam']:.2f}"

@@ -1,0 +1,264 @@
+"""The part of ``mixbake verify`` that runs where the shards are: one job per shard (or, with
+``--deep``, per pool, which is re-planned once for all its shards). A job carries the shard's rows
+of labels.parquet, read by the parent in one pass; the worker digests the shard, compares its label
+columns, and checks every row's invariants at once, with numpy, in O(rows + non-zeros): no row of K
+classes is made for a sparse soft label, nor a Python object per row beyond its key.
+Imports no codec.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+
+from . import formats, ops
+from .config import BakeConfig
+from .targets.classes import sparse_argmax, sparse_soft_labels
+
+TOLERANCE = 1e-5
+SHOWN = 20  # problems reported per shard (the rest are counted)
+
+
+@dataclass
+class ShardPart:
+    shard_id: int
+    entry: dict                       # the manifest's entry: path, rows, bytes, sha256
+    labels: pa.Table                  # its rows of labels.parquet
+
+
+@dataclass
+class VerifyJob:
+    store: object
+    config: BakeConfig
+    classes: Tuple[str, ...]
+    build_id: str
+    parts: List[ShardPart]
+    task: object = None               # --deep: the pool's task, re-planned ...
+    valid: Optional[np.ndarray] = None  # ... with these of its items usable
+
+
+@dataclass
+class ShardCheck:
+    shard_id: int
+    problems: List[str]
+    rows: int
+    op_counts: Dict[str, int]
+    codes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (src_a, copy) per row
+
+
+def check(job: VerifyJob) -> List[ShardCheck]:
+    plan = _replan(job) if job.task is not None else None
+    return [_check_part(job, part, plan) for part in job.parts]
+
+
+def _check_part(job: VerifyJob, part: ShardPart, plan) -> ShardCheck:
+    fmt = formats.get(job.config.format)
+    table, where = part.labels, part.entry["path"]
+    problems = _file_problems(job, fmt, part)
+    if not problems:
+        shard = fmt.shard_labels(job.store, where, [n for n in table.column_names if n not in _LABELS_ONLY])
+        if shard is not None and shard != table.select(list(shard)).to_pydict():
+            problems.append(f"labels.parquet: the rows of shard {part.shard_id} differ from {where}")
+        problems += [f"{where} row {r}: {p}" for r, p in row_problems(table, job.config, len(job.classes))]
+        if plan is not None:
+            problems += _provenance_problems(table, plan[part.shard_id], job.task, where)
+    ops_ = table.column("op").to_pylist()
+    counts = {name: ops_.count(name) for name in set(ops_)}
+    shown = problems[:SHOWN] + ([f"{where}: ... and {len(problems) - SHOWN} more"] if len(problems) > SHOWN else [])
+    return ShardCheck(part.shard_id, shown, table.num_rows, counts, _codes(table, job.config))
+
+
+_LABELS_ONLY = ("shard", "row", "ref_a", "ref_b", "path")  # labels.parquet's own columns, not the shard's
+
+
+def _file_problems(job: VerifyJob, fmt, part: ShardPart) -> List[str]:
+    """The shard as stored: present, its bytes, sha256 and rows those of the manifest; its footer
+    naming the build and the manifest's classes."""
+    store, entry, rel = job.store, part.entry, part.entry["path"]
+    paths = part.labels.column("path").to_pylist() if fmt.shard_kind == "files" else None
+    missing = [p for p in paths if not store.exists(p)] if paths is not None else \
+        ([rel] if not store.exists(rel) else [])
+    if missing:
+        return [f"{p}: missing" for p in missing[:SHOWN]]
+    what = f"images of {rel}" if paths is not None else rel
+    size, sha = fmt.digest(store, rel, paths)
+    problems = []
+    if size != entry["bytes"]:
+        problems.append(f"{what}: {size} bytes, manifest says {entry['bytes']}")
+    if sha != entry["sha256"]:
+        problems.append(f"{what}: sha256 differs from the manifest (file changed or corrupt)")
+    elif paths is None and fmt.rows(store, rel) not in (None, entry["rows"]):
+        problems.append(f"{rel}: row count differs from the manifest")
+    elif fmt.name == "parquet":
+        problems += footer_problems(store, rel, list(job.classes), job.build_id)
+    return problems
+
+
+def footer_problems(store, rel: str, classes: list, build_id: Optional[str]) -> List[str]:
+    """The ClassLabel names a Parquet file's footer gives readers, and the build it names."""
+    import pyarrow.parquet as pq
+    with store.open_input(rel) as f:
+        meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+    features = json.loads(meta.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
+    problems = []
+    if features.get("label", {}).get("names") != classes:
+        problems.append(f"{rel}: its ClassLabel names differ from the manifest's classes")
+    build = json.loads(meta.get(b"mixbake", b"{}")).get("build")
+    if build_id is not None and build != build_id:
+        problems.append(f"{rel}: its footer names build {build}, not the manifest's {build_id}")
+    return problems
+
+
+# ---------------------------------------------------------------- the rows, all at once
+
+def row_problems(table: pa.Table, config: BakeConfig, num_classes: int) -> List[Tuple[int, str]]:
+    """(row, problem) of every row invariant that fails: the soft label is what lam, label_a and
+    label_b make (then smoothed), label its argmax, lam in [0, 1], boxes inside the image, each op's
+    own rule (cutmix: lam is the kept area), and keys unique and spelled from (src_a, copy)."""
+    a = table.column("label_a").to_numpy().astype(np.int64)
+    b = table.column("label_b").fill_null(-1).to_numpy().astype(np.int64)
+    lam = table.column("lam").to_numpy().astype(np.float64)
+    found: List[Tuple[int, str]] = []
+    found += _soft_problems(table, a, b, lam, config, num_classes)
+    found += [(int(r), f"lam {lam[r]} outside [0, 1]") for r in np.flatnonzero((lam < 0) | (lam > 1))]
+    found += _box_problems(table, lam, config)
+    found += _key_problems(table)
+    return sorted(found)
+
+
+def _soft_problems(table, a, b, lam, config, num_classes) -> List[Tuple[int, str]]:
+    eps = config.label_smoothing
+    found = []
+    if not ((0 <= a) & (a < num_classes)).all() or not (b < num_classes).all():
+        bad = np.flatnonzero((a < 0) | (a >= num_classes) | (b >= num_classes))
+        return [(int(r), f"label_a/label_b outside 0..{num_classes - 1}") for r in bad]
+    if "soft_index" in table.column_names:
+        found += _sparse_problems(table, a, b, lam, eps, num_classes)
+    if "soft_label" in table.column_names:
+        found += _dense_problems(table, a, b, lam, eps, num_classes)
+    return found
+
+
+def _sparse_problems(table, a, b, lam, eps, num_classes) -> List[Tuple[int, str]]:
+    index_col, value_col = table.column("soft_index").combine_chunks(), table.column("soft_value").combine_chunks()
+    offsets = index_col.offsets.to_numpy()
+    index = index_col.values.to_numpy().astype(np.int64)
+    value = value_col.values.to_numpy().astype(np.float64)
+    want = sparse_soft_labels(a, b, lam)
+    found = []
+    same_shape = np.array_equal(value_col.offsets.to_numpy(), offsets) and np.array_equal(offsets, want.offsets)
+    if not same_shape or not np.array_equal(index, want.index) or \
+            np.abs(value - want.value).max(initial=0) > TOLERANCE:
+        bad = _rows_differing(offsets, index, value, want) if same_shape else range(table.num_rows)
+        found += [(int(r), "soft_index/soft_value differ from lam*onehot(label_a) + (1-lam)*onehot(label_b)")
+                  for r in bad]
+    labels = table.column("label").to_numpy()
+    for r in np.flatnonzero(labels != sparse_argmax(a, b, lam, num_classes, eps)):
+        found.append((int(r), f"label {labels[r]} is not the argmax of the soft label"))
+    return found
+
+
+def _rows_differing(offsets, index, value, want) -> np.ndarray:
+    row = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    wrong = (index != want.index) | (np.abs(value - want.value) > TOLERANCE)
+    return np.unique(row[wrong])
+
+
+def _dense_problems(table, a, b, lam, eps, num_classes) -> List[Tuple[int, str]]:
+    column = table.column("soft_label").combine_chunks()
+    offsets = column.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    if (lengths != num_classes).any():
+        return [(int(r), f"soft_label has {lengths[r]} entries for {num_classes} classes")
+                for r in np.flatnonzero(lengths != num_classes)]
+    soft = column.values.to_numpy().astype(np.float64).reshape(-1, num_classes) if len(a) else \
+        np.zeros((0, num_classes))
+    found = [(int(r), f"soft_label sums to {soft[r].sum():.6f}")
+             for r in np.flatnonzero(np.abs(soft.sum(axis=1) - 1.0) > TOLERANCE)]
+    labels, argmax = table.column("label").to_numpy(), np.argmax(soft, axis=1) if len(a) else np.zeros(0, int)
+    found += [(int(r), f"label {labels[r]} is not the argmax of soft_label ({argmax[r]})")
+              for r in np.flatnonzero(labels != argmax)]
+    rows = np.arange(len(a))
+    expected = np.zeros_like(soft)
+    np.add.at(expected, (rows, a), lam)
+    np.add.at(expected, (rows, np.where(b >= 0, b, a)), 1.0 - lam)
+    expected = expected * (1 - eps) + eps / num_classes
+    found += [(int(r), "soft_label differs from lam*onehot(label_a) + (1-lam)*onehot(label_b)")
+              for r in np.flatnonzero(np.abs(expected - soft).max(axis=1, initial=0) > TOLERANCE)]
+    return found
+
+
+def _box_problems(table, lam, config) -> List[Tuple[int, str]]:
+    width, height = config.size
+    boxes_col = table.column("boxes").combine_chunks()
+    per_row = np.diff(boxes_col.offsets.to_numpy())
+    flat = boxes_col.values.values.to_numpy().astype(np.int64).reshape(-1, 4) if per_row.sum() else \
+        np.zeros((0, 4), np.int64)
+    row_of_box = np.repeat(np.arange(len(per_row)), per_row)
+    x0, y0, x1, y1 = flat.T
+    outside = ~((0 <= x0) & (x0 < x1) & (x1 <= width) & (0 <= y0) & (y0 < y1) & (y1 <= height))
+    found = [(int(row_of_box[k]), f"box {flat[k].tolist()} is empty or outside the {width}x{height} image")
+             for k in np.flatnonzero(outside)]
+    first = np.full((len(per_row), 4), -1, np.int64)
+    starts = np.concatenate([[0], np.cumsum(per_row)[:-1]]).astype(np.int64)
+    has_box = per_row > 0
+    first[has_box] = flat[starts[has_box]]
+    names = np.asarray(table.column("op").to_pylist(), dtype=object)
+    for name in set(names.tolist()):
+        op = ops.BY_NAME.get(name)
+        rows = np.flatnonzero(names == name)
+        if op is None:
+            found += [(int(r), f"op {name!r} is not one of {', '.join(ops.NAMES)}") for r in rows]
+            continue
+        found += [(int(rows[k]), p) for k, p in op.check_rows(lam[rows], first[rows], has_box[rows], width, height)]
+    return found
+
+
+def _key_problems(table) -> List[Tuple[int, str]]:
+    keys, src_a = table.column("key").to_pylist(), table.column("src_a").to_numpy()
+    seen, found = set(), []
+    for r, (key, item) in enumerate(zip(keys, src_a.tolist())):
+        if key in seen:
+            found.append((r, f"duplicate key {key}"))
+        seen.add(key)
+        if not key.startswith(f"{item:09d}_"):
+            found.append((r, f"key {key} does not name its source item {item}"))
+    return found
+
+
+def _codes(table: pa.Table, config: BakeConfig) -> np.ndarray:
+    """One int64 per row for (src_a, copy): the parent finds a key baked twice across shards."""
+    slots = config.copies + 1
+    copy = [0 if k.endswith("_orig") else int(k.rsplit("_c", 1)[-1]) + 1 if "_c" in k else -1
+            for k in table.column("key").to_pylist()]
+    return table.column("src_a").to_numpy().astype(np.int64) * slots + np.asarray(copy, np.int64)
+
+
+# ---------------------------------------------------------------- --deep: the plan again
+
+def _replan(job: VerifyJob) -> Dict[int, object]:
+    """The pool's rows as the plan makes them, per shard."""
+    from .plan import plan_pool, shard_rows, take_rows
+    task = job.task
+    plan = plan_pool(job.config, task.pool, task.labels, job.valid)
+    return {shard_id: take_rows(plan, rows)
+            for shard_id, rows in zip(task.pool.shard_ids, shard_rows(len(plan), task.pool.shards))}
+
+
+def _provenance_problems(table: pa.Table, plan, task, where: str) -> List[str]:
+    if table.num_rows != len(plan):
+        return [f"{where}: {table.num_rows} rows, the re-planned pool makes {len(plan)} here"]
+    expected = {
+        "op": [ops.NAMES[o] for o in plan.op],
+        "src_a": task.items[plan.pos_a].tolist(),
+        "src_b": [int(task.items[b]) if b >= 0 else None for b in plan.pos_b],
+        "boxes": [bx.tolist() for bx in plan.boxes],
+    }
+    problems = [f"{where}: column {column} differs from the re-planned provenance"
+                for column, values in expected.items() if table.column(column).to_pylist() != values]
+    if not np.allclose(table.column("lam").to_numpy(), plan.lam.astype(np.float32), atol=TOLERANCE):
+        problems.append(f"{where}: column lam differs from the re-planned values")
+    return problems
