@@ -118,6 +118,16 @@ def claim_out(store: Store, build_id: str, fmt: str, overwrite: bool, identity: 
     return "complete" if store.exists(MANIFEST) else "resume"
 
 
+def finished_build_id(store: Store) -> Optional[str]:
+    """The build id of the finished build in OUT (None: none is)."""
+    if not store.exists(MANIFEST):
+        return None
+    try:
+        return json.loads(store.read_bytes(MANIFEST)).get("build_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _claimed_state(store: Store) -> str:
     return (read_json((store, CLAIM)).get("state") or "") if store.exists(CLAIM) else ""
 

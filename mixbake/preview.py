@@ -46,7 +46,7 @@ _NOT_NEEDED = "(not needed for the preview)"
 @dataclass
 class Sample:
     pixels: np.ndarray   # HxWx3 uint8, as a reader of the output decodes the stored image
-    row: dict            # key, label, soft_label, op, lam, src_a, src_b, label_a, label_b, boxes
+    row: dict            # key, label, soft label (soft_label, or soft_index + soft_value), op, lam, ...
 
 
 @dataclass(frozen=True)
@@ -151,21 +151,34 @@ def out_samples(out: str, n: int, seed: Optional[int] = None) -> Tuple[dict, Lis
     labels_path = os.path.join(out, manifest.LABELS)
     if not os.path.exists(labels_path):
         raise MixbakeError(f"{out}: labels.parquet is missing (the manifest lists it).")
-    table = pq.read_table(labels_path)
-    if table.num_rows == 0:
+    pf = pq.ParquetFile(labels_path)
+    total = pf.metadata.num_rows
+    if total == 0:
         raise MixbakeError(f"{out} holds no samples (0 rows): nothing to preview.")
     if seed is None:
-        picked = np.arange(min(n, table.num_rows))
+        picked = np.arange(min(n, total))
     else:
         rng = np.random.default_rng(seed)
-        picked = np.sort(rng.choice(table.num_rows, size=min(n, table.num_rows), replace=False))
-    rows = table.take(picked).to_pylist()
+        picked = np.sort(rng.choice(total, size=min(n, total), replace=False))
+    rows = _rows_at(pf, picked)
     fmt, store = formats.get(doc["config"].get("format")), Store.open(out)
     pixels: Dict[int, np.ndarray] = {}
     for shard_id in sorted({r["shard"] for r in rows}):
         wanted = {i: r for i, r in enumerate(rows) if r["shard"] == shard_id}
         pixels.update(fmt.read_images(store, doc["shards"][shard_id]["path"], wanted, doc["config"]))
     return doc, [Sample(pixels[i], r) for i, r in enumerate(rows)]
+
+
+def _rows_at(pf, picked: np.ndarray) -> List[dict]:
+    """Rows ``picked`` (ascending) of a Parquet file, reading only the row groups that hold them."""
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    group_of = np.searchsorted(starts, picked, side="right") - 1
+    rows = []
+    for group in sorted(set(group_of.tolist())):
+        table = pf.read_row_group(group)
+        rows += table.take([int(r - starts[group]) for r in picked[group_of == group]]).to_pylist()
+    return rows
 
 
 def read_manifest(out: str) -> dict:
@@ -364,10 +377,14 @@ def _draw_boxes(draw, row: dict, layout: Layout, x0: int, y0: int) -> None:
 def _draw_caption(draw, row: dict, classes: Sequence[str], layout: Layout, x: int, y: int) -> None:
     """A soft-label bar (one segment per class, in its colour), then 'op  lam 0.62 .. key', then the
     top classes with their mass."""
-    soft = np.asarray(row["soft_label"], dtype=np.float64)
-    order = np.argsort(-soft, kind="stable")
+    if "soft_index" in row:  # the non-zeros alone (before smoothing): no row of K values
+        indices, soft = np.asarray(row["soft_index"], dtype=np.int64), np.asarray(row["soft_value"], np.float64)
+    else:
+        soft = np.asarray(row["soft_label"], dtype=np.float64)
+        indices = np.arange(len(soft))
+    order = np.lexsort((indices, -soft))
     edges = np.rint(np.concatenate([[0], np.cumsum(soft[order])]) / max(soft.sum(), 1e-12) * layout.cell_w)
-    for c, left, right in zip(order, edges[:-1].astype(int), edges[1:].astype(int)):
+    for c, left, right in zip(indices[order], edges[:-1].astype(int), edges[1:].astype(int)):
         if right > left:
             draw.rectangle([x + left, y, x + right - 1, y + BAR - 1], fill=class_color(int(c)))
     pad = CAPTION_PAD

@@ -143,6 +143,10 @@ def _bake(source, store: Store, config: BakeConfig, source_options: SourceOption
     _refuse_out_inside_source(store, catalog)
     identity = build_identity(config, catalog)
     build_id = fingerprint(identity)
+    if manifest.finished_build_id(store) == build_id:  # a no-op re-run: nothing to plan
+        with OutLock(store, wait):
+            if manifest.finished_build_id(store) == build_id:
+                return _complete(store)
     pairing, tasks = make_build(config, catalog, store, build_id, on_error)  # validates before OUT is touched
     _refuse_file_as_out(store)
     with OutLock(store, wait):  # one bake per OUT, from the claim to the commit
