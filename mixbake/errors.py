@@ -35,11 +35,9 @@ class SourceChanged(MixbakeError):
         return (SourceChanged, (self.ref, self.what))
 
 
-def changed(ref: str, expected, found) -> "SourceChanged":
-    """SourceChanged for a file whose (size, mtime_ns) is no longer what the listing saw."""
-    (size, mtime), (now_size, now_mtime) = expected, found
-    what = f"{size} -> {now_size} bytes" if size != now_size else "modified in place"
-    return SourceChanged(ref, what)
+def changed(ref: str, size: int) -> "SourceChanged":
+    """SourceChanged for a file whose size or modification time is no longer what the listing saw."""
+    return SourceChanged(ref, f"its size or modification time is no longer the listing's: now {size} bytes")
 
 
 class DiskFull(MixbakeError):

@@ -179,7 +179,7 @@ def _first_change(before: Catalog, after: Catalog) -> str:
     """The reference of the first item that differs between two listings (or the source itself)."""
     from .sources import display_ref
     if len(before) == len(after) and len(before.chunk_stamps) == len(after.chunk_stamps):
-        differ = np.flatnonzero((before.chunk_stamps != after.chunk_stamps).any(axis=1))
+        differ = np.flatnonzero(before.chunk_stamps != after.chunk_stamps)
         if len(differ):
             return display_ref(before.refs[int(before.chunk_items(differ[:1])[0][0])])
     return f"the source {before.uri}"

@@ -29,7 +29,7 @@ class PoolTask:
     classes: Tuple[str, ...]
     reader: object                    # source reader: read_chunk(locator) -> iterable of payloads
     locators: Tuple                   # the pool's chunks, in pool order
-    stamps: Tuple                     # per chunk (size, mtime_ns) as listed, or None (nothing to check)
+    stamps: Tuple                     # per chunk its file's stamp key as listed, or None (nothing to check)
     chunk_sizes: Tuple[int, ...]
     items: np.ndarray                 # int64 catalog index of each pool position
     labels: np.ndarray                # int64 label of each pool position (-1: bad label)
@@ -93,7 +93,7 @@ class BuildTasks:
         return PoolTask(
             pool=pool, num_shards=self.num_shards, config=self.config, classes=catalog.classes,
             reader=catalog.reader, locators=catalog.locators_of(pool.chunks),
-            stamps=tuple(map(tuple, stamps[pool.chunks].tolist())) if stamps is not None
+            stamps=tuple(stamps[pool.chunks].tolist()) if stamps is not None
             else (None,) * len(pool.chunks),
             chunk_sizes=tuple(sizes.tolist()), items=items, labels=catalog.labels[items].astype(np.int64),
             refs=catalog.refs_of(items),

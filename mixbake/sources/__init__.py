@@ -40,8 +40,9 @@ class Catalog:
     # Parquet file. Its rows are not items (they could not be counted); errors.jsonl names the file.
     skipped_files: Tuple[Tuple[str, str], ...] = ()
     label_kind: str = "class"      # what an item's label is (mixbake.targets)
-    # per chunk (size, mtime_ns) of the file it is read from, as listed: a worker that finds a file
-    # otherwise stops the bake (the source changed under it); None where nothing can change (demo)
+    # per chunk the stamp key (store.stamp_key: size and mtime_ns) of the file it is read from, as
+    # listed: a worker that finds a file otherwise stops the bake (the source changed under it); None
+    # where nothing can change (demo)
     chunk_stamps: Optional[np.ndarray] = None
     state: str = ""                # the listing with mtimes: re-checked before the commit
 

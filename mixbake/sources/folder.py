@@ -8,11 +8,12 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from ..errors import MixbakeError
-from ..store import Store
+from ..store import Store, stamp_key
 from ..humanize import count
 from . import Catalog, display_ref
 from .refs import PathRefs, encode_paths
 
+BROKEN = 0  # the stamp key of a broken link (read, it gives its own error)
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff",
     ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico",
@@ -25,8 +26,8 @@ class FolderReader:
 
     def read_chunk(self, locator: str, stamp=None) -> list:
         """A folder chunk is one file; returns [bytes]. OSError propagates to the worker's error policy;
-        a file no longer as listed (``stamp``: size, mtime_ns) is SourceChanged, which stops the bake."""
-        if stamp is None or stamp[0] < 0:  # (a broken link's error comes from the read itself)
+        a file no longer as listed (``stamp``: its ``stamp_key``) is SourceChanged, which stops the bake."""
+        if stamp is None or stamp == BROKEN:  # (a broken link's error comes from the read itself)
             return [self.store.read_bytes(locator)]
         return [self.store.read_stamped(locator, stamp)]
 
@@ -56,6 +57,8 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
                      f"inside a class folder (counted in manifest.json as source.ignored_files)")
     refs = PathRefs.join(paths)
     stamps = np.concatenate(stamps)
+    keys = stamp_key(stamps[:, 0], stamps[:, 1])
+    keys[stamps[:, 0] < 0] = BROKEN
     return Catalog(
         kind="folder",
         uri=display_ref(store.display()),
@@ -66,8 +69,8 @@ def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for it
         fingerprint=_fingerprint(refs, stamps[:, 0]),
         ignored_files=ignored,
         notes=tuple(notes),
-        chunk_stamps=stamps,
-        state=_state(refs, stamps),
+        chunk_stamps=keys,
+        state=_state(refs, keys),
     )
 
 

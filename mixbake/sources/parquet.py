@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from ..errors import MixbakeError, changed
 from ..humanize import count
-from ..store import Store, is_uri, redact
+from ..store import Store, is_uri, redact, stamp_key
 from . import Catalog
 from .refs import RowRefs
 from .parquet_paths import find_named_images, read_named
@@ -158,8 +158,10 @@ class ParquetReader:
         file_index, row_group, *named = locator
         locations, row = (named[0] if named else None), 0
         rel = self.files[file_index]
-        if stamp is not None and self.store.stamp(rel) != tuple(stamp):
-            raise changed(self.store.display(rel), stamp, self.store.stamp(rel))
+        if stamp is not None:
+            size, mtime = self.store.stamp(rel)
+            if int(stamp_key(size, mtime)) != stamp:
+                raise changed(self.store.display(rel), size)
         with self.store.open_input(rel) as f:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=64, row_groups=[row_group],
                                                        columns=[self.image_column], use_threads=False):
@@ -208,7 +210,8 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
         raise MixbakeError(f"Parquet source {redact(source)!r} holds no rows.")
     named = find_named_images(store, files, handles, image_column, locators, bounds)
     file_stamps = [store.stamp(rel) for rel in files]
-    stamps = np.asarray([file_stamps[loc[0]] for loc in locators], dtype=np.int64).reshape(-1, 2)
+    keys = [int(stamp_key(*file_stamps[loc[0]])) for loc in locators]
+    stamps = np.asarray(keys, dtype=np.uint64)
     locators = [loc + (named.locations[c],) if c in named.locations else loc for c, loc in enumerate(locators)]
     bad = {**named.bad, **bad}  # a bad label is the reason given, when a row has both
     return Catalog(

@@ -38,7 +38,7 @@ def _decode(raw: bytes) -> str:
 
 
 class PathRefs(Refs):
-    """Relative paths as one byte string and its offsets: ~20 bytes a path plus 8 for its offset,
+    """Relative paths as one byte string and its offsets: the path's bytes plus 4 for its offset,
     against ~70 for a Python str. (Plain numpy and bytes: no Arrow compute, which a bake never
     loads.)"""
 
@@ -49,7 +49,9 @@ class PathRefs(Refs):
     def join(cls, parts: Sequence[Tuple[bytes, np.ndarray]]) -> "PathRefs":
         """Joined from (data, lengths) pieces, e.g. one per class folder."""
         lengths = np.concatenate([np.asarray(lens, np.int64) for _, lens in parts]) if parts else np.zeros(0, np.int64)
-        return cls(b"".join(data for data, _ in parts), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        # 4 bytes an offset while the paths fit 2 GiB (8 beyond)
+        return cls(b"".join(data for data, _ in parts), offsets.astype(np.int32 if offsets[-1] < 2**31 else np.int64))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -14,6 +14,18 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar, Iterator, List, Tuple
 
+import numpy as np
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def stamp_key(size, mtime_ns):
+    """One 64-bit number for a file's (size, mtime_ns): what a catalog keeps per file to notice a
+    change (8 bytes an item, not 16). Works on numbers and on numpy arrays alike."""
+    with np.errstate(over="ignore"):
+        return (np.asarray(size).astype(np.uint64) * _MIX) ^ np.asarray(mtime_ns).astype(np.uint64)
+
 
 def is_uri(text: str) -> bool:
     return "://" in str(text)
@@ -157,8 +169,9 @@ class Store(abc.ABC):
         """(size, mtime_ns) of a file: what tells that it changed (not part of any identity)."""
 
     @abc.abstractmethod
-    def read_stamped(self, rel: str, stamp: Tuple[int, int]) -> bytes:
-        """The file's bytes, or SourceChanged when its (size, mtime_ns) is no longer ``stamp``."""
+    def read_stamped(self, rel: str, key: int) -> bytes:
+        """The file's bytes, or SourceChanged when its (size, mtime_ns) no longer has ``key``
+        (``stamp_key``)."""
 
     @abc.abstractmethod
     def listdir(self, rel: str = "") -> List[str]:

@@ -21,7 +21,7 @@ from typing import Iterator, List, Optional, Tuple
 import pyarrow.fs as pafs
 
 from ..errors import MixbakeError, StoreUnreachable, changed
-from . import Store, redact, scrub
+from . import Store, redact, scrub, stamp_key
 from .hashing import HashingFile, NativeOutput, _digest_stream
 
 # pyarrow's words for a request that got no answer in the end: curl timed out, was refused or
@@ -110,10 +110,10 @@ class ArrowStore(Store):
         info = self._fs.get_file_info(self.path(rel))
         return info.size, info.mtime_ns or 0
 
-    def read_stamped(self, rel: str, stamp: Tuple[int, int]) -> bytes:
-        now = self.stamp(rel)
-        if now != tuple(stamp):
-            raise changed(rel, stamp, now)
+    def read_stamped(self, rel: str, key: int) -> bytes:
+        size, mtime = self.stamp(rel)
+        if int(stamp_key(size, mtime)) != key:
+            raise changed(rel, size)
         return self.read_bytes(rel)
 
     def listdir(self, rel: str = "") -> List[str]:
