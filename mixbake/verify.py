@@ -114,7 +114,7 @@ def _session(doc: dict, workers, executor, scheduler):
     spec = execution_spec("fail", executor, scheduler, workers)
     if (spec.workers < 2 or len(doc["shards"]) <= SMALL) and spec.kind == "local":
         return contextlib.nullcontext()
-    return Session(spec, preload="mixbake.verify_worker")
+    return Session(spec, fork=True, preload="mixbake.verify_worker")  # (forked when this process may)
 
 
 class _Tally:
@@ -164,7 +164,7 @@ def _shard_order(doc: dict):
 def _plain_jobs(out: Store, doc: dict, config: BakeConfig) -> Iterator[VerifyJob]:
     for shard_id, labels in _labels_by_shard(out, doc, config):
         yield VerifyJob(out, config, tuple(doc["classes"]), doc["build_id"],
-                        [ShardPart(shard_id, doc["shards"][shard_id], labels)])
+                        [ShardPart.of(shard_id, doc["shards"][shard_id], labels)])
 
 
 def _labels_by_shard(out: Store, doc: dict, config: BakeConfig) -> Iterator:
@@ -230,7 +230,7 @@ def _deep_jobs(out: Store, doc: dict, config: BakeConfig, problems: List[str]):
 def _pool_jobs(out: Store, doc: dict, config: BakeConfig, tasks, skipped) -> Iterator[VerifyJob]:
     labels = _labels_by_shard(out, doc, config)
     for task in tasks:
-        parts = [ShardPart(shard_id, doc["shards"][shard_id], table)
+        parts = [ShardPart.of(shard_id, doc["shards"][shard_id], table)
                  for shard_id, table in (next(labels) for _ in task.pool.shard_ids)]
         valid = np.array([ref not in skipped for ref in task.refs], dtype=bool)
         yield VerifyJob(out, config, tuple(doc["classes"]), doc["build_id"], parts, task=task, valid=valid)

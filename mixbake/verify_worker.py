@@ -26,7 +26,19 @@ SHOWN = 20  # problems reported per shard (the rest are counted)
 class ShardPart:
     shard_id: int
     entry: dict                       # the manifest's entry: path, rows, bytes, sha256
-    labels: pa.Table                  # its rows of labels.parquet
+    ipc: bytes                        # its rows of labels.parquet, as an Arrow IPC stream
+
+    @classmethod
+    def of(cls, shard_id: int, entry: dict, labels: pa.Table) -> "ShardPart":
+        """Its rows written out alone: a slice of a bigger batch would pickle the whole batch."""
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, labels.schema) as writer:
+            writer.write_table(labels)
+        return cls(shard_id, entry, sink.getvalue().to_pybytes())
+
+    @property
+    def labels(self) -> pa.Table:
+        return pa.ipc.open_stream(self.ipc).read_all()
 
 
 @dataclass
@@ -57,10 +69,9 @@ def check(job: VerifyJob) -> List[ShardCheck]:
 def _check_part(job: VerifyJob, part: ShardPart, plan) -> ShardCheck:
     fmt = formats.get(job.config.format)
     table, where = part.labels, part.entry["path"]
-    problems = _file_problems(job, fmt, part)
+    problems, shard = _file_problems(job, fmt, part, table)
     if not problems:
-        shard = fmt.shard_labels(job.store, where, [n for n in table.column_names if n not in _LABELS_ONLY])
-        if shard is not None and shard != table.select(list(shard)).to_pydict():
+        if shard is not None and not shard.equals(table.select(shard.column_names)):
             problems.append(f"labels.parquet: the rows of shard {part.shard_id} differ from {where}")
         problems += [f"{where} row {r}: {p}" for r, p in row_problems(table, job.config, len(job.classes))]
         if plan is not None:
@@ -74,15 +85,15 @@ def _check_part(job: VerifyJob, part: ShardPart, plan) -> ShardCheck:
 _LABELS_ONLY = ("shard", "row", "ref_a", "ref_b", "path")  # labels.parquet's own columns, not the shard's
 
 
-def _file_problems(job: VerifyJob, fmt, part: ShardPart) -> List[str]:
+def _file_problems(job: VerifyJob, fmt, part: ShardPart, table: pa.Table) -> Tuple[List[str], object]:
     """The shard as stored: present, its bytes, sha256 and rows those of the manifest; its footer
-    naming the build and the manifest's classes."""
+    naming the build and the manifest's classes. Also its own label columns, where it holds them."""
     store, entry, rel = job.store, part.entry, part.entry["path"]
-    paths = part.labels.column("path").to_pylist() if fmt.shard_kind == "files" else None
+    paths = table.column("path").to_pylist() if fmt.shard_kind == "files" else None
     missing = [p for p in paths if not store.exists(p)] if paths is not None else \
         ([rel] if not store.exists(rel) else [])
     if missing:
-        return [f"{p}: missing" for p in missing[:SHOWN]]
+        return [f"{p}: missing" for p in missing[:SHOWN]], None
     what = f"images of {rel}" if paths is not None else rel
     size, sha = fmt.digest(store, rel, paths)
     problems = []
@@ -90,11 +101,13 @@ def _file_problems(job: VerifyJob, fmt, part: ShardPart) -> List[str]:
         problems.append(f"{what}: {size} bytes, manifest says {entry['bytes']}")
     if sha != entry["sha256"]:
         problems.append(f"{what}: sha256 differs from the manifest (file changed or corrupt)")
-    elif paths is None and fmt.rows(store, rel) not in (None, entry["rows"]):
+        return problems, None
+    rows, meta, shard = fmt.read_back(store, rel, [n for n in table.column_names if n not in _LABELS_ONLY])
+    if rows not in (None, entry["rows"]):
         problems.append(f"{rel}: row count differs from the manifest")
-    elif fmt.name == "parquet":
-        problems += footer_problems(store, rel, list(job.classes), job.build_id)
-    return problems
+    elif meta:
+        problems += metadata_problems(rel, meta, list(job.classes), job.build_id)
+    return problems, shard
 
 
 def footer_problems(store, rel: str, classes: list, build_id: Optional[str]) -> List[str]:
@@ -102,6 +115,10 @@ def footer_problems(store, rel: str, classes: list, build_id: Optional[str]) -> 
     import pyarrow.parquet as pq
     with store.open_input(rel) as f:
         meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+    return metadata_problems(rel, meta, classes, build_id)
+
+
+def metadata_problems(rel: str, meta: dict, classes: list, build_id: Optional[str]) -> List[str]:
     features = json.loads(meta.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
     problems = []
     if features.get("label", {}).get("names") != classes:

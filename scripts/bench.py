@@ -47,6 +47,9 @@ samples/s = output samples / wall seconds):
                (getrusage(RUSAGE_CHILDREN) in a wrapper that, on Linux, is a
                child subreaper, so forkserver workers are counted too).
   --memory     mixbake-2w peak RSS at --n (2000) and --n-large (20000) photos.
+  classes, items  (only when asked: --only classes,items) the scale rows of scripts/bench_scale.py:
+               10 / 1,000 / 21,841 classes at 30k tiny items (bake, inspect, verify, verify --deep:
+               time, parent and largest-process RSS); 20k vs 300k items (RSS growth per item).
 Timed rows keep the best of --repeat runs (default 3). Then the issue's
 targets are checked (PASS / FAIL). A busy machine skews everything: the CPU use
 measured just before the run is printed (warning if above 0.2 CPUs).
@@ -87,7 +90,7 @@ GEN_VERSION = 1  # bump when the generator changes, to invalidate caches
 SIZE = 224
 QUALITY = 90
 RUNS = ("floor", "mixbake-2w", "startup", "mixbake-1w", "baseline", "baseline-batch", "parquet", "small",
-        "copies", "memory")
+        "copies", "memory", "classes", "items")
 
 # ----------------------------------------------------------------- data
 
@@ -485,7 +488,7 @@ def parse_args():
     args.n_small = args.n_small or (2000 if quick else 50000)
     args.n_large = args.n_large or (2000 if quick else 20000)
     args.repeat = args.repeat or (1 if quick else 3)
-    args.only = set(args.only.split(",")) if args.only else set(RUNS) - {"memory"}
+    args.only = set(args.only.split(",")) if args.only else set(RUNS) - {"memory", "classes", "items"}
     if args.memory:
         args.only.add("memory")
     unknown = args.only - set(RUNS)
@@ -588,6 +591,11 @@ def main():
     if results:
         print_table(results)
         print_checks(results)
+    scale = {"classes", "items"} & args.only
+    if scale:  # (see scripts/bench_scale.py)
+        sys.path.insert(0, str(REPO / "scripts"))
+        import bench_scale
+        bench_scale.main(args.data, args.workers, scale)
     if "memory" in args.only:
         large = ensure_folder(args.data, "photos", args.n_large, args.seed,
                               os.cpu_count() or 2)

@@ -89,14 +89,10 @@ class Format:
         """(bytes, sha256) of a shard as stored (``paths``: a folder shard's files, in row order)."""
         return store.digest(relpath)
 
-    def rows(self, store, relpath: str) -> Optional[int]:
-        """The rows a shard file says it holds, where it says so (Parquet's footer)."""
-        return None
-
-    def shard_labels(self, store, relpath: str, columns) -> Optional[dict]:
-        """A shard's label columns read from the shard itself, where it holds them (else None:
-        labels.parquet's rows serve)."""
-        return None
+    def read_back(self, store, relpath: str, columns) -> Tuple[Optional[int], dict, object]:
+        """What a shard file says of itself, read once (verify): (its rows, its footer's metadata,
+        its label columns as an Arrow table), each None/{} where the format does not hold it."""
+        return None, {}, None
 
     def read_images(self, store, relpath: str, wanted: Dict[int, dict], config: dict) -> Dict[int, object]:
         """{i: HxWx3 pixels} of the rows ``wanted`` ({i: labels.parquet row}) of one shard."""

@@ -125,13 +125,11 @@ class ParquetFormat(Format):
     def open_writer(self, store, relpath, config, classes, footer):
         return ShardWriter(store, relpath, config, classes, footer)
 
-    def rows(self, store, relpath):
+    def read_back(self, store, relpath, columns):
+        """Opened once: the footer of a shard of many classes holds all their names."""
         with store.open_input(relpath) as f:
-            return pq.ParquetFile(f).metadata.num_rows
-
-    def shard_labels(self, store, relpath, columns):
-        with store.open_input(relpath) as f:
-            return pq.read_table(f, columns=columns).to_pydict()
+            pf = pq.ParquetFile(f)
+            return pf.metadata.num_rows, pf.schema_arrow.metadata or {}, pf.read(columns=columns)
 
     def read_images(self, store, relpath, wanted, config) -> Dict[int, np.ndarray]:
         """Read only the row groups holding the wanted rows."""
