@@ -470,3 +470,133 @@ def test_example_webdataset_reader(wds_outs, capsys):
     rows = manifest["totals"]["rows"]
     assert f"{rows} samples in {len(manifest['shards'])} tar shards (manifest says {rows})" in stdout
     assert "one batch: images (4, 32, 32, 3), soft labels (4, 4)" in stdout
+
+
+# ---------------------------------------------------------------- the sparse form (more than 1000 classes)
+
+MANY = 1200  # classes: past columns.DENSE_UP_TO, so --soft-label auto stores soft_index/soft_value
+EPS = 0.1  # the sparse bakes' label smoothing: the readers must apply it, the columns hold it not
+
+
+@pytest.fixture(scope="module")
+def many_src(tmp_path_factory):
+    """A Parquet source of 1200 classes, one 8x8 PNG per class; label int64 (class names '0'..'1199')."""
+    rng = np.random.default_rng(5)
+    images = [{"bytes": png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)), "path": None} for _ in range(MANY)]
+    source = tmp_path_factory.mktemp("many_src") / "many.parquet"
+    pq.write_table(pa.table({"image": pa.array(images, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                             "label": pa.array(np.arange(MANY), pa.int64())}), source, row_group_size=400)
+    return source
+
+
+def bake_sparse(source, out, *args):
+    manifest = bake(source, out, "--label-smoothing", EPS, "--mixup", 0.4, "--cutmix", 0.3, "--cutout", 0.2,
+                    "--none", 0.1, "--seed", 8, "--shard-size", 500, *args)
+    assert len(manifest["classes"]) == MANY and manifest["config"]["label_smoothing"] == EPS
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def sparse_out(many_src, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sparse") / "parquet"
+    bake_sparse(many_src, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sparse_labels(sparse_out):
+    """labels.parquet's columns as numpy, in shard order; the dense target each row must give."""
+    table = pq.read_table(sparse_out / "labels.parquet")
+    assert "soft_label" not in table.column_names
+    assert table.schema.field("soft_index").type == pa.list_(pa.int32())
+    assert table.schema.field("soft_value").type == pa.list_(pa.float32())
+    cols = {name: table.column(name).to_numpy() for name in ("shard", "row", "lam", "label_a", "label")}
+    assert np.all(np.diff(cols["shard"] * 10**6 + cols["row"]) > 0)  # in shard order, as a reader meets them
+    cols["key"] = table.column("key").to_pylist()
+    cols["label_b"] = pc.coalesce(table.column("label_b"), table.column("label_a")).to_numpy()
+    cols["expected"] = expected_dense(cols["label_a"], cols["label_b"], cols["lam"], MANY, EPS)
+    cols["index"] = table.column("soft_index").to_pylist()
+    cols["value"] = table.column("soft_value").to_pylist()
+    return cols
+
+
+def expected_dense(label_a, label_b, lam, num_classes, eps):
+    """``lam*onehot(a) + (1-lam)*onehot(b)``, smoothed: what a row's dense target must be (float64)."""
+    rows = np.arange(len(lam))
+    dense = np.zeros((len(lam), num_classes))
+    np.add.at(dense, (rows, label_a), lam.astype(np.float64))
+    np.add.at(dense, (rows, label_b), 1.0 - lam.astype(np.float64))
+    return (1 - eps) * dense + eps / num_classes
+
+
+def dense_from_pairs(index, value, num_classes, eps):
+    """Rows of (soft_index, soft_value) as the dense target, with numpy: the reference reader."""
+    dense = np.zeros((len(index), num_classes))
+    for row, (i, v) in enumerate(zip(index, value)):
+        dense[row, i] = v
+    return (1 - eps) * dense + eps / num_classes
+
+
+def test_sparse_bake_stores_at_most_two_ascending_entries_a_row(sparse_out, sparse_labels):
+    manifest = manifest_of(sparse_out)
+    assert all(manifest["totals"]["ops"][op] > 0 for op in ("mixup", "cutmix", "cutout", "none"))
+    lengths = [len(i) for i in sparse_labels["index"]]
+    assert set(lengths) == {1, 2} and all(i == sorted(set(i)) for i in sparse_labels["index"])
+    assert np.allclose(dense_from_pairs(sparse_labels["index"], sparse_labels["value"], MANY, EPS),
+                       sparse_labels["expected"], atol=1e-6)
+    for shard in manifest["shards"]:
+        assert "soft_label" not in pq.read_schema(sparse_out / shard["path"]).names
+
+
+def test_example_torch_dataset_sparse(sparse_out, sparse_labels, capsys):
+    torch = pytest.importorskip("torch")
+    example = load_example("torch_dataset.py")
+    ds = example.MixbakeParquet(str(sparse_out), provenance=True)
+    assert ds.form == "sparse" and len(ds) == len(sparse_labels["lam"]) and len(ds.classes) == MANY
+    index, value = ds[3][1]
+    assert index.tolist() == sparse_labels["index"][3] and value.tolist() == sparse_labels["value"][3]
+    group = ds._group(0)  # a row group's soft label is its entries, not K floats a row
+    assert "soft_label" not in group and group["soft_value"].size <= 2 * (len(group["offsets"]) - 1)
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, collate_fn=example.SoftTargetCollate(MANY, EPS))
+    targets = torch.cat([soft for _, soft, _ in loader])
+    assert targets.shape == (len(ds), MANY) and targets.dtype == torch.float32
+    assert np.allclose(targets.numpy(), sparse_labels["expected"], atol=1e-6)
+    assert torch.equal(targets.argmax(1), torch.tensor(sparse_labels["label"]))
+
+    stdout = run_example(capsys, "torch_dataset.py", sparse_out, "--steps", 3, "--batch-size", 32)
+    assert "soft label sparse (" in stdout and f"of {MANY} classes" in stdout
+    assert "step 3: soft-target CE" in stdout and "OK: the two loss forms agree" in stdout
+
+
+@pytest.fixture(scope="module")
+def both_out(tmp_path_factory):
+    """The demo (6 classes) with --soft-label both: the dense and the sparse columns side by side."""
+    out = tmp_path_factory.mktemp("both") / "parquet"
+    bake("demo", out, "--soft-label", "both", "--label-smoothing", EPS, "--cutout", 0.2, "--seed", 9)
+    return out
+
+
+def test_both_form_dense_equals_the_one_built_from_sparse(both_out):
+    table = pq.read_table(both_out / "labels.parquet")
+    assert {"soft_label", "soft_index", "soft_value"} <= set(table.column_names)
+    dense = np.asarray(table.column("soft_label").to_pylist())
+    built = dense_from_pairs(table.column("soft_index").to_pylist(), table.column("soft_value").to_pylist(),
+                             len(DEMO_CLASSES), EPS)
+    assert np.allclose(dense, built, atol=1e-6)
+
+
+def test_example_torch_dataset_both_forms_give_one_target(both_out, capsys):
+    torch = pytest.importorskip("torch")
+    example = load_example("torch_dataset.py")
+    collate = example.SoftTargetCollate(len(DEMO_CLASSES), EPS)
+    targets = {}
+    for form in ("dense", "sparse"):
+        ds = example.MixbakeParquet(str(both_out), form=form)
+        assert ds.form == form
+        targets[form] = torch.cat([soft for _, soft in torch.utils.data.DataLoader(ds, batch_size=100,
+                                                                                 collate_fn=collate)])
+    assert example.MixbakeParquet(str(both_out)).form == "sparse"
+    assert torch.allclose(targets["dense"], targets["sparse"], atol=1e-6)
+    for form in ("dense", "sparse"):
+        stdout = run_example(capsys, "torch_dataset.py", both_out, "--steps", 2, "--form", form)
+        assert "OK: the two loss forms agree" in stdout
