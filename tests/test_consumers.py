@@ -600,3 +600,53 @@ def test_example_torch_dataset_both_forms_give_one_target(both_out, capsys):
     for form in ("dense", "sparse"):
         stdout = run_example(capsys, "torch_dataset.py", both_out, "--steps", 2, "--form", form)
         assert "OK: the two loss forms agree" in stdout
+
+
+class DuckdbResults(dict):
+    """{title: (columns, rows)} of duckdb_query.run; ``[prefix]`` finds the one result whose title
+    starts with it."""
+
+    def __init__(self, out, sql=None):
+        example = load_example("duckdb_query.py")
+        super().__init__((title, (columns, rows)) for title, columns, rows in
+                         example.run(str(out), sql and str(EXAMPLES / sql)))
+
+    def __getitem__(self, prefix):
+        [title] = [t for t in self if t.startswith(prefix)]
+        return super().__getitem__(title)
+
+
+def test_example_duckdb_query_sparse(sparse_out, sparse_labels):
+    pytest.importorskip("duckdb")
+    assert load_example("duckdb_query.py").soft_form(str(sparse_out)) == "sparse"
+    results = DuckdbResults(sparse_out)
+    columns, rows = results["Soft-label mass per class"]
+    assert [r[0] for r in rows] == list(range(MANY)) and [r[1] for r in rows] == [str(c) for c in range(MANY)]
+    assert np.abs(np.array([r[2] for r in rows]) - sparse_labels["expected"].sum(axis=0)).max() <= 5e-4 + 1e-9
+    assert [r[3] for r in rows] == np.bincount(sparse_labels["label"], minlength=MANY).tolist()
+    columns, rows = results["Sanity checks with list functions"]
+    check = dict(zip(columns, rows[0]))
+    assert check.pop("rows") == len(sparse_labels["lam"]) and check.pop("max_entries") == 2
+    assert check.pop("max_sum_error") < 1e-6 and set(check.values()) == {0}, check
+    columns, rows = results["The 5 classes with the most soft-label mass before smoothing"]
+    sparse_mass = (sparse_labels["expected"].sum(axis=0) - len(sparse_labels["lam"]) * EPS / MANY) / (1 - EPS)
+    top = np.argsort(-sparse_mass, kind="stable")[:5]
+    assert np.allclose([r[1] for r in rows], sparse_mass[top], atol=5e-4)
+    columns, rows = results["Rows per op"]
+    assert {r[0]: r[1] for r in rows} == {op: n for op, n in manifest_of(sparse_out)["totals"]["ops"].items() if n}
+
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "duckdb_query.py"), str(sparse_out), "--max-rows", "10"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"... {MANY - 10} more rows ({MANY} in all)" in proc.stdout and "weight_not_lam" in proc.stdout
+
+
+def test_example_duckdb_both_forms_give_one_class_mass(both_out):
+    """A --soft-label both bake: the dense file's class mass (soft_label) equals the sparse file's
+    (soft_index/soft_value, smoothed in SQL); duckdb_query.py picks the sparse one."""
+    pytest.importorskip("duckdb")
+    assert load_example("duckdb_query.py").soft_form(str(both_out)) == "sparse"
+    mass = {sql: DuckdbResults(both_out, sql)["Soft-label mass per class"][1]
+            for sql in ("duckdb_labels.sql", "duckdb_labels_sparse.sql")}
+    assert mass["duckdb_labels.sql"] == mass["duckdb_labels_sparse.sql"]
+    assert [r[1] for r in mass["duckdb_labels.sql"]] == DEMO_CLASSES
