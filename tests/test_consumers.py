@@ -650,3 +650,46 @@ def test_example_duckdb_both_forms_give_one_class_mass(both_out):
             for sql in ("duckdb_labels.sql", "duckdb_labels_sparse.sql")}
     assert mass["duckdb_labels.sql"] == mass["duckdb_labels_sparse.sql"]
     assert [r[1] for r in mass["duckdb_labels.sql"]] == DEMO_CLASSES
+
+
+@pytest.mark.parametrize("how", ["data_dir", "card"])
+def test_hf_reads_the_sparse_columns(hf_offline, sparse_out, sparse_labels, how, tmp_path):
+    cache = tmp_path / "hf_cache"
+    ds = load_by_card(hf_offline, sparse_out, cache) if how == "card" else \
+        hf_offline.load_dataset("parquet", data_dir=str(sparse_out), split="train", cache_dir=str(cache))
+    features = ds.features
+    assert "soft_label" not in features and features["label"].num_classes == MANY
+    for name, dtype in (("soft_index", "int32"), ("soft_value", "float32")):
+        assert type(features[name]).__name__ in ("List", "Sequence") and features[name].feature.dtype == dtype
+    assert ds.data.schema.field("soft_index").type == pa.list_(pa.int32())
+    assert ds.data.schema.field("soft_value").type == pa.list_(pa.float32())
+    labels = ds.select_columns(["key", "soft_index", "soft_value"]).to_dict()
+    assert labels["key"] == sparse_labels["key"]
+    assert labels["soft_index"] == sparse_labels["index"] and labels["soft_value"] == sparse_labels["value"]
+
+
+def test_example_hf_datasets_sparse(hf_offline, sparse_out, sparse_labels, tmp_path, capsys):
+    stdout = run_example(capsys, "hf_datasets.py", sparse_out, "--cache-dir", tmp_path / "hf_cache")
+    assert f"num_rows: {len(sparse_labels['lam'])}" in stdout and f"ClassLabel with {MANY} classes" in stdout
+    assert "'1199'" in stdout and "'600'" not in stdout  # 1200 class names are not all printed
+    entries = sum(map(len, sparse_labels["index"]))
+    assert (f"soft_index/soft_value: {entries} entries for {len(sparse_labels['lam'])} rows (label smoothing {EPS} "
+            f"over {MANY} classes); dense row sums in [1.000000, 1.000000]") in stdout
+    assert f"dense soft_label of rows 0-7, built on read: (8, {MANY}) float32" in stdout
+
+    example = load_example("hf_datasets.py")
+    ds = example.load(str(sparse_out), str(tmp_path / "hf_cache"))
+    dense = example.dense_view(ds.select_columns(["soft_index", "soft_value"]), MANY, EPS)[:]["soft_label"]
+    assert dense.shape == (len(ds), MANY) and dense.dtype == np.float32
+    assert np.allclose(dense, sparse_labels["expected"], atol=1e-6)
+
+
+def test_example_hf_datasets_both(hf_offline, both_out, tmp_path, capsys):
+    stdout = run_example(capsys, "hf_datasets.py", both_out, "--cache-dir", tmp_path / "hf_cache")
+    rows = manifest_of(both_out)["totals"]["rows"]
+    assert f"soft_label matrix ({rows}, 6) float32" in stdout and "dense soft_label of rows 0-7, built on read: (8, 6)" in stdout
+    example = load_example("hf_datasets.py")
+    ds = example.load(str(both_out), str(tmp_path / "hf_cache")).select_columns(["soft_label", "soft_index", "soft_value"])
+    stored = np.asarray(ds.with_format("numpy")["soft_label"])
+    built = example.dense_view(ds.remove_columns("soft_label"), len(DEMO_CLASSES), EPS)[:]["soft_label"]
+    assert np.allclose(stored, built, atol=1e-6)
