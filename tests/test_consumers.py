@@ -754,3 +754,31 @@ def test_folder_labels_csv_sparse(many_src, tmp_path):
         # labels.csv rounds a weight to 7 decimals (as it does soft_label's): not float32's round trip
         assert index == ref["soft_index"] and np.allclose(value, ref["soft_value"], rtol=0, atol=1e-7)
         assert int(row["label"]) == index[int(np.argmax(value))]
+
+
+def test_duckdb_and_polars_read_the_sparse_columns(sparse_out, sparse_labels):
+    """The types and snippets of arrow_readers.md on a sparse bake: a batch's dense target, class mass."""
+    duckdb = pytest.importorskip("duckdb")
+    pl = pytest.importorskip("polars")
+    shards, labels = f"{sparse_out}/data/*.parquet", sparse_out / "labels.parquet"
+    con = duckdb.connect()
+    for source in (f"read_parquet('{shards}')", f"read_parquet('{labels}')"):
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        assert (types["soft_index"], types["soft_value"]) == ("INTEGER[]", "FLOAT[]") and "soft_label" not in types
+    entries = con.execute(f"SELECT unnest(soft_index) AS c, unnest(soft_value) AS w FROM '{labels}'").fetchnumpy()
+    assert len(entries["c"]) == sum(map(len, sparse_labels["index"]))  # zipped, not a cross product
+
+    for df in (pl.read_parquet(shards), pl.read_parquet(labels)):
+        assert df.schema["soft_index"] == pl.List(pl.Int32) and df.schema["soft_value"] == pl.List(pl.Float32)
+    batch = pl.read_parquet(labels, columns=["soft_index", "soft_value"]).slice(0, 256)
+    rows = np.repeat(np.arange(batch.height), batch["soft_index"].list.len().to_numpy())
+    dense = np.full((batch.height, MANY), EPS / MANY, np.float32)
+    dense[rows, batch["soft_index"].explode().to_numpy()] += (1 - EPS) * batch["soft_value"].explode().to_numpy()
+    assert np.allclose(dense, sparse_labels["expected"][:256], atol=1e-6)
+    mass = (pl.scan_parquet(labels)
+            .select(pl.col("soft_index").explode().alias("class_id"), pl.col("soft_value").explode().alias("w"))
+            .group_by("class_id").agg(pl.col("w").sum()).collect())
+    got = np.zeros(MANY)
+    got[mass["class_id"].to_numpy()] = mass["w"].to_numpy()
+    assert np.allclose((1 - EPS) * got + len(sparse_labels["lam"]) * EPS / MANY, sparse_labels["expected"].sum(axis=0),
+                       atol=1e-4)
