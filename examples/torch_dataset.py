@@ -70,8 +70,8 @@ class MixbakeParquet(Dataset):
 
     ``ds[i]`` is ``(image, target)``, or ``(image, target, info)`` with ``provenance=True``: ``target``
     is the dense soft label (a (K,) tensor) or, for ``form="sparse"``, its ``(index, value)`` tensors
-    (see ``SoftTargetCollate``). ``info`` holds ``lam`` (float32) and ``label_a``/``label_b`` (int64; a row without a partner,
-    i.e. cutout or an unaugmented row, has ``label_b == label_a``).
+    (see ``SoftTargetCollate``). ``info`` holds ``lam`` (float32) and ``label_a``/``label_b`` (int64;
+    a row without a partner, i.e. cutout or an unaugmented row, has ``label_b == label_a``).
 
     Files are opened lazily in whichever process reads them, so the dataset pickles cheaply into
     DataLoader workers. Each process keeps the last decoded row group's columns (not its pixels).
@@ -104,7 +104,7 @@ class MixbakeParquet(Dataset):
 
     def _pick_form(self, requested: Optional[str]) -> str:
         stored = stored_forms(pq.read_schema(self.paths[0]).names) if self.paths else ["dense"]
-        # of a --soft-label both bake read the sparse columns: 1-2 entries a row instead of K
+        # a --soft-label both bake: read the sparse columns, 1-2 entries a row instead of K
         form = requested or ("sparse" if "sparse" in stored else "dense")
         if form not in stored:
             raise ValueError(f"{self.out} stores its soft label {' and '.join(stored)}, not {form}")
