@@ -1,6 +1,11 @@
 -- Queries over a mixbake bake's label manifest (OUT/labels.parquet: one row per sample, no pixels)
 -- and OUT/manifest.json (class names). Works for every --format: labels.parquet is always written.
 --
+-- This file is for a DENSE soft label (a soft_label FLOAT[] column, K entries a row, smoothing
+-- included: bakes of up to 1000 classes by default, --soft-label dense or both). A sparse bake
+-- (soft_index/soft_value: more than 1000 classes, --soft-label sparse) has its own file,
+-- duckdb_labels_sparse.sql; duckdb_query.py picks the file from labels.parquet's columns.
+--
 -- The variable `out` must hold the OUT directory. From Python: examples/duckdb_query.py OUT
 -- (it runs `SET VARIABLE out = 'OUT'` first). With the DuckDB CLI (tried with 1.5.6):
 --   duckdb -cmd "SET VARIABLE out = 'OUT'" < examples/duckdb_labels.sql

@@ -3,6 +3,10 @@ raw pixels, and the scripts in examples/ (PyTorch, DuckDB SQL, HF, webdataset).
 
 Each optional reader is skipped when its package is missing. Bakes are tiny (--size 32) and shared
 per module; nothing goes to the network (HF runs offline, with its caches under tmp).
+
+The last part reads the sparse soft label (soft_index/soft_value) of a 1200-class bake with every
+example, checking the dense target each builds against lam*onehot(a) + (1-lam)*onehot(b) smoothed,
+and a --soft-label both bake, whose dense columns must equal the ones built from its sparse columns.
 """
 import csv
 import importlib.util
@@ -470,3 +474,317 @@ def test_example_webdataset_reader(wds_outs, capsys):
     rows = manifest["totals"]["rows"]
     assert f"{rows} samples in {len(manifest['shards'])} tar shards (manifest says {rows})" in stdout
     assert "one batch: images (4, 32, 32, 3), soft labels (4, 4)" in stdout
+
+
+# ---------------------------------------------------------------- the sparse form (more than 1000 classes)
+
+MANY = 1200  # classes: past columns.DENSE_UP_TO, so --soft-label auto stores soft_index/soft_value
+EPS = 0.1  # the sparse bakes' label smoothing: the readers must apply it, the columns hold it not
+
+
+@pytest.fixture(scope="module")
+def many_src(tmp_path_factory):
+    """A Parquet source of 1200 classes, one 8x8 PNG per class; label int64 (class names '0'..'1199')."""
+    rng = np.random.default_rng(5)
+    images = [{"bytes": png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)), "path": None} for _ in range(MANY)]
+    source = tmp_path_factory.mktemp("many_src") / "many.parquet"
+    pq.write_table(pa.table({"image": pa.array(images, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+                             "label": pa.array(np.arange(MANY), pa.int64())}), source, row_group_size=400)
+    return source
+
+
+def bake_sparse(source, out, *args):
+    manifest = bake(source, out, "--label-smoothing", EPS, "--mixup", 0.4, "--cutmix", 0.3, "--cutout", 0.2,
+                    "--none", 0.1, "--seed", 8, "--shard-size", 500, *args)
+    assert len(manifest["classes"]) == MANY and manifest["config"]["label_smoothing"] == EPS
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def sparse_out(many_src, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sparse") / "parquet"
+    bake_sparse(many_src, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sparse_labels(sparse_out):
+    """labels.parquet's columns as numpy, in shard order; the dense target each row must give."""
+    table = pq.read_table(sparse_out / "labels.parquet")
+    assert "soft_label" not in table.column_names
+    assert table.schema.field("soft_index").type == pa.list_(pa.int32())
+    assert table.schema.field("soft_value").type == pa.list_(pa.float32())
+    cols = {name: table.column(name).to_numpy() for name in ("shard", "row", "lam", "label_a", "label")}
+    assert np.all(np.diff(cols["shard"] * 10**6 + cols["row"]) > 0)  # in shard order, as a reader meets them
+    cols["key"] = table.column("key").to_pylist()
+    cols["label_b"] = pc.coalesce(table.column("label_b"), table.column("label_a")).to_numpy()
+    cols["expected"] = expected_dense(cols["label_a"], cols["label_b"], cols["lam"], MANY, EPS)
+    cols["index"] = table.column("soft_index").to_pylist()
+    cols["value"] = table.column("soft_value").to_pylist()
+    return cols
+
+
+def expected_dense(label_a, label_b, lam, num_classes, eps):
+    """``lam*onehot(a) + (1-lam)*onehot(b)``, smoothed: what a row's dense target must be (float64)."""
+    rows = np.arange(len(lam))
+    dense = np.zeros((len(lam), num_classes))
+    np.add.at(dense, (rows, label_a), lam.astype(np.float64))
+    np.add.at(dense, (rows, label_b), 1.0 - lam.astype(np.float64))
+    return (1 - eps) * dense + eps / num_classes
+
+
+def dense_from_pairs(index, value, num_classes, eps):
+    """Rows of (soft_index, soft_value) as the dense target, with numpy: the reference reader."""
+    dense = np.zeros((len(index), num_classes))
+    for row, (i, v) in enumerate(zip(index, value)):
+        dense[row, i] = v
+    return (1 - eps) * dense + eps / num_classes
+
+
+def test_sparse_bake_stores_at_most_two_ascending_entries_a_row(sparse_out, sparse_labels):
+    manifest = manifest_of(sparse_out)
+    assert all(manifest["totals"]["ops"][op] > 0 for op in ("mixup", "cutmix", "cutout", "none"))
+    lengths = [len(i) for i in sparse_labels["index"]]
+    assert set(lengths) == {1, 2} and all(i == sorted(set(i)) for i in sparse_labels["index"])
+    assert np.allclose(dense_from_pairs(sparse_labels["index"], sparse_labels["value"], MANY, EPS),
+                       sparse_labels["expected"], atol=1e-6)
+    for shard in manifest["shards"]:
+        assert "soft_label" not in pq.read_schema(sparse_out / shard["path"]).names
+
+
+def test_example_torch_dataset_sparse(sparse_out, sparse_labels, capsys):
+    torch = pytest.importorskip("torch")
+    example = load_example("torch_dataset.py")
+    ds = example.MixbakeParquet(str(sparse_out), provenance=True)
+    assert ds.form == "sparse" and len(ds) == len(sparse_labels["lam"]) and len(ds.classes) == MANY
+    index, value = ds[3][1]
+    assert index.tolist() == sparse_labels["index"][3] and value.tolist() == sparse_labels["value"][3]
+    group = ds._group(0)  # a row group's soft label is its entries, not K floats a row
+    assert "soft_label" not in group and group["soft_value"].size <= 2 * (len(group["offsets"]) - 1)
+    loader = torch.utils.data.DataLoader(ds, batch_size=256, collate_fn=example.SoftTargetCollate(MANY, EPS))
+    targets = torch.cat([soft for _, soft, _ in loader])
+    assert targets.shape == (len(ds), MANY) and targets.dtype == torch.float32
+    assert np.allclose(targets.numpy(), sparse_labels["expected"], atol=1e-6)
+    assert torch.equal(targets.argmax(1), torch.tensor(sparse_labels["label"]))
+
+    stdout = run_example(capsys, "torch_dataset.py", sparse_out, "--steps", 3, "--batch-size", 32)
+    assert "soft label sparse (" in stdout and f"of {MANY} classes" in stdout
+    assert "step 3: soft-target CE" in stdout and "OK: the two loss forms agree" in stdout
+
+
+@pytest.fixture(scope="module")
+def both_out(tmp_path_factory):
+    """The demo (6 classes) with --soft-label both: the dense and the sparse columns side by side."""
+    out = tmp_path_factory.mktemp("both") / "parquet"
+    bake("demo", out, "--soft-label", "both", "--label-smoothing", EPS, "--cutout", 0.2, "--seed", 9)
+    return out
+
+
+def test_both_form_dense_equals_the_one_built_from_sparse(both_out):
+    table = pq.read_table(both_out / "labels.parquet")
+    assert {"soft_label", "soft_index", "soft_value"} <= set(table.column_names)
+    dense = np.asarray(table.column("soft_label").to_pylist())
+    built = dense_from_pairs(table.column("soft_index").to_pylist(), table.column("soft_value").to_pylist(),
+                             len(DEMO_CLASSES), EPS)
+    assert np.allclose(dense, built, atol=1e-6)
+
+
+def test_example_torch_dataset_both_forms_give_one_target(both_out, capsys):
+    torch = pytest.importorskip("torch")
+    example = load_example("torch_dataset.py")
+    collate = example.SoftTargetCollate(len(DEMO_CLASSES), EPS)
+    targets = {}
+    for form in ("dense", "sparse"):
+        ds = example.MixbakeParquet(str(both_out), form=form)
+        assert ds.form == form
+        targets[form] = torch.cat([soft for _, soft in torch.utils.data.DataLoader(ds, batch_size=100,
+                                                                                 collate_fn=collate)])
+    assert example.MixbakeParquet(str(both_out)).form == "sparse"
+    assert torch.allclose(targets["dense"], targets["sparse"], atol=1e-6)
+    for form in ("dense", "sparse"):
+        stdout = run_example(capsys, "torch_dataset.py", both_out, "--steps", 2, "--form", form)
+        assert "OK: the two loss forms agree" in stdout
+
+
+class DuckdbResults(dict):
+    """{title: (columns, rows)} of duckdb_query.run; ``[prefix]`` finds the one result whose title
+    starts with it."""
+
+    def __init__(self, out, sql=None):
+        example = load_example("duckdb_query.py")
+        super().__init__((title, (columns, rows)) for title, columns, rows in
+                         example.run(str(out), sql and str(EXAMPLES / sql)))
+
+    def __getitem__(self, prefix):
+        [title] = [t for t in self if t.startswith(prefix)]
+        return super().__getitem__(title)
+
+
+def test_example_duckdb_query_sparse(sparse_out, sparse_labels):
+    pytest.importorskip("duckdb")
+    assert load_example("duckdb_query.py").soft_form(str(sparse_out)) == "sparse"
+    results = DuckdbResults(sparse_out)
+    columns, rows = results["Soft-label mass per class"]
+    assert [r[0] for r in rows] == list(range(MANY)) and [r[1] for r in rows] == [str(c) for c in range(MANY)]
+    assert np.abs(np.array([r[2] for r in rows]) - sparse_labels["expected"].sum(axis=0)).max() <= 5e-4 + 1e-9
+    assert [r[3] for r in rows] == np.bincount(sparse_labels["label"], minlength=MANY).tolist()
+    columns, rows = results["Sanity checks with list functions"]
+    check = dict(zip(columns, rows[0]))
+    assert check.pop("rows") == len(sparse_labels["lam"]) and check.pop("max_entries") == 2
+    assert check.pop("max_sum_error") < 1e-6 and set(check.values()) == {0}, check
+    columns, rows = results["The 5 classes with the most soft-label mass before smoothing"]
+    sparse_mass = (sparse_labels["expected"].sum(axis=0) - len(sparse_labels["lam"]) * EPS / MANY) / (1 - EPS)
+    top = np.argsort(-sparse_mass, kind="stable")[:5]
+    assert np.allclose([r[1] for r in rows], sparse_mass[top], atol=5e-4)
+    columns, rows = results["Rows per op"]
+    assert {r[0]: r[1] for r in rows} == {op: n for op, n in manifest_of(sparse_out)["totals"]["ops"].items() if n}
+
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "duckdb_query.py"), str(sparse_out), "--max-rows", "10"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"... {MANY - 10} more rows ({MANY} in all)" in proc.stdout and "weight_not_lam" in proc.stdout
+
+
+def test_example_duckdb_both_forms_give_one_class_mass(both_out):
+    """A --soft-label both bake: the dense file's class mass (soft_label) equals the sparse file's
+    (soft_index/soft_value, smoothed in SQL); duckdb_query.py picks the sparse one."""
+    pytest.importorskip("duckdb")
+    assert load_example("duckdb_query.py").soft_form(str(both_out)) == "sparse"
+    mass = {sql: DuckdbResults(both_out, sql)["Soft-label mass per class"][1]
+            for sql in ("duckdb_labels.sql", "duckdb_labels_sparse.sql")}
+    assert mass["duckdb_labels.sql"] == mass["duckdb_labels_sparse.sql"]
+    assert [r[1] for r in mass["duckdb_labels.sql"]] == DEMO_CLASSES
+
+
+@pytest.mark.parametrize("how", ["data_dir", "card"])
+def test_hf_reads_the_sparse_columns(hf_offline, sparse_out, sparse_labels, how, tmp_path):
+    cache = tmp_path / "hf_cache"
+    ds = load_by_card(hf_offline, sparse_out, cache) if how == "card" else \
+        hf_offline.load_dataset("parquet", data_dir=str(sparse_out), split="train", cache_dir=str(cache))
+    features = ds.features
+    assert "soft_label" not in features and features["label"].num_classes == MANY
+    for name, dtype in (("soft_index", "int32"), ("soft_value", "float32")):
+        assert type(features[name]).__name__ in ("List", "Sequence") and features[name].feature.dtype == dtype
+    assert ds.data.schema.field("soft_index").type == pa.list_(pa.int32())
+    assert ds.data.schema.field("soft_value").type == pa.list_(pa.float32())
+    labels = ds.select_columns(["key", "soft_index", "soft_value"]).to_dict()
+    assert labels["key"] == sparse_labels["key"]
+    assert labels["soft_index"] == sparse_labels["index"] and labels["soft_value"] == sparse_labels["value"]
+
+
+def test_example_hf_datasets_sparse(hf_offline, sparse_out, sparse_labels, tmp_path, capsys):
+    stdout = run_example(capsys, "hf_datasets.py", sparse_out, "--cache-dir", tmp_path / "hf_cache")
+    assert f"num_rows: {len(sparse_labels['lam'])}" in stdout and f"ClassLabel with {MANY} classes" in stdout
+    assert "'1199'" in stdout and "'600'" not in stdout  # 1200 class names are not all printed
+    entries = sum(map(len, sparse_labels["index"]))
+    assert (f"soft_index/soft_value: {entries} entries for {len(sparse_labels['lam'])} rows (label smoothing {EPS} "
+            f"over {MANY} classes); dense row sums in [1.000000, 1.000000]") in stdout
+    assert f"dense soft_label of rows 0-7, built on read: (8, {MANY}) float32" in stdout
+
+    example = load_example("hf_datasets.py")
+    ds = example.load(str(sparse_out), str(tmp_path / "hf_cache"))
+    dense = example.dense_view(ds.select_columns(["soft_index", "soft_value"]), MANY, EPS)[:]["soft_label"]
+    assert dense.shape == (len(ds), MANY) and dense.dtype == np.float32
+    assert np.allclose(dense, sparse_labels["expected"], atol=1e-6)
+
+
+def test_example_hf_datasets_both(hf_offline, both_out, tmp_path, capsys):
+    stdout = run_example(capsys, "hf_datasets.py", both_out, "--cache-dir", tmp_path / "hf_cache")
+    rows = manifest_of(both_out)["totals"]["rows"]
+    assert f"soft_label matrix ({rows}, 6) float32" in stdout
+    assert "dense soft_label of rows 0-7, built on read: (8, 6)" in stdout
+    example = load_example("hf_datasets.py")
+    ds = example.load(str(both_out), str(tmp_path / "hf_cache"))
+    ds = ds.select_columns(["soft_label", "soft_index", "soft_value"])
+    stored = np.asarray(ds.with_format("numpy")["soft_label"])
+    built = example.dense_view(ds.remove_columns("soft_label"), len(DEMO_CLASSES), EPS)[:]["soft_label"]
+    assert np.allclose(stored, built, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def sparse_wds(many_src, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sparse_wds") / "wds"
+    bake_sparse(many_src, out, "--format", "webdataset")
+    return out
+
+
+def test_example_webdataset_reader_sparse(sparse_wds, capsys):
+    pytest.importorskip("webdataset")
+    labels = labels_by_key(sparse_wds)
+    rows = len(labels)
+    stdout = run_example(capsys, "webdataset_reader.py", sparse_wds, "--batch-size", 4)
+    assert f"{rows} samples in 2 tar shards (manifest says {rows})" in stdout
+    assert "soft-label mass per class (top 10): " in stdout and "soft_index/soft_value: " in stdout
+    assert f"one batch: images (4, 32, 32, 3), soft labels (4, {MANY})" in stdout
+
+    example = load_example("webdataset_reader.py")
+    dataset, manifest = example.make_dataset(str(sparse_wds))
+    keys, targets, mass = [], [], np.zeros(MANY)
+    for image, target, info in dataset:
+        ref = labels[info["key"]]
+        assert "soft_label" not in info and isinstance(target, tuple)
+        assert target[0].tolist() == ref["soft_index"] and target[1].tolist() == ref["soft_value"]
+        keys.append(info["key"])
+        targets.append(target)
+        example.add_mass(mass, target, EPS)
+    assert sorted(keys) == sorted(labels)
+    ref = [labels[k] for k in keys]
+    expected = expected_dense(np.array([r["label_a"] for r in ref]),
+                              np.array([r["label_a"] if r["label_b"] is None else r["label_b"] for r in ref]),
+                              np.array([r["lam"] for r in ref], np.float32), MANY, EPS)
+    assert np.allclose(example.dense_targets(targets, MANY, EPS), expected, atol=1e-6)
+    assert np.allclose(mass, expected.sum(axis=0), atol=1e-4)
+
+
+def test_hf_loads_a_sparse_webdataset_bake_by_its_card(hf_offline, sparse_wds, tmp_path):
+    ds = load_by_card(hf_offline, sparse_wds, tmp_path / "hf_cache")
+    info = ds.features["json"]
+    assert "soft_label" not in info
+    assert info["soft_index"].feature.dtype == "int32" and info["soft_value"].feature.dtype == "float32"
+    labels = labels_by_key(sparse_wds)
+    for row in ds.select_columns(["__key__", "json"]):
+        ref = labels[row["__key__"]]
+        assert (row["json"]["soft_index"], row["json"]["soft_value"]) == (ref["soft_index"], ref["soft_value"])
+
+
+def test_folder_labels_csv_sparse(many_src, tmp_path):
+    out = tmp_path / "folder"
+    bake_sparse(many_src, out, "--format", "folder")
+    labels = labels_by_key(out)
+    with open(out / "labels.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(labels) and "soft_label" not in rows[0]
+    for row in rows:
+        index, value = json.loads(row["soft_index"]), json.loads(row["soft_value"])
+        ref = labels[row["key"]]
+        # labels.csv rounds a weight to 7 decimals (as it does soft_label's): not float32's round trip
+        assert index == ref["soft_index"] and np.allclose(value, ref["soft_value"], rtol=0, atol=1e-7)
+        assert int(row["label"]) == index[int(np.argmax(value))]
+
+
+def test_duckdb_and_polars_read_the_sparse_columns(sparse_out, sparse_labels):
+    """The types and snippets of arrow_readers.md on a sparse bake: a batch's dense target, class mass."""
+    duckdb = pytest.importorskip("duckdb")
+    pl = pytest.importorskip("polars")
+    shards, labels = f"{sparse_out}/data/*.parquet", sparse_out / "labels.parquet"
+    con = duckdb.connect()
+    for source in (f"read_parquet('{shards}')", f"read_parquet('{labels}')"):
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        assert (types["soft_index"], types["soft_value"]) == ("INTEGER[]", "FLOAT[]") and "soft_label" not in types
+    entries = con.execute(f"SELECT unnest(soft_index) AS c, unnest(soft_value) AS w FROM '{labels}'").fetchnumpy()
+    assert len(entries["c"]) == sum(map(len, sparse_labels["index"]))  # zipped, not a cross product
+
+    for df in (pl.read_parquet(shards), pl.read_parquet(labels)):
+        assert df.schema["soft_index"] == pl.List(pl.Int32) and df.schema["soft_value"] == pl.List(pl.Float32)
+    batch = pl.read_parquet(labels, columns=["soft_index", "soft_value"]).slice(0, 256)
+    rows = np.repeat(np.arange(batch.height), batch["soft_index"].list.len().to_numpy())
+    dense = np.full((batch.height, MANY), EPS / MANY, np.float32)
+    dense[rows, batch["soft_index"].explode().to_numpy()] += (1 - EPS) * batch["soft_value"].explode().to_numpy()
+    assert np.allclose(dense, sparse_labels["expected"][:256], atol=1e-6)
+    mass = (pl.scan_parquet(labels)
+            .select(pl.col("soft_index").explode().alias("class_id"), pl.col("soft_value").explode().alias("w"))
+            .group_by("class_id").agg(pl.col("w").sum()).collect())
+    got = np.zeros(MANY)
+    got[mass["class_id"].to_numpy()] = mass["w"].to_numpy()
+    assert np.allclose((1 - EPS) * got + len(sparse_labels["lam"]) * EPS / MANY, sparse_labels["expected"].sum(axis=0),
+                       atol=1e-4)
