@@ -10,8 +10,8 @@ from typing import Optional
 import click
 
 from . import __version__
-from .cli_options import (bake_options, choice, clean_options, explicit, from_manifest_option, recipe_format,
-                          recipe_option, recipe_source, source_and_out, source_options)
+from .cli_options import (bake_options, choice, clean_options, explicit, from_manifest_option, preset_option,
+                          recipe_format, recipe_option, recipe_source, source_and_out, source_options)
 from .config import ERROR_POLICIES
 from .errors import MixbakeError, OptionsConflict
 
@@ -71,6 +71,7 @@ def cli():
 @cli.command(epilog=BAKE_EPILOG)
 @click.argument("paths", nargs=-1, metavar="SOURCE OUT")
 @recipe_option
+@preset_option
 @from_manifest_option
 @source_options
 @bake_options
@@ -132,6 +133,7 @@ def _start_session(spec):
 @cli.command("plan")
 @click.argument("source", required=False)
 @recipe_option
+@preset_option
 @source_options
 @bake_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan summary as JSON.")
@@ -201,6 +203,7 @@ def verify(out, deep, workers, executor, scheduler):
 @cli.command("preview")
 @click.argument("source_or_out", metavar="SOURCE|OUT", required=False)
 @recipe_option
+@preset_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The PNG to write.")
 @click.option("-n", "--samples", "n", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Samples to show.")

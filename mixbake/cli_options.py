@@ -41,7 +41,7 @@ def _click_option(option: Option):
     elif option.kind == "choice":
         kw["type"] = choice(option.choices)
     elif option.kind == "pair":
-        kw.update(type=float, nargs=2)
+        kw.update(type=float, nargs=option.nargs)
     elif option.kind == "flag":
         kw = dict(is_flag=True, help=option.help)
     elif option.kind == "size":
@@ -92,13 +92,36 @@ def _load_recipe(ctx, param, value):
     except MixbakeError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     ctx.meta.setdefault("recipe", {}).update(recipe)
-    ctx.default_map = {**(ctx.default_map or {}), **recipe}
+    _refresh_defaults(ctx)
     return value
+
+
+def _load_preset(ctx, param, value):
+    """Eager: a preset's values become defaults under any recipe's (whatever the order given)."""
+    if value is None:
+        return None
+    from .presets import preset
+    try:
+        ctx.meta["preset"] = preset(value)
+    except MixbakeError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    _refresh_defaults(ctx)
+    return value
+
+
+def _refresh_defaults(ctx) -> None:
+    ctx.default_map = {**ctx.meta.get("preset", {}), **ctx.meta.get("recipe", {})}
 
 
 recipe_option = click.option(
     "--recipe", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_load_recipe,
     help="A TOML file holding bake options (and optionally the source); flags given here override it.")
+
+preset_option = click.option(
+    "--preset", is_eager=True, expose_value=False, callback=_load_preset, metavar="NAME",
+    help="Start from a published recipe's options (deit: DeiT's RandomResizedCrop, hflip, RandAugment 2/9, "
+         "mixup 0.8 / cutmix 1.0 50/50, erase 0.25, smoothing 0.1; see docs/chain.md); flags and --recipe keys "
+         "override it.")
 
 from_manifest_option = click.option(
     "--from-manifest", type=click.Path(), is_eager=True, callback=_load_recipe,

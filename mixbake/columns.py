@@ -35,6 +35,13 @@ LABEL_FIELDS = [  # format 1's columns, in its order (the dense form)
     pa.field("label_b", pa.int64()),
     pa.field("boxes", pa.list_(pa.list_(pa.int32()))),
 ]
+# what each source's view went through before the mix (``mixbake.chain.Record``); with a chain only
+AUG_TYPE = pa.struct([
+    pa.field("crop", pa.list_(pa.int32())), pa.field("hflip", pa.bool_()), pa.field("vflip", pa.bool_()),
+    pa.field("ops", pa.list_(pa.struct([pa.field("op", pa.string()), pa.field("value", pa.float32())]))),
+    pa.field("boxes", pa.list_(pa.list_(pa.int32()))),
+])
+AUG_FIELDS = [pa.field("aug_a", AUG_TYPE), pa.field("aug_b", AUG_TYPE)]
 LABEL_SCHEMA = pa.schema(LABEL_FIELDS)
 NAMES = tuple(f.name for f in LABEL_FIELDS)
 
@@ -46,14 +53,15 @@ def soft_form(requested: str, num_classes: int, format_version=None) -> str:
     return "both" if requested == "both" else "sparse"
 
 
-def label_fields(form: str = "dense") -> list:
-    """The label columns of a build whose soft label is stored in ``form``."""
+def label_fields(form: str = "dense", chain: bool = False) -> list:
+    """The label columns of a build whose soft label is stored in ``form`` (with ``chain``: and
+    whose rows record their views' augmentations)."""
     soft = {"dense": LABEL_FIELDS[2:3], "sparse": SPARSE_FIELDS, "both": LABEL_FIELDS[2:3] + SPARSE_FIELDS}[form]
-    return LABEL_FIELDS[:2] + soft + LABEL_FIELDS[3:]
+    return LABEL_FIELDS[:2] + soft + LABEL_FIELDS[3:] + (AUG_FIELDS if chain else [])
 
 
-def label_names(form: str = "dense") -> tuple:
-    return tuple(f.name for f in label_fields(form))
+def label_names(form: str = "dense", chain: bool = False) -> tuple:
+    return tuple(f.name for f in label_fields(form, chain))
 
 
 class SparseRows:
@@ -88,6 +96,9 @@ def label_arrays(columns: dict) -> Dict[str, pa.Array]:
         "label_b": arrow.nullable(columns["label_b"]),
         "boxes": _boxes_array(columns["boxes"]),
     }
+    for name in ("aug_a", "aug_b"):
+        if name in columns:
+            arrays[name] = pa.array(columns[name], type=AUG_TYPE)
     if "soft_label" in columns:
         arrays["soft_label"] = _list_array(columns["soft_label"].astype(np.float32))
     if "soft_index" in columns:
@@ -105,7 +116,7 @@ def form_of(columns: dict) -> str:
 
 def label_table(columns: dict) -> pa.Table:
     arrays = label_arrays(columns)
-    fields = label_fields(form_of(columns))
+    fields = label_fields(form_of(columns), "aug_a" in columns)
     return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
 
 
@@ -142,7 +153,18 @@ def row_json(columns: dict, i: int) -> dict:
         index, value = columns["soft_index"][i]
         row["soft_index"] = [int(c) for c in index]
         row["soft_value"] = [float(v) for v in np.asarray(value, dtype=np.float32)]
+    for name in ("aug_a", "aug_b"):
+        if name in columns:
+            row[name] = _stored_record(columns[name][i])
     return row
+
+
+def _stored_record(record):
+    """A view's record spelled as stored (values float32)."""
+    if record is None:
+        return None
+    ops = [{"op": o["op"], "value": float(np.float32(o["value"]))} for o in record["ops"]]
+    return {**record, "ops": ops}
 
 
 # ---------------------------------------------------------------- Hugging Face features

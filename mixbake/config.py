@@ -13,11 +13,11 @@ import json
 import logging
 from typing import Dict, List, Tuple
 
-from . import formats, ops
+from . import chain, formats, ops
 from .errors import MixbakeError
 from .options import Option, coerce, pair
 
-RESIZE_MODES = ("crop", "pad", "stretch")
+RESIZE_MODES = ("crop", "pad", "stretch", "random-crop")
 IMAGE_FORMATS = ("jpeg", "png", "webp", "raw")
 PAIRINGS = ("random", "cross-class")
 ERROR_POLICIES = ("fail", "skip")
@@ -30,7 +30,8 @@ log = logging.getLogger("mixbake")
 
 OUTPUT_OPTIONS = (
     Option("size", (224, 224), "size", "Output image size: N for NxN, or WIDTHxHEIGHT.", metavar="N|WxH"),
-    Option("resize", "crop", "choice", "Fit to --size: centre-crop to cover, pad (black) to fit, or stretch.",
+    Option("resize", "crop", "choice", "Fit to --size: centre-crop to cover, pad (black) to fit, stretch, or "
+           "random-crop (torchvision RandomResizedCrop: --crop-scale, --crop-ratio; each copy its own crop).",
            choices=RESIZE_MODES),
     Option("format", "parquet", "choice", "parquet: data/train-*.parquet shards (HF datasets, DuckDB, Polars, "
            "Arrow); webdataset: train-*.tar; folder: images/<class>/<key>.<ext> + labels.csv.",
@@ -60,7 +61,8 @@ SAMPLE_OPTIONS = (
            problem="{flag} must be in 2..1000000 source items, got {value}.", since=2),
     Option("copies_per_pass", None, "int", "With --copies > 1: copies made from one decode of a pool. Each pass "
            "re-shuffles the source into new pools, so an item meets partners from all over the dataset across "
-           "passes; larger K decodes less [default: 4, or every copy at once when the source fits one pool].",
+           "passes; larger K decodes less [default: 4, or every copy at once when the source fits one pool; 1 with "
+           "--resize random-crop, which decodes every view anyway].",
            metavar="K", lo=1, hi=1000, check=lambda v: 1 <= v <= 1000,
            problem="{flag} must be in 1..1000, got {value}.", since=2),
     Option("seed", 0, "seed", "Everything random flows from this seed.", check=lambda v: 0 <= v < 2**63,
@@ -74,8 +76,8 @@ SAMPLE_OPTIONS = (
 
 
 def all_options() -> List[Option]:
-    """Every bake option, in the CLI's order: output, ops, then the rest."""
-    return [*OUTPUT_OPTIONS, *ops.options(), *SAMPLE_OPTIONS]
+    """Every bake option, in the CLI's order: output, the chain's steps, ops, then the rest."""
+    return [*OUTPUT_OPTIONS, *chain.options(), *ops.options(), *SAMPLE_OPTIONS]
 
 
 OPTIONS: Dict[str, Option] = {o.name: o for o in all_options()}
@@ -131,9 +133,10 @@ class _Config:
         a config that baked before keeps its identity (and its bytes); ``format_version`` is not a
         config key: the build identity records the format its rules follow."""
         d = {name: getattr(self, name) for name in OPTIONS if name not in NOT_RECORDED}
+        d = {k: v for k, v in d.items() if not (k in LATER_FIELDS and v == OPTIONS[k].default)}
         d["size"] = list(self.size)
-        d["cutmix_minmax"] = list(self.cutmix_minmax) if self.cutmix_minmax else None
-        return {k: v for k, v in d.items() if not (k in LATER_FIELDS and v == OPTIONS[k].default)}
+        d.update({name: list(v) for name, v in d.items() if OPTIONS[name].kind == "pair" and v})
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "BakeConfig":
@@ -152,9 +155,14 @@ class _Config:
         from .columns import soft_form
         return soft_form(self.soft_label, num_classes, self.format_version)
 
+    def label_fields(self, num_classes: int) -> list:
+        """The label columns of this build's rows (``mixbake.columns``)."""
+        from .columns import label_fields
+        return label_fields(self.soft_form(num_classes), chain.enabled(self))
+
     def inert(self) -> Dict[str, str]:
         """{option: why it has no effect}: options the rest of this config makes inert."""
-        found = {}
+        found = chain.inert(self)
         for op in ops.REGISTRY:
             found.update(op.inert(self))
         if self.image_format in ("png", "raw"):
@@ -183,6 +191,7 @@ def _validate(c) -> None:
                            f"{', '.join('--' + n for n in ops.NAMES)} a share > 0.")
     for op in ops.REGISTRY:
         op.validate(c)
+    chain.validate(c)
     if c.format_version == 1 and (c.pool_size is not None or c.copies_per_pass is not None):
         raise MixbakeError("--pool-size and --copies-per-pass are format-2 options: a format-1 build has neither.")
 

@@ -60,26 +60,32 @@ def own_pixel_limit():
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> np.ndarray:
-    """Bytes (or an RGB array) -> RGB uint8 array of exactly ``size`` (width, height)."""
+def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int, choose=None) -> np.ndarray:
+    """Bytes (or an RGB array) -> RGB uint8 array of exactly ``size`` (width, height).
+
+    ``choose``: ``(width, height) -> (x0, y0, x1, y1)``, a crop of the oriented image to resize to
+    ``size`` instead of fitting it by ``resize``; asked with the header's size before decoding, so
+    a JPEG is decoded at the largest DCT scale at which the crop still covers ``size``.
+    """
     if isinstance(payload, np.ndarray):
-        return fit(payload, size, resize)
+        return _finish(payload, payload.shape[1::-1], size, resize, _box(choose, payload))
     if payload is None:  # a null in the Parquet image column (a cell naming a file gets its bytes read)
         raise DecodeError("the image bytes are null, and no path names a file to read them from")
     if len(payload) == 0:
         raise DecodeError("empty image data (0 bytes)")
     if payload[:3] == b"\xff\xd8\xff":
-        fast = _load_jpeg_fast(payload, size, resize, max_pixels)
+        fast = _load_jpeg_fast(payload, size, resize, max_pixels, choose)
         if fast is not None:
             return fast
     elif payload[:8] == _PNG_SIGNATURE:
         if _plain_png(payload, check_png_chunks(payload), max_pixels):
-            return fit(_decode_plain_png(payload), size, resize)
+            rgb = _decode_plain_png(payload)
+            return _finish(rgb, rgb.shape[1::-1], size, resize, _box(choose, rgb))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(payload)) as im:
-                return _load_opened(im, payload, size, resize, max_pixels)
+                return _load_opened(im, payload, size, resize, max_pixels, choose)
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -90,12 +96,13 @@ def load_image(payload, size: Tuple[int, int], resize: str, max_pixels: int) -> 
         raise DecodeError(f"cannot decode image: {exc}") from None
 
 
-def _load_opened(im: Image.Image, payload: bytes, size, resize, max_pixels) -> np.ndarray:
+def _load_opened(im: Image.Image, payload: bytes, size, resize, max_pixels, choose) -> np.ndarray:
     width, height = im.size
     _check_pixels(width, height, max_pixels)
     orientation = _orientation(im)
     oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-    factor = dct_factor(oriented, size, resize)
+    box = choose(*oriented) if choose else None
+    factor = dct_factor(oriented, size, resize, box)
     if im.format == "JPEG" and im.mode in ("RGB", "L"):
         rgb = simplejpeg.decode_jpeg(payload, colorspace="RGB", strict=True,
                                      min_height=_ceil_div(height, factor), min_width=_ceil_div(width, factor))
@@ -103,10 +110,10 @@ def _load_opened(im: Image.Image, payload: bytes, size, resize, max_pixels) -> n
         if im.format == "JPEG" and factor > 1:
             im.draft(im.mode, (_ceil_div(width, factor), _ceil_div(height, factor)))
         rgb = to_rgb(im)
-    return fit(orient(rgb, orientation), size, resize)
+    return _finish(orient(rgb, orientation), oriented, size, resize, box)
 
 
-def _load_jpeg_fast(payload: bytes, size, resize, max_pixels):
+def _load_jpeg_fast(payload: bytes, size, resize, max_pixels, choose):
     """The hot path: RGB/gray JPEGs straight through libjpeg-turbo, no Pillow object at all.
 
     Returns None to fall back to Pillow (CMYK/YCCK JPEGs, or a header simplejpeg cannot parse,
@@ -121,7 +128,8 @@ def _load_jpeg_fast(payload: bytes, size, resize, max_pixels):
     _check_pixels(width, height, max_pixels)
     orientation = jpeg_orientation(payload)
     oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-    factor = dct_factor(oriented, size, resize)
+    box = choose(*oriented) if choose else None
+    factor = dct_factor(oriented, size, resize, box)
     min_h, min_w = _ceil_div(height, factor), _ceil_div(width, factor)
     buffer = _decode_buffer(min_h * min_w * 3)
     try:
@@ -129,7 +137,7 @@ def _load_jpeg_fast(payload: bytes, size, resize, max_pixels):
                                      min_height=min_h, min_width=min_w)
     except ValueError as exc:
         raise DecodeError(f"cannot decode JPEG: {exc}") from None
-    out = fit(orient(rgb, orientation), size, resize)
+    out = _finish(orient(rgb, orientation), oriented, size, resize, box)
     return out.copy() if np.may_share_memory(out, buffer) else out  # the buffer is reused next call
 
 
@@ -250,10 +258,13 @@ def _orientation(im: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def dct_factor(src_size, size, resize: str) -> int:
-    """Largest power of two (<= 8) we can shrink by at decode and still be >= the needed size."""
+def dct_factor(src_size, size, resize: str, box=None) -> int:
+    """Largest power of two (<= 8) we can shrink by at decode and still be >= the needed size (of
+    the whole image, or with ``box`` of the crop)."""
     (w, h), (out_w, out_h) = src_size, size
-    if resize == "crop":
+    if box is not None:
+        room = min((box[2] - box[0]) / out_w, (box[3] - box[1]) / out_h)
+    elif resize == "crop":
         room = min(w / out_w, h / out_h)
     elif resize == "pad":
         room = max(w / out_w, h / out_h)
@@ -315,6 +326,30 @@ def orient(rgb: np.ndarray, orientation: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- resize
+
+def _box(choose, rgb: np.ndarray):
+    return choose(rgb.shape[1], rgb.shape[0]) if choose else None
+
+
+def _finish(rgb: np.ndarray, full, size, resize: str, box) -> np.ndarray:
+    """The decoded oriented image (maybe DCT-scaled from ``full`` = (width, height)) to ``size``:
+    fitted by ``resize``, or its ``box`` (in ``full``'s pixels) cropped and resized."""
+    if box is None:
+        return fit(rgb, size, resize)
+    return crop_resize(rgb, box, full, size)
+
+
+def crop_resize(rgb: np.ndarray, box, full, size) -> np.ndarray:
+    """``box`` (x0, y0, x1, y1 in pixels of a ``full`` = (width, height) image) of ``rgb`` (that
+    image, maybe decoded at a DCT scale) resized to ``size``. On a scaled decode the box's edges
+    snap to the nearest decoded pixel: at most half a decoded pixel, less than half an output one."""
+    h, w = rgb.shape[:2]
+    sx, sy = w / full[0], h / full[1]
+    x0, x1 = (min(w, max(0, int(round(v * sx)))) for v in (box[0], box[2]))
+    y0, y1 = (min(h, max(0, int(round(v * sy)))) for v in (box[1], box[3]))
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    return _resize(rgb[y0:y1, x0:x1], *size)
+
 
 def fit(rgb: np.ndarray, size: Tuple[int, int], resize: str) -> np.ndarray:
     """Resize to exactly (width, height): centre ``crop`` to cover, ``pad`` (black) to fit, or ``stretch``."""

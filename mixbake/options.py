@@ -31,6 +31,7 @@ class Option:
     lo: Optional[float] = None      # kind int: the range the CLI accepts (click.IntRange)
     hi: Optional[float] = None
     cli: bool = True                # offered as a flag (format_version is not)
+    nargs: int = 2                  # kind "pair": how many numbers (--color-jitter takes 4)
 
     @property
     def flag(self) -> str:
@@ -72,12 +73,30 @@ def coerce(option: Option, value):
     return converted
 
 
-def pair(option: Option, value) -> Optional[Tuple[float, float]]:
-    """A kind-"pair" option: two numbers (LO, HI)."""
+def pair(option: Option, value) -> Optional[Tuple[float, ...]]:
+    """A kind-"pair" option: ``option.nargs`` numbers (two: LO HI)."""
     if value is None:
         return None
+    words = option.metavar or "LO HI"
     try:
-        lo, hi = (float(v) for v in value)
+        numbers = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise MixbakeError(f"{option.flag} needs two numbers LO HI, got {value!r}.") from None
-    return lo, hi
+        numbers = ()
+    if len(numbers) != option.nargs or not all(map(math.isfinite, numbers)):
+        count = {2: "two", 4: "four"}.get(option.nargs, str(option.nargs))
+        raise MixbakeError(f"{option.flag} needs {count} numbers {words}, got {value!r}.") from None
+    return numbers
+
+
+def span(name: str, default, help: str, lo: float, hi: float, what: str, since: int = 2) -> Option:
+    """A kind-"pair" option LO HI with ``lo <= LO <= HI <= hi`` (``lo`` itself excluded when it is 0)."""
+    def ok(v):
+        return (v[0] > lo if lo == 0 else v[0] >= lo) and v[0] <= v[1] <= hi
+    low = f"0 < LO" if lo == 0 else f"{lo:g} <= LO"
+    return Option(name, default, "pair", help, check=ok, since=since,
+                  problem=f"{{flag}} {what}: needs {low} <= HI <= {hi:g}, got {{value}}.")
+
+
+def probability(name: str, help: str, since: int = 2) -> Option:
+    return Option(name, 0.0, "float", help, metavar="P", since=since, check=lambda v: 0 <= v <= 1,
+                  problem="{flag} is a probability in [0, 1], got {value}.")

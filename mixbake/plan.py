@@ -29,7 +29,7 @@ from typing import Iterator, List, Tuple
 
 import numpy as np
 
-from . import ops
+from . import chain, ops
 from .config import BakeConfig
 from .errors import MixbakeError
 from .ops.boxes import NO_BOX
@@ -75,6 +75,9 @@ def resolve_pairing(config: BakeConfig, sizes) -> Pairing:
         return Pairing(1, max(2, math.ceil(config.shard_size / config.rows_per_item)), config.copies, 1)
     pool_size = config.pool_size or max(2, math.ceil(config.shard_size / (1 + int(config.keep_originals))))
     per_pass = config.copies_per_pass
+    if per_pass is None and chain.enabled(config):
+        # a worker holds a view per item and copy of its pass; a random crop decodes every view anyway
+        per_pass = 1 if config.resize == "random-crop" else COPIES_PER_PASS
     if per_pass is None:
         # the whole catalog in one pool: every copy from a single decode, partners from everywhere
         one_pool = len(_cut_positions(_sizes(sizes), pool_size, None)) == 2
@@ -224,7 +227,8 @@ class PoolPlan:
         return len(self.op)
 
 
-STREAMS = ("op", "partner", "mixup", "cutmix", "box", "cutout", "order")
+# children of a pool's SeedSequence, by position: only ever appended (the chain's steps came second)
+STREAMS = ("op", "partner", "mixup", "cutmix", "box", "cutout", "order") + chain.STREAMS
 
 
 def pool_streams(seed: int, pool: Pool) -> dict:
@@ -236,6 +240,15 @@ def pool_streams(seed: int, pool: Pool) -> dict:
     key = (1, pool.pool_id) if pool.format_version == 1 else (3, pool.pass_id, pool.index)
     children = np.random.SeedSequence(seed, spawn_key=key).spawn(len(STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
+
+
+def plan_views(config: BakeConfig, pool: Pool, items: int) -> dict:
+    """The chain's draws for every view of a pool, {step: (views, k) uniforms}: view ``p * copies +
+    j`` is item ``p``'s view in the pool's ``j``-th copy. Drawn for every view whatever its item's
+    fate (a bad item changes no other view), each step from its own stream; steps off draw nothing."""
+    streams = pool_streams(config.seed, pool)
+    views = items * pool.copies
+    return {step.name: step.draw(config, streams[step.stream], views) for step in chain.active(config)}
 
 
 def shard_streams(seed: int, shard_id: int) -> dict:

@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import formats, ops
+from . import chain, formats, ops
 from .config import BakeConfig
 from .pairs import few_partners, partner_stats
 from .plan import plan_pool
@@ -56,6 +56,7 @@ def plan_summary(source, source_options: Optional[SourceOptions] = None, **optio
         "shard_rows": {"min": min(shard_rows), "max": max(shard_rows)},
         "first_shard": formats.get(config.format).shard_relpath(0, len(shard_rows)),
         "pairing": {**pairing.to_dict(), "partners": partners},
+        "chain": chain.describe(config),
         "warnings": _pairing_warnings(config, pairing, partners),
         "estimated_bytes": int(rows * width * height * BYTES_PER_PIXEL[config.image_format]),
         "config": config.to_dict(),
@@ -102,6 +103,8 @@ def format_plan(d: dict) -> str:
         f"({d['shard_rows']['min']}..{d['shard_rows']['max']} rows each; first: {d['first_shard']})",
         f"images     {cfg['size'][0]}x{cfg['size'][1]} {cfg['image_format']}, {cfg['format']} format, "
         f"~{human_bytes(d['estimated_bytes'])} (estimate for photographs)",
+        "chain      " + (" -> ".join(d["chain"]) + " -> the op" if d.get("chain") else
+                         f"none (each source fitted by --resize {cfg['resize']})"),
         "ops        " + ", ".join(f"{op} {n} ({100 * n / max(1, d['rows']):.0f}%)" for op, n in d["ops"].items() if n),
         f"seed       {cfg['seed']}",
         _pairing_line(d["pairing"]),

@@ -241,10 +241,11 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
             break
         _decode_positions(task, missing, images, bad)  # a bad one changes the plan: plan again
     skipped += [f"{task.refs[p]}: {reason}" for p, reason in sorted(bad.items())]
-    columns = label_columns(task, plan)
+    columns = label_columns(task, plan, images)
     samples = []
     for r in range(shown):
-        stored = imaging.encode(render(config, plan, r, images), config.image_format, config.quality)
+        stored = imaging.encode(render(config, plan, r, images, task.pool.first_copy), config.image_format,
+                                config.quality)
         samples.append(Sample(imaging.decode_output(stored, config.image_format, config.size), row_json(columns, r)))
     return samples
 
@@ -267,7 +268,7 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
         labels=task.labels[sub_positions], refs=tuple(task.refs[p] for p in sub_positions),
         known_bad=skip, on_error="skip")
     with own_pixel_limit():  # as in workers: --max-pixels decides
-        sub_images, sub_bad = load_pool(sub)
+        sub_images, sub_bad = load_pool(sub, within=(len(task.items), sub_positions))
     for q, p in enumerate(sub_positions.tolist()):
         if p in wanted:
             if q in sub_bad:
@@ -305,14 +306,15 @@ BAR, CAPTION_PAD = 4, 8
 
 
 def make_layout(count: int, image_w: int, image_h: int, tile: int = TILE, columns: Optional[int] = None,
-                title_lines: int = 2) -> Layout:
+                title_lines: int = 2, detail_lines: int = 0) -> Layout:
     longest = max(image_w, image_h)
     # Upscale by a whole factor (nearest: crisp, exact pixels), downscale smoothly to the target.
     scale = float(max(1, round(tile / longest))) if longest <= tile else tile / longest
     tile_w, tile_h = max(1, round(image_w * scale)), max(1, round(image_h * scale))
     cols = columns or max(1, math.ceil(math.sqrt(count)))
     cols = min(cols, count)
-    caption_h = BAR + CAPTION_PAD - 2 + 2 * _line(FONT_CAPTION) + 2 + CAPTION_PAD - 2
+    caption_h = BAR + CAPTION_PAD - 2 + 2 * _line(FONT_CAPTION) + 2 + CAPTION_PAD - 2 \
+        + detail_lines * (_line(FONT_DETAIL) + 2)
     title_h = GUTTER + _line(FONT_TITLE) + (title_lines - 1) * (_line(FONT_SUBTITLE) + 2)
     return Layout(count=count, columns=cols, rows=math.ceil(count / cols), scale=scale, tile_w=tile_w,
                   tile_h=tile_h, cell_w=max(tile_w, MIN_CELL), caption_h=caption_h, title_h=title_h)
@@ -336,7 +338,8 @@ def render_sheet(samples: List[Sample], classes: Sequence[str], title: Sequence[
     from PIL import Image, ImageDraw
 
     height, width = samples[0].pixels.shape[:2]
-    layout = make_layout(len(samples), width, height, tile, columns, len(title))
+    chained = any(s.row.get("aug_a") for s in samples)  # a line of what each view went through
+    layout = make_layout(len(samples), width, height, tile, columns, len(title), 2 if chained else 0)
     sheet = Image.new("RGB", (layout.width, layout.height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     _draw_title(draw, layout, title)
@@ -408,6 +411,20 @@ def _draw_caption(draw, row: dict, classes: Sequence[str], layout: Layout, x: in
             tx = _segment(draw, tx, ty, " / ", cap, MUTED)
         tx = _segment(draw, tx, ty, name, cap, _lighter(class_color(c)))
         tx = _segment(draw, tx, ty, f" {mass:.2f}", cap, TEXT)
+    if row.get("aug_a"):
+        _draw_records(draw, row, x + pad, ty + _line(FONT_CAPTION) + 2, avail)
+
+
+def _draw_records(draw, row: dict, x: int, y: int, width: int) -> None:
+    """'a: crop 117x95 hflip rot-9 post7', and b's, one line each (``chain.short``)."""
+    from . import chain
+    det = font(FONT_DETAIL)
+    for side in ("a", "b"):
+        record = row.get(f"aug_{side}")
+        if side == "b" and record is None:
+            continue
+        draw.text((x, y), _fit(f"{side}: {chain.short(record)}", det, width), font=det, fill=MUTED)
+        y += _line(FONT_DETAIL) + 2
 
 
 def _segment(draw, x: float, y: int, text: str, face, color) -> float:
@@ -453,8 +470,20 @@ def _config_line(config: dict) -> str:
     width, height = config["size"]
     extra = " · keep originals" if config.get("keep_originals") else ""
     smooth = f" · smoothing {config['label_smoothing']:g}" if config.get("label_smoothing") else ""
-    return (f"{width}x{height} {config['image_format']} ({config['resize']}) · {_ops_summary(config)}"
-            f"{smooth}{extra}")
+    return (f"{width}x{height} {config['image_format']} ({config['resize']}) · {_chain_summary(config)}"
+            f"{_ops_summary(config)}{smooth}{extra}")
+
+
+def _chain_summary(config: dict) -> str:
+    """The chain's steps after the crop ('hflip 0.5 · randaugment ... · '), or nothing."""
+    from . import chain
+    from .config import BakeConfig
+    try:
+        steps = chain.describe(BakeConfig.from_dict(config))
+    except MixbakeError:  # a manifest this version cannot read back as a config: leave the steps out
+        return ""
+    steps = [step for step in steps if not step.startswith("random-crop")]
+    return "".join(f"{step} · " for step in steps)
 
 
 def _source_title(catalog, config, shown: int, skipped: Sequence[str] = ()) -> List[str]:

@@ -2,7 +2,8 @@
 
 A recipe is a flat mapping of option names (``mixup-alpha`` or ``mixup_alpha``) to values, at the
 top level or under a ``[bake]`` table, optionally with ``source``, ``image-column`` and
-``label-column``. Command-line flags override it.
+``label-column``, and a ``preset`` whose values its own keys override. Command-line flags
+override it.
 """
 from __future__ import annotations
 
@@ -37,9 +38,15 @@ def load_recipe(path: str) -> dict:
     recipe = {}
     for key, value in table.items():
         name = key.replace("-", "_")
-        if name not in CONFIG_KEYS + SOURCE_KEYS + RUN_KEYS:
+        if name not in CONFIG_KEYS + SOURCE_KEYS + RUN_KEYS + ("preset",):
             raise MixbakeError(f"Recipe {path}: unknown option {key!r}.")
         recipe[name] = value
+    if "preset" in recipe:  # the preset's values, under the recipe's own
+        from .presets import preset
+        try:
+            recipe = {**preset(str(recipe.pop("preset"))), **recipe}
+        except MixbakeError as exc:
+            raise MixbakeError(f"Recipe {path}: {exc}") from None
     if "source" in recipe and not os.path.isabs(str(recipe["source"])) and recipe["source"] != "demo":
         # a relative source means relative to the recipe, so recipes can travel with their data
         recipe["source"] = os.path.join(os.path.dirname(os.path.abspath(path)), str(recipe["source"]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import List
 
-from . import formats, ops
+from . import chain, formats, ops
 from .config import OUTPUT_OPTIONS, SAMPLE_OPTIONS
 from .options import Option
 from .sources import SourceOptions
@@ -30,6 +30,8 @@ def _default(option: Option) -> str:
         return "(auto)" if option.since > 1 else "off"
     if option.kind == "flag":
         return "off" if not value else "on"
+    if option.kind == "pair":
+        return " ".join(f"{v:.4g}" for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -42,6 +44,8 @@ def _row(option: Option, room: str) -> str:
 def options_table() -> List[str]:
     lines = ["| option | default | declared in | since format | meaning |", "|---|---|---|---|---|"]
     lines += [_row(o, "config.py") for o in OUTPUT_OPTIONS]
+    for step in chain.REGISTRY:
+        lines += [_row(o, f"chain/{step.__module__.rsplit('.', 1)[-1]}.py") for o in step.options]
     for op in ops.REGISTRY:
         lines += [_row(o, f"ops/{op.__module__.rsplit('.', 1)[-1]}.py") for o in (op.share, *op.options)]
     lines += [_row(o, "config.py") for o in SAMPLE_OPTIONS if o.cli]
@@ -56,6 +60,14 @@ def ops_table() -> List[str]:
         streams = ", ".join(op.streams) or "-"
         lines.append(f"| {op.name} ({op.code}) | {'yes' if op.partner else 'no'} | {streams} | {options} | "
                      f"`{rule}` |")
+    return lines
+
+
+def chain_table() -> List[str]:
+    lines = ["| step (in running order) | random stream | options |", "|---|---|---|"]
+    for step in chain.REGISTRY:
+        options = ", ".join(f"`{o.flag}`" for o in step.options) or "-"
+        lines.append(f"| {step.name} | {step.stream} | {options} |")
     return lines
 
 
@@ -75,7 +87,8 @@ def sources_table() -> List[str]:
 
 def page() -> str:
     parts = [HEADER, "## Bake options\n", *options_table(), "", "## Ops (the registry's order is the op code)\n",
-             *ops_table(), "", "## Output formats\n", *formats_table(), "", "## Source options\n",
+             *ops_table(), "", "## Chain steps (before the op; see chain.md)\n", *chain_table(), "",
+             "## Output formats\n", *formats_table(), "", "## Source options\n",
              *sources_table()]
     return "\n".join(parts) + "\n"
 

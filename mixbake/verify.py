@@ -19,7 +19,6 @@ import pyarrow as pa
 from . import card, formats, manifest
 from .config import BakeConfig
 from .errors import MixbakeError
-from .columns import label_names
 from .formats.parquet import DATA
 from .store import Store
 from .verify_worker import ShardPart, VerifyJob, check, footer_problems
@@ -171,7 +170,7 @@ def _labels_by_shard(out: Store, doc: dict, config: BakeConfig) -> Iterator:
     """(shard id, its rows of labels.parquet) of every shard in order, labels.parquet read once, a
     row group at a time."""
     import pyarrow.parquet as pq
-    columns = ["shard", *label_names(config.soft_form(len(doc["classes"]))), "ref_a", "ref_b"]
+    columns = ["shard", *(f.name for f in config.label_fields(len(doc["classes"]))), "ref_a", "ref_b"]
     if formats.get(config.format).shard_kind == "files":
         columns.append("path")
     pending, next_shard = [], 0

@@ -143,7 +143,28 @@ def row_problems(table: pa.Table, config: BakeConfig, num_classes: int) -> List[
     found += [(int(r), f"lam {lam[r]} outside [0, 1]") for r in np.flatnonzero((lam < 0) | (lam > 1))]
     found += _box_problems(table, lam, config)
     found += _key_problems(table)
+    found += _record_problems(table, config)
     return sorted(found)
+
+
+def _record_problems(table: pa.Table, config: BakeConfig) -> List[Tuple[int, str]]:
+    """With a chain: a view record wherever there is a view (aug_b with a partner, aug_a but on the
+    --keep-originals rows), and every erase box inside the output image."""
+    if "aug_a" not in table.column_names:
+        return []
+    width, height = config.size
+    original = np.array([k.endswith("_orig") for k in table.column("key").to_pylist()])
+    has_b = table.column("src_b").is_valid().to_numpy(zero_copy_only=False)
+    found = [(int(r), "aug_a is null on an augmented row, or set on an original") for r in
+             np.flatnonzero(table.column("aug_a").is_null().to_numpy(zero_copy_only=False) != original)]
+    found += [(int(r), "aug_b is null with a partner, or set without one") for r in
+              np.flatnonzero(table.column("aug_b").is_valid().to_numpy(zero_copy_only=False) != has_b)]
+    for name in ("aug_a", "aug_b"):
+        for r, record in enumerate(table.column(name).to_pylist()):
+            for x0, y0, x1, y1 in (record or {}).get("boxes", ()):
+                if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+                    found.append((r, f"{name}: erase box {[x0, y0, x1, y1]} outside the {width}x{height} image"))
+    return found
 
 
 def _soft_problems(table, a, b, lam, config, num_classes) -> List[Tuple[int, str]]:
@@ -257,15 +278,54 @@ def _codes(table: pa.Table, config: BakeConfig) -> np.ndarray:
 # ---------------------------------------------------------------- --deep: the plan again
 
 def _replan(job: VerifyJob) -> Dict[int, object]:
-    """The pool's rows as the plan makes them, per shard."""
+    """The pool's rows as the plan makes them, per shard: (rows, their chain records by column)."""
     from .plan import plan_pool, shard_rows, take_rows
     task = job.task
     plan = plan_pool(job.config, task.pool, task.labels, job.valid)
-    return {shard_id: take_rows(plan, rows)
+    records = _records(job, plan)
+    return {shard_id: (take_rows(plan, rows), {name: column[rows.start:rows.stop] for name, column in records.items()})
             for shard_id, rows in zip(task.pool.shard_ids, shard_rows(len(plan), task.pool.shards))}
 
 
-def _provenance_problems(table: pa.Table, plan, task, where: str) -> List[str]:
+def _records(job: VerifyJob, plan) -> Dict[str, list]:
+    """With a chain: every row's ``aug_a``/``aug_b`` as the plan makes them (a random crop from the
+    source's header size, read again; nothing decoded)."""
+    from . import chain
+    from .plan import ORIGINAL, plan_views
+    config, task = job.config, job.task
+    if not chain.enabled(config):
+        return {}
+    crop = chain.BY_NAME["crop"]
+    draws = plan_views(config, task.pool, len(task.items))
+    sizes = _source_sizes(task, job.valid) if crop.on(config) else {}
+    copies, first = task.pool.copies, task.pool.first_copy
+
+    def record(p: int, c: int):
+        if p < 0 or c == ORIGINAL:
+            return None
+        v = p * copies + c - first
+        made = chain.plan_record(config, draws, v)
+        if crop.on(config):
+            crop.chooser(config, draws["crop"][v], made)(*sizes[p])
+        return made.to_dict()
+    return {name: [record(p, c) for p, c in zip(positions.tolist(), plan.copy.tolist())]
+            for name, positions in (("aug_a", plan.pos_a), ("aug_b", plan.pos_b))}
+
+
+def _source_sizes(task, valid: np.ndarray) -> Dict[int, Tuple[int, int]]:
+    """{pool position: oriented (width, height)} of the usable items, from their headers."""
+    from .chain.crop import source_size
+    sizes, pos = {}, 0
+    for locator, stamp, n in zip(task.locators, task.stamps, task.chunk_sizes):
+        for p, payload in zip(range(pos, pos + n), task.reader.read_chunk(locator, stamp)):
+            if valid[p]:
+                sizes[p] = source_size(payload)
+        pos += n
+    return sizes
+
+
+def _provenance_problems(table: pa.Table, replanned, task, where: str) -> List[str]:
+    plan, records = replanned
     if table.num_rows != len(plan):
         return [f"{where}: {table.num_rows} rows, the re-planned pool makes {len(plan)} here"]
     expected = {
@@ -273,6 +333,7 @@ def _provenance_problems(table: pa.Table, plan, task, where: str) -> List[str]:
         "src_a": task.items[plan.pos_a].tolist(),
         "src_b": [int(task.items[b]) if b >= 0 else None for b in plan.pos_b],
         "boxes": [bx.tolist() for bx in plan.boxes],
+        **records,
     }
     problems = [f"{where}: column {column} differs from the re-planned provenance"
                 for column, values in expected.items() if table.column(column).to_pylist() != values]

@@ -14,12 +14,12 @@ import numpy as np
 import pyarrow as pa
 
 from . import arrow_arrays as arrow
-from . import formats, imaging, ops, targets
+from . import chain, formats, imaging, ops, targets
 from .columns import label_table
 from .config import BakeConfig
 from .errors import ItemError
 from .manifest import write_sidecar
-from .plan import ORIGINAL, PoolPlan, plan_pool, shard_rows, take_rows
+from .plan import ORIGINAL, PoolPlan, plan_pool, plan_views, shard_rows, take_rows
 from .sources import BadPayload
 from .store.arrowfs import unreachable
 from .tasks import PoolResult, PoolTask, ShardResult
@@ -29,15 +29,17 @@ ROW_GROUP_ROWS = 1000
 ROW_GROUP_BYTES = 100 << 20
 
 
-def load_pool(task: PoolTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, str]]:
-    """Decode every pool item once, at output size. Returns the images and {position: reason} for bad ones."""
-    config = task.config
+def load_pool(task: PoolTask, within=None) -> Tuple[List[Optional[np.ndarray]], Dict[int, str]]:
+    """Decode every pool item once, at output size (with a chain: make its views, ``ItemViews``).
+    Returns the images and {position: reason} for bad ones. ``within``: (items, positions) when
+    ``task`` holds only some items of its pool, at ``positions`` of its ``items`` (a preview)."""
     images: List[Optional[np.ndarray]] = [None] * len(task.items)
     bad = dict(task.known_bad)
+    make = _view_maker(task, within) if chain.enabled(task.config) else _decoder(task.config)
 
     def decode(item):
         try:
-            return imaging.load_image(item[1], config.size, config.resize, config.max_pixels)
+            return make(*item)
         except imaging.DecodeError as exc:
             return exc
 
@@ -62,6 +64,26 @@ def load_pool(task: PoolTask) -> Tuple[List[Optional[np.ndarray]], Dict[int, str
         first = min(bad, key=lambda p: task.items[p])  # the first bad item in catalog order
         raise ItemError(task.refs[first], bad[first])
     return images, bad
+
+
+def _decoder(config: BakeConfig):
+    def decode(p: int, payload):
+        return imaging.load_image(payload, config.size, config.resize, config.max_pixels)
+    return decode
+
+
+def _view_maker(task: PoolTask, within=None):
+    """``(position, payload) -> ItemViews``: the item's view in each copy of the pool."""
+    from .chain.views import ViewKey, item_views
+    config, pool = task.config, task.pool
+    items, positions = within or (len(task.items), np.arange(len(task.items)))
+    draws = plan_views(config, pool, items)
+
+    def make(p: int, payload):
+        item = int(task.items[p])
+        keys = [ViewKey(config.seed, item, pool.first_copy + j) for j in range(pool.copies)]
+        return item_views(config, payload, draws, int(positions[p]) * pool.copies, keys, pool.originals)
+    return make
 
 
 def _chunk_payloads(reader, locator, stamp, positions, bad: Dict[int, str]):
@@ -89,14 +111,28 @@ def _chunk_payloads(reader, locator, stamp, positions, bad: Dict[int, str]):
         bad.setdefault(p, reason)
 
 
-def render(config: BakeConfig, plan: PoolPlan, r: int, images) -> np.ndarray:
+def render(config: BakeConfig, plan: PoolPlan, r: int, images, first_copy: int = 0) -> np.ndarray:
     """The pixels of planned row ``r``, by its op's pixel rule."""
-    b = plan.pos_b[r]
-    return ops.REGISTRY[plan.op[r]].render(config, images[plan.pos_a[r]], images[b] if b >= 0 else None,
+    a, b, copy = plan.pos_a[r], plan.pos_b[r], plan.copy[r]
+    return ops.REGISTRY[plan.op[r]].render(config, _view(images[a], copy, first_copy),
+                                           _view(images[b], copy, first_copy) if b >= 0 else None,
                                            plan.lam[r], plan.boxes[r], int(plan.fill_seed[r]))
 
 
-def label_columns(task: PoolTask, plan: PoolPlan) -> dict:
+def _view(item, copy: int, first_copy: int) -> np.ndarray:
+    """An item's image in one copy: its decoded image, or with a chain its view of that copy."""
+    if isinstance(item, np.ndarray):
+        return item
+    return item.original if copy == ORIGINAL else item.views[copy - first_copy]
+
+
+def _records(images, positions: np.ndarray, copies: np.ndarray, first_copy: int) -> list:
+    """The chain records (``aug_a``/``aug_b``) of the views at ``positions`` (-1: none) in ``copies``."""
+    return [None if p < 0 or c == ORIGINAL or images[p] is None else images[p].records[c - first_copy]
+            for p, c in zip(positions.tolist(), copies.tolist())]
+
+
+def label_columns(task: PoolTask, plan: PoolPlan, images=None) -> dict:
     """Every non-pixel column of the rows, vectorised: provenance, and the label kind's columns as
     each row's op mixes them (its target rule)."""
     has_b = plan.pos_b >= 0
@@ -109,13 +145,18 @@ def label_columns(task: PoolTask, plan: PoolPlan) -> dict:
     labels = kind.columns(mixes, groups, len(plan), len(task.classes), task.config.label_smoothing,
                           task.config.soft_form(len(task.classes)))
     src_a = task.items[plan.pos_a]
-    return {
+    columns = {
         "key": [_key(int(i), int(c)) for i, c in zip(src_a, plan.copy)],
         **labels,
         "op": [ops.NAMES[o] for o in plan.op], "lam": plan.lam,
         "src_a": src_a, "src_b": np.where(has_b, task.items[np.maximum(plan.pos_b, 0)], -1),
         "label_a": label_a, "label_b": label_b, "boxes": list(plan.boxes),
     }
+    if chain.enabled(task.config):
+        first = task.pool.first_copy
+        columns["aug_a"] = _records(images, plan.pos_a, plan.copy, first)
+        columns["aug_b"] = _records(images, plan.pos_b, plan.copy, first)
+    return columns
 
 
 def bake_pool(task: PoolTask) -> PoolResult:
@@ -169,12 +210,13 @@ def _write_shard(task: PoolTask, shard_id: int, plan: PoolPlan, images, errors, 
 def _write(task: PoolTask, fmt, relpath: str, shard_id: int, plan: PoolPlan, images, errors,
            items: int) -> ShardResult:
     config = task.config
-    columns = label_columns(task, plan)
+    columns = label_columns(task, plan, images)
     footer = {"build": task.build_id, "shard": shard_id}
     step = rows_per_group(config)
     with fmt.open_writer(task.store, relpath, config, task.classes, footer) as writer:
         def encode(r: int) -> bytes:
-            return imaging.encode(render(config, plan, r, images), config.image_format, config.quality)
+            return imaging.encode(render(config, plan, r, images, task.pool.first_copy), config.image_format,
+                                  config.quality)
 
         for start in range(0, len(plan), step):
             rows = range(start, min(start + step, len(plan)))

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import arrow_arrays as arrow
-from ..columns import IMAGE_TYPE, hf_features, label_arrays, label_fields
+from ..columns import IMAGE_TYPE, hf_features, label_arrays
 from . import EXTENSIONS, AtomicFileWriter, Format, is_shard_file
 
 DATA = "data"
@@ -24,7 +24,7 @@ RAW_FIELDS = [pa.field("height", pa.int32()), pa.field("width", pa.int32()), pa.
 
 def shard_schema(config, classes, footer: Optional[dict] = None) -> pa.Schema:
     """Shard columns; ``footer`` (build id, shard id) says which build a file belongs to."""
-    labels = label_fields(config.soft_form(len(classes)))
+    labels = config.label_fields(len(classes))
     fields = [labels[0], pa.field("image", IMAGE_TYPE)] + labels[1:]
     if config.image_format == "raw":
         fields += RAW_FIELDS

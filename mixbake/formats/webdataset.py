@@ -12,7 +12,7 @@ from typing import Dict, List
 
 import pyarrow as pa
 
-from ..columns import hf_features, label_fields, row_json
+from ..columns import hf_features, row_json
 from . import EXTENSIONS, AtomicFileWriter, Format, is_shard_file
 
 
@@ -63,7 +63,7 @@ class WebDatasetFormat(Format):
         return {
             "cls": {"names": list(classes), "_type": "ClassLabel"},
             ext: {"dtype": "binary", "_type": "Value"} if ext == "raw" else {"_type": "Image"},
-            "json": hf_features(pa.schema(label_fields(config.soft_form(len(classes)))), classes),
+            "json": hf_features(pa.schema(config.label_fields(len(classes))), classes),
             "__key__": string,
         }
 
