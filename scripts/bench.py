@@ -7,6 +7,7 @@ the in-tree package is used even when it is not pip-installed):
     python scripts/bench.py --quick             # smoke run on small data
     python scripts/bench.py --only floor,baseline
     python scripts/bench.py --memory            # also peak RSS at 2k vs 20k images
+    python scripts/bench.py --only deit         # the augmentation chain vs torchvision v2
 
 Data (cached in --data, default <repo>/bench-data/, regenerated when missing):
   photos-<N>-s<seed>/class_<c>/img_<i>.jpg   N random crops (rescaled, maybe
@@ -47,6 +48,24 @@ samples/s = output samples / wall seconds):
                (getrusage(RUSAGE_CHILDREN) in a wrapper that, on Linux, is a
                child subreaper, so forkserver workers are counted too).
   --memory     mixbake-2w peak RSS at --n (2000) and --n-large (20000) photos.
+  mixup-plain  (group deit) mixbake-2w --mixup 1 --cutmix 0: every output a plain mixup
+               (cover resize + centre crop, no per-sample augmentation), run in turn with:
+  deit         mixbake-2w --preset deit: RandomResizedCrop 0.08-1 + hflip 0.5 + RandAugment(2, 9)
+               + mixup 0.8 / cutmix 1.0 50/50 + random erasing 0.25 (noise) + label smoothing 0.1.
+  torchvision-deit  scripts/peer_torchvision.py (its docstring has the details): the same chain
+               as a torchvision v2 user writes it: ImageFolder + torchvision.io.decode_image,
+               v2 RandomResizedCrop / RandomHorizontalFlip / RandAugment(2, 9) on uint8,
+               ToDtype float + RandomErasing(0.25, "random"), DataLoader(batch 64, 2 workers),
+               RandomChoice([MixUp(0.8), CutMix(1.0)]) per batch in collate_fn, label smoothing,
+               back to uint8, torchvision.io.encode_jpeg q90, one .jpg per sample + a .npy of soft
+               labels per batch (whole-process wall clock, torch import and worker start-up
+               included; samples = .jpg files written). An "error" row when torchvision is not
+               installed (pip install -e '.[bench]'). Torch's default threads (the main
+               process's intra-op threads oversubscribe the workers' CPUs: --main-threads 1, not
+               used here, makes the peer ~25% faster). The deit group is in the default run
+               (~40 s per repeat at 10000 photos on 2 CPUs, mostly the peer); --only deit runs it
+               alone. x floor / x baseline of these rows compare bakes doing more work per
+               sample than the floor / baseline.
   classes, items  (only when asked: --only classes,items) the scale rows of scripts/bench_scale.py:
                10 / 1,000 / 21,841 classes at 30k tiny items (bake, inspect, verify, verify --deep:
                time, parent and largest-process RSS); 20k vs 300k items (RSS growth per item).
@@ -55,7 +74,8 @@ targets are checked (PASS / FAIL). A busy machine skews everything: the CPU use
 measured just before the run is printed (warning if above 0.2 CPUs).
 
 Needs numpy, pillow, simplejpeg, opencv-python-headless, pyarrow (mixbake's own
-dependencies) plus scikit-image (only for its bundled photos).
+dependencies) plus scikit-image (only for its bundled photos); torch + torchvision (optional: the
+torchvision-deit row). `pip install -e '.[bench]'` installs them all.
 """
 import argparse
 import compileall
@@ -81,6 +101,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "scripts" / "baseline_pillow.py"
+PEER_TORCHVISION = REPO / "scripts" / "peer_torchvision.py"
 # Colour photographs shipped inside the scikit-image wheel (no pooch download).
 PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg",
           "ihc.png", "motorcycle_left.png", "motorcycle_right.png",
@@ -90,7 +111,7 @@ GEN_VERSION = 1  # bump when the generator changes, to invalidate caches
 SIZE = 224
 QUALITY = 90
 RUNS = ("floor", "mixbake-2w", "startup", "mixbake-1w", "baseline", "baseline-batch", "parquet", "small",
-        "copies", "memory", "classes", "items")
+        "copies", "deit", "memory", "classes", "items")
 
 # ----------------------------------------------------------------- data
 
@@ -349,6 +370,21 @@ def run_baseline(folder, pairing="random"):
     return res
 
 
+def run_torchvision_deit(folder, workers):
+    """scripts/peer_torchvision.py: the DeiT chain in torchvision v2 + DataLoader, JPEG files out."""
+    if importlib.util.find_spec("torchvision") is None or importlib.util.find_spec("torch") is None:
+        return {"error": "torchvision not installed (pip install -e '.[bench]')"}
+    with tempfile.TemporaryDirectory(prefix="mixbake-bench-") as tmp:
+        out = Path(tmp) / "out"
+        res = run_measured([sys.executable, PEER_TORCHVISION, folder, out, "--workers", workers,
+                            "--batch", 64, "--size", SIZE, "--quality", QUALITY, "--seed", 0])
+        if res["rc"] != 0:
+            last = (res["stderr"].strip().splitlines() or ["?"])[-1]
+            return {"error": f"torchvision peer failed (rc={res['rc']}): {last[:120]}"}
+        res["samples"] = len(list(out.glob("*.jpg")))
+    return res
+
+
 def best_of(repeat, fn, *args, **kwargs):
     """Run fn repeat times; keep the fastest run, the largest RSS."""
     return best_of_results([fn(*args, **kwargs) for _ in range(repeat)])
@@ -428,6 +464,8 @@ def print_checks(results):
         ("small-png samples/s", r.get("small-png"), 8000),
         ("(small-png-floor samples/s: the machine's own)", r.get("small-png-floor"), 8000),
         ("small-raw samples/s", r.get("small-raw"), 8000),
+        ("deit / mixup-plain", ratio(r.get("deit"), r.get("mixup-plain")), 0.55),
+        ("deit / torchvision-deit", ratio(r.get("deit"), r.get("torchvision-deit")), 4.0),
     ]
     print("\n| check | value | target | result |")
     print("|---|---:|---:|---|")
@@ -565,6 +603,14 @@ def run_all(args, photos):
             "small-png-floor": lambda: run_floor(list_files(small), w, _small_png_floor_one),
             "small-png": lambda: run_mixbake(small, w, size=32, fmt="png"),
             "small-raw": lambda: run_mixbake(small, w, size=32, fmt="raw"),
+        })
+        results.update({name: best_of_results(r) for name, r in runs.items()})
+    if "deit" in args.only:
+        log("running mixup-plain, deit, torchvision-deit in turn ...")
+        runs = in_turn(rep, {
+            "mixup-plain": lambda: run_mixbake(photos, w, extra=("--mixup", 1, "--cutmix", 0)),
+            "deit": lambda: run_mixbake(photos, w, extra=("--preset", "deit")),
+            "torchvision-deit": lambda: run_torchvision_deit(photos, w),
         })
         results.update({name: best_of_results(r) for name, r in runs.items()})
     return results
