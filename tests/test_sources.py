@@ -748,10 +748,11 @@ def test_parquet_with_embedded_bytes_keeps_its_fingerprint_and_reads_nothing_mor
     for name in ("read_row_group", "iter_batches"):
         original = getattr(pq.ParquetFile, name)
         monkeypatch.setattr(pq.ParquetFile, name,
-                            lambda self, *a, _name=name, _original=original, **k: reads.append(_name) or
-                            _original(self, *a, **k))
+                            lambda self, *a, _name=name, _original=original, **k:
+                            reads.append((_name, k.get("columns"))) or _original(self, *a, **k))
     catalog = open_source(str(path))
-    assert reads == [] and catalog.fingerprint == expected
+    assert reads and all(columns == ["label"] for _, columns in reads)  # the labels, a row group at a time
+    assert catalog.fingerprint == expected
     assert catalog.chunk_locators == [(0, 0), (0, 1), (0, 2)] and catalog.reader.image_files is None
     assert catalog.bad == {}
 
@@ -791,3 +792,24 @@ def test_parquet_named_file_gone_since_listing_is_one_bad_item(named_source):
                           f"path field: No such file or directory")
     decoded = {int(task.items[p]): uniform_colour(img) for p, img in enumerate(images) if img is not None}
     assert decoded == {i: c for i, c in enumerate(colours) if c is not None and i != 3}
+
+
+@pytest.mark.parametrize("kind", [pa.uint8(), pa.int16(), pa.uint64(), pa.int64()])
+def test_parquet_integer_labels_of_any_width_with_nulls(tmp_path, kind):
+    """Labels are read from the column's buffers, a row group at a time: any integer width, nulls
+    and values past the classes are bad items naming the reason; the rest keep their class."""
+    path = tmp_path / "train.parquet"
+    write_parquet(path, {"image": cells([(png_bytes(colour(i)), None) for i in range(6)]),
+                  "label": pa.array([0, None, 2, 1, 200, 1], kind)}, row_group_size=4)
+    catalog = open_source(str(path))
+    assert catalog.classes == tuple(str(i) for i in range(201))
+    assert catalog.labels.tolist() == [0, -1, 2, 1, 200, 1] and catalog.labels.dtype == np.int32
+    assert catalog.bad == {1: "label is null"}
+
+
+def test_parquet_labels_too_large_to_be_class_indices(tmp_path):
+    path = tmp_path / "train.parquet"
+    write_parquet(path, {"image": cells([(png_bytes(colour(i)), None) for i in range(2)]),
+                  "label": pa.array([0, 3_000_000_000], pa.int64())}, row_group_size=2)
+    with pytest.raises(MixbakeError, match="holds a label of 2147483647 or more"):
+        open_source(str(path))

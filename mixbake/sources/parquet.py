@@ -23,6 +23,7 @@ from . import Catalog
 from .refs import RowRefs
 from .parquet_paths import find_named_images, read_named
 
+MAX_UNNAMED_CLASSES = 10_000_000  # an integer label past this is not a class index
 SKIPPED_NOTES = 5  # unreadable files named one by one in the listing's notes (all are in errors.jsonl)
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y")
 IMAGE_NAMES = ("image", "img", "jpg", "png", "picture")
@@ -198,13 +199,15 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
                        "not a readable Parquet file", on_error, skipped)
     _refuse_none_readable(source, store, files, opened, skipped)
     image_column, label_column = _columns(store, opened, image_column, label_column)
-    listed = _readable(store, opened, lambda pf: (pf, pf.read(columns=[label_column]).column(0)),
+    listed = _readable(store, opened, lambda pf: (pf, _read_labels(pf, label_column)),
                        f"cannot read its column {label_column!r}", on_error, skipped)
     _refuse_none_readable(source, store, files, listed, skipped)
     skipped.sort()  # in file order, whichever step found the file unreadable
     files = [rel for rel, _ in listed]
     handles = [pf for _, (pf, _) in listed]
-    classes, labels, bad = _resolve_labels(handles[0], label_column, [column for _, (_, column) in listed])
+    columns = [column for _, (_, column) in listed]
+    del listed  # (the label columns go as they are turned into int32 labels)
+    classes, labels, bad = _resolve_labels(handles[0], label_column, columns)
     bounds, locators, refs = _row_groups(files, handles)
     if not len(refs):
         raise MixbakeError(f"Parquet source {redact(source)!r} holds no rows.")
@@ -278,32 +281,71 @@ def _skipped_notes(store: Store, skipped) -> Tuple[str, ...]:
     return tuple(notes)
 
 
+def _read_labels(pf: pq.ParquetFile, label_column: str):
+    """One file's label column: integers as (int32 values, valid), read a row group at a time (the
+    parent never holds the column as int64, nor an Arrow copy of it); strings as Arrow."""
+    if not pa.types.is_integer(pf.schema_arrow.field(label_column).type):
+        return pf.read(columns=[label_column]).column(0)
+    values, valid = np.empty(pf.metadata.num_rows, np.int32), np.empty(pf.metadata.num_rows, bool)
+    at = 0
+    for rg in range(pf.num_row_groups):  # (into place: small arrays per row group fragmented the heap)
+        at = _ints(pf.read_row_group(rg, columns=[label_column]).column(0), values, valid, at)
+    return values, valid
+
+
 def _resolve_labels(pf, label_column, raw_labels):
-    """Class names (HF ClassLabel metadata > distinct strings > 0..K-1) and int64 labels (-1: bad)."""
-    column = pa.chunked_array([c for arr in raw_labels for c in arr.chunks], type=raw_labels[0].type)
+    """Class names (HF ClassLabel metadata > distinct strings > 0..K-1) and int32 labels (-1: bad)."""
     bad = {}
-    if pa.types.is_integer(column.type):
+    if isinstance(raw_labels[0], tuple):  # integers (_read_labels)
         names = _class_names(pf, label_column)
-        # via Python ints: pyarrow's to_numpy/__array__ import pandas when it is installed (0.4 s)
-        raw = column.to_pylist()
-        valid = np.array([v is not None for v in raw], dtype=bool)
-        ints = np.array([v if v is not None else -1 for v in raw], dtype=np.int64)
+        ints = np.concatenate([v for v, _ in raw_labels])
+        valid = np.concatenate([ok for _, ok in raw_labels])
+        raw_labels.clear()
         if names is None:
-            top = int(ints[valid].max()) if valid.any() else -1
+            top = int(ints.max(initial=-1, where=valid))
+            if top >= MAX_UNNAMED_CLASSES:
+                shown = f"{top} or more" if top == 2**31 - 1 else str(top)
+                raise MixbakeError(f"Label column {label_column!r} holds a label of {shown}: as class indices that "
+                                   f"would be {top + 1} classes (name the classes with a ClassLabel feature, or use "
+                                   f"indices 0..K-1).")
             names = [str(i) for i in range(top + 1)]
         out_of_range = valid & ((ints < 0) | (ints >= len(names)))
         for i in np.flatnonzero(out_of_range):
             bad[int(i)] = f"label {ints[i]} is outside the {len(names)} classes"
-        labels = np.where(valid & ~out_of_range, ints, -1)
-    else:
-        strings = column.to_pylist()
-        names = sorted({s for s in strings if s is not None})
-        index = {n: i for i, n in enumerate(names)}
-        labels = np.asarray([index.get(s, -1) if s is not None else -1 for s in strings], dtype=np.int64)
-        valid = labels >= 0
+        labels = ints
+        labels[~valid | out_of_range] = -1
+    else:  # (in Arrow: no Python string per row)
+        import pyarrow.compute as pc
+        column = pa.chunked_array([c for arr in raw_labels for c in arr.chunks], type=raw_labels[0].type)
+        names = sorted(pc.unique(column.drop_null()).to_pylist())
+        labels, valid = _ints(pc.index_in(column, value_set=pa.array(names, type=column.type)))
     for i in np.flatnonzero(~np.asarray(valid)):
         bad.setdefault(int(i), "label is null")
-    return names, labels.astype(np.int32), bad
+    return names, labels.astype(np.int32, copy=False), bad
+
+
+def _ints(column: pa.ChunkedArray, values: Optional[np.ndarray] = None, valid: Optional[np.ndarray] = None,
+          at: int = 0):
+    """An integer column as int32 values (-1 where null, values past int32 clipped to its range) and
+    its validity, a chunk at a time, straight from its buffers: no Python object per row, no int64
+    copy of the whole column, no compute kernel (their allocations stayed in the parent's heap).
+    Written into ``values``/``valid`` from ``at`` (returns where it stopped), or new arrays returned."""
+    given = values is not None
+    if not given:
+        values, valid = np.empty(len(column), np.int32), np.empty(len(column), bool)
+    for chunk in column.chunks:
+        n, start = len(chunk), chunk.offset
+        bitmap, data = chunk.buffers()[:2]
+        kind = np.dtype(f"{'i' if pa.types.is_signed_integer(chunk.type) else 'u'}{chunk.type.bit_width // 8}")
+        raw = np.frombuffer(data, kind, count=start + n)[start:] if n else np.zeros(0, kind)
+        ok = np.unpackbits(np.frombuffer(bitmap, np.uint8), count=start + n, bitorder="little")[start:].view(bool) \
+            if bitmap is not None and chunk.null_count else np.ones(n, bool)
+        top = np.array(min(2**31 - 1, np.iinfo(kind).max), kind)  # (in the column's own type: no overflow)
+        wide = np.minimum(raw, top).astype(np.int64).clip(-2**31)
+        values[at:at + n] = np.where(ok, wide, -1)
+        valid[at:at + n] = ok
+        at += n
+    return at if given else (values, valid)
 
 
 def _fingerprint(store: Store, files, handles, skipped=(), named_images: Optional[str] = None) -> str:
