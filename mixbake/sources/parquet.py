@@ -314,11 +314,17 @@ def _resolve_labels(pf, label_column, raw_labels):
             bad[int(i)] = f"label {ints[i]} is outside the {len(names)} classes"
         labels = ints
         labels[~valid | out_of_range] = -1
-    else:  # (in Arrow: no Python string per row)
-        import pyarrow.compute as pc
-        column = pa.chunked_array([c for arr in raw_labels for c in arr.chunks], type=raw_labels[0].type)
-        names = sorted(pc.unique(column.drop_null()).to_pylist())
-        labels, valid = _ints(pc.index_in(column, value_set=pa.array(names, type=column.type)))
+    else:  # strings, a chunk at a time (no Python string per row held; pyarrow.compute not loaded)
+        chunks = [c for arr in raw_labels for c in arr.chunks]
+        raw_labels.clear()
+        names = sorted({s for c in chunks for s in set(c.to_pylist())} - {None})
+        index = {n: i for i, n in enumerate(names)}
+        labels = np.empty(sum(len(c) for c in chunks), np.int32)
+        at = 0
+        for c in chunks:
+            labels[at:at + len(c)] = [index.get(s, -1) if s is not None else -1 for s in c.to_pylist()]
+            at += len(c)
+        valid = labels >= 0
     for i in np.flatnonzero(~np.asarray(valid)):
         bad.setdefault(int(i), "label is null")
     return names, labels.astype(np.int32, copy=False), bad
