@@ -311,8 +311,11 @@ def problems(store, fmt, config, doc: dict) -> List[str]:
         return []
     if not store.exists(CARD):
         return [f"{CARD}: missing"] if _release(doc.get("mixbake_version", "0")) > LAST_WITHOUT_CARD else []
+    stored = store.read_bytes(CARD)
+    if stored == render(fmt, config, doc).encode("utf-8"):  # the card as written: nothing to parse
+        return []
     try:
-        found = read_front_matter(store.read_bytes(CARD).decode("utf-8"))
+        found = read_front_matter(stored.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         return [f"{CARD}: {exc}"]
     if found is None:  # no YAML parser here: the front matter's delimiters are all that is checked
