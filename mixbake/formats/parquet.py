@@ -7,6 +7,7 @@ Schema and footer follow what Hugging Face ``datasets``, DuckDB and Polars read 
 """
 from __future__ import annotations
 
+import functools
 import json
 from typing import Dict, List, Optional
 
@@ -24,16 +25,21 @@ RAW_FIELDS = [pa.field("height", pa.int32()), pa.field("width", pa.int32()), pa.
 
 def shard_schema(config, classes, footer: Optional[dict] = None) -> pa.Schema:
     """Shard columns; ``footer`` (build id, shard id) says which build a file belongs to."""
+    schema, features = _columns_and_features(config, tuple(classes))
+    return schema.with_metadata({b"huggingface": features, b"mixbake": json.dumps(footer or {}, sort_keys=True).encode()})
+
+
+@functools.lru_cache(maxsize=4)
+def _columns_and_features(config, classes: tuple):
+    """The shards' schema and its ``huggingface`` footer, made once per build in a worker (the
+    ClassLabel of 21,841 names is ~0.4 MB of JSON)."""
     labels = config.label_fields(len(classes))
     fields = [labels[0], pa.field("image", IMAGE_TYPE)] + labels[1:]
     if config.image_format == "raw":
         fields += RAW_FIELDS
     schema = pa.schema(fields)
     features = hf_features(schema, classes, image=config.image_format != "raw")
-    return schema.with_metadata({
-        b"huggingface": json.dumps({"info": {"features": features}}).encode(),
-        b"mixbake": json.dumps(footer or {}, sort_keys=True).encode(),
-    })
+    return schema, json.dumps({"info": {"features": features}}).encode()
 
 
 class ShardWriter(AtomicFileWriter):
