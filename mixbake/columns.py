@@ -53,15 +53,24 @@ def soft_form(requested: str, num_classes: int, format_version=None) -> str:
     return "both" if requested == "both" else "sparse"
 
 
-def label_fields(form: str = "dense", chain: bool = False) -> list:
+# a multi-label row's sources' class sets (in place of label_a / label_b; ``label`` is null there)
+SET_FIELDS = [pa.field("labels_a", pa.list_(pa.int64())), pa.field("labels_b", pa.list_(pa.int64()))]
+
+
+def label_fields(form: str = "dense", chain: bool = False, kind: str = "class") -> list:
     """The label columns of a build whose soft label is stored in ``form`` (with ``chain``: and
-    whose rows record their views' augmentations)."""
+    whose rows record their views' augmentations), for items of label ``kind`` (mixbake.targets)."""
     soft = {"dense": LABEL_FIELDS[2:3], "sparse": SPARSE_FIELDS, "both": LABEL_FIELDS[2:3] + SPARSE_FIELDS}[form]
-    return LABEL_FIELDS[:2] + soft + LABEL_FIELDS[3:] + (AUG_FIELDS if chain else [])
+    fields = LABEL_FIELDS[:2] + soft + LABEL_FIELDS[3:] + (AUG_FIELDS if chain else [])
+    if kind == "multi":
+        fields = [f for f in fields if f.name not in ("label_a", "label_b")]
+        at = [f.name for f in fields].index("boxes")
+        fields[at:at] = SET_FIELDS
+    return fields
 
 
-def label_names(form: str = "dense", chain: bool = False) -> tuple:
-    return tuple(f.name for f in label_fields(form, chain))
+def label_names(form: str = "dense", chain: bool = False, kind: str = "class") -> tuple:
+    return tuple(f.name for f in label_fields(form, chain, kind))
 
 
 class SparseRows:
@@ -87,15 +96,19 @@ def label_arrays(columns: dict) -> Dict[str, pa.Array]:
     """The label columns as Arrow arrays, built from numpy without per-row Python objects."""
     arrays = {
         "key": arrow.strings(columns["key"]),
-        "label": arrow.numeric(columns["label"]),
+        "label": arrow.nullable(columns["label"]) if len(columns["label"]) and np.min(columns["label"]) < 0
+        else arrow.numeric(columns["label"]),  # (a multi-label row's is null)
         "op": arrow.strings(columns["op"]),
         "lam": arrow.numeric(columns["lam"], pa.float32()),
         "src_a": arrow.numeric(columns["src_a"]),
         "src_b": arrow.nullable(columns["src_b"]),
-        "label_a": arrow.numeric(columns["label_a"]),
-        "label_b": arrow.nullable(columns["label_b"]),
         "boxes": _boxes_array(columns["boxes"]),
     }
+    if "label_a" in columns:
+        arrays["label_a"], arrays["label_b"] = arrow.numeric(columns["label_a"]), arrow.nullable(columns["label_b"])
+    for name in ("labels_a", "labels_b"):  # multi-label: (offsets, index) per row; offsets None: all null
+        if name in columns:
+            arrays[name] = _sets_array(*columns[name])
     for name in ("aug_a", "aug_b"):
         if name in columns:
             arrays[name] = pa.array(columns[name], type=AUG_TYPE)
@@ -108,6 +121,18 @@ def label_arrays(columns: dict) -> Dict[str, pa.Array]:
     return arrays
 
 
+def _sets_array(valid: np.ndarray, sets) -> pa.Array:
+    """Per row a set of classes (``sets``: a ``sources.ItemSets`` aligned with the rows) -> list<int64>,
+    null where not ``valid``."""
+    values = arrow.numeric(np.asarray(sets.index, np.int64))
+    return pa.ListArray.from_arrays(pa.array(sets.offsets.astype(np.int32)), values,
+                                    mask=pa.array(~np.asarray(valid, bool)))
+
+
+def kind_of(columns: dict) -> str:
+    return "multi" if "labels_a" in columns else "class"
+
+
 def form_of(columns: dict) -> str:
     """The soft label's form in a dict of columns (or a schema's names)."""
     dense, sparse = "soft_label" in columns, "soft_index" in columns
@@ -116,7 +141,7 @@ def form_of(columns: dict) -> str:
 
 def label_table(columns: dict) -> pa.Table:
     arrays = label_arrays(columns)
-    fields = label_fields(form_of(columns), "aug_a" in columns)
+    fields = label_fields(form_of(columns), "aug_a" in columns, kind_of(columns))
     return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
 
 

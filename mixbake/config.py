@@ -69,6 +69,9 @@ SAMPLE_OPTIONS = (
            problem="{flag} must be an integer in 0..2**63-1, got {value}."),
     Option("max_pixels", DEFAULT_MAX_PIXELS, "int", "Refuse images with more pixels than this "
            "(decompression-bomb guard).", check=lambda v: v >= 1, problem="{flag} must be positive, got {value}."),
+    # what the source's labels are (mixbake.targets), set from the catalog: it decides the label columns
+    Option("label_kind", "class", "choice", "The kind of label the source's items carry.", cli=False,
+           choices=("class", "multi", "soft"), since=2),
     # the output rules a build follows: None for the newest; 1 rebuilds a format-1 build (its pairing)
     Option("format_version", None, "int", "The output format's rules to follow.", cli=False,
            check=lambda v: v in FORMAT_VERSIONS, problem="format_version must be one of 1, 2, got {value}."),
@@ -82,7 +85,7 @@ def all_options() -> List[Option]:
 
 OPTIONS: Dict[str, Option] = {o.name: o for o in all_options()}
 LATER_FIELDS = tuple(o.name for o in OPTIONS.values() if o.since > 1)  # recorded only when not at their default
-NOT_RECORDED = ("format_version",)  # the identity records it at the top level, not in the config
+NOT_RECORDED = ("format_version", "label_kind")  # the identity records them at the top level
 
 
 def parse_size(text) -> Tuple[int, int]:
@@ -148,7 +151,14 @@ class _Config:
     @classmethod
     def of_manifest(cls, doc: dict) -> "BakeConfig":
         """The config of a finished build (its manifest), with the format its rules followed."""
-        return cls.from_dict({**doc["config"], "format_version": doc.get("format_version", 1)})
+        return cls.from_dict({**doc["config"], "format_version": doc.get("format_version", 1),
+                              "label_kind": doc.get("label_kind", "class")})
+
+    def for_catalog(self, catalog) -> "BakeConfig":
+        """This config for a source: its label kind (which decides the label columns) is the source's."""
+        if catalog.label_kind == self.label_kind:
+            return self
+        return dataclasses.replace(self, label_kind=catalog.label_kind)
 
     def soft_form(self, num_classes: int) -> str:
         """How this build stores its soft label over ``num_classes`` classes (see ``columns``)."""
@@ -158,7 +168,7 @@ class _Config:
     def label_fields(self, num_classes: int) -> list:
         """The label columns of this build's rows (``mixbake.columns``)."""
         from .columns import label_fields
-        return label_fields(self.soft_form(num_classes), chain.enabled(self))
+        return label_fields(self.soft_form(num_classes), chain.enabled(self), self.label_kind)
 
     def inert(self) -> Dict[str, str]:
         """{option: why it has no effect}: options the rest of this config makes inert."""
@@ -192,6 +202,9 @@ def _validate(c) -> None:
     for op in ops.REGISTRY:
         op.validate(c)
     chain.validate(c)
+    if c.label_kind != "class" and c.pairing == "cross-class":
+        raise MixbakeError(f"--pairing cross-class needs one class per item; this source's labels are "
+                           f"{'sets of classes' if c.label_kind == 'multi' else 'soft labels'}.")
     if c.format_version == 1 and (c.pool_size is not None or c.copies_per_pass is not None):
         raise MixbakeError("--pool-size and --copies-per-pass are format-2 options: a format-1 build has neither.")
 

@@ -226,8 +226,9 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
     from .plan import plan_pool
     from .worker import label_columns, render
 
+    from .worker import PoolImages
     config = task.config
-    images: List[Optional[np.ndarray]] = [None] * len(task.items)
+    images = PoolImages(len(task.items))
     bad = dict(task.known_bad)
     while True:
         valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
@@ -274,7 +275,7 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
             if q in sub_bad:
                 bad[p] = sub_bad[q]
             else:
-                images[p] = sub_images[q]
+                images[p], images.soft[p] = sub_images[q], sub_images.soft[q]
 
 
 def caption(row: dict, classes: Sequence[str], top: int = 2) -> str:

@@ -35,7 +35,9 @@ def inspect(out) -> dict:
     if not os.path.exists(labels_path):
         raise MixbakeError(f"{out}: labels.parquet is missing (the manifest lists it).")
     # the per-row columns (a few numbers a row); the soft label is streamed, a row group at a time
-    table = pq.read_table(labels_path, columns=["op", "lam", "label", "label_a", "label_b", "src_a", "src_b"])
+    multi = doc.get("label_kind") == "multi"
+    sources = ["labels_a", "labels_b"] if multi else ["label_a", "label_b"]
+    table = pq.read_table(labels_path, columns=["op", "lam", "label", *sources, "src_a", "src_b"])
     config, errors = doc["config"], doc.get("errors") or {}
     lam = table.column("lam").to_numpy().astype(np.float64)
     return {
@@ -52,7 +54,8 @@ def inspect(out) -> dict:
         "items": doc["totals"]["items"],
         "skipped": doc["totals"]["skipped"],
         **_op_counts(table, lam, doc),
-        "classes": _class_mass(labels_path, table, list(doc["classes"]), config.get("label_smoothing", 0.0)),
+        "label_kind": doc.get("label_kind", "class"),
+        "classes": _class_mass(labels_path, table, list(doc["classes"]), config.get("label_smoothing", 0.0), multi),
         "errors": {"count": int(errors.get("count", doc["totals"]["skipped"])),
                    "first": _first_errors(out, errors.get("path"))},
         "pairing": {**(doc.get("pairing") or {"scheme": "shard-pools"}),
@@ -76,8 +79,7 @@ def _op_counts(table, lam: np.ndarray, doc: dict) -> dict:
     """Rows per op, and for the ops whose lam varies: its histogram, mean and cross-class share."""
     rows = table.num_rows
     row_ops = np.asarray(table.column("op").to_pylist(), dtype=object)
-    cross = (table.column("label_a").to_numpy() != table.column("label_b").fill_null(-1).to_numpy()) & \
-        np.asarray(table.column("label_b").is_valid())
+    cross = _cross(table)
     edges = np.linspace(0.0, 1.0, LAM_BINS + 1)
     return {
         "ops": {op: {"count": int(np.sum(row_ops == op)), "percent": _percent(np.sum(row_ops == op), rows)}
@@ -93,11 +95,26 @@ def _op_counts(table, lam: np.ndarray, doc: dict) -> dict:
     }
 
 
-def _class_mass(labels_path: str, table, classes: List[str], smoothing: float) -> List[dict]:
-    """Soft-label mass and argmax label count per class."""
+def _cross(table) -> np.ndarray:
+    """Rows whose two sources' labels differ (classes; for multi-label: their sets)."""
+    if "label_a" in table.column_names:
+        return (table.column("label_a").to_numpy() != table.column("label_b").fill_null(-1).to_numpy()) & \
+            np.asarray(table.column("label_b").is_valid())
+    a, b = table.column("labels_a").combine_chunks(), table.column("labels_b").combine_chunks()
+    oa, ob = a.offsets.to_numpy(), b.offsets.to_numpy()
+    va, vb = a.values.to_numpy(), b.values.to_numpy()
+    differ = np.diff(oa) != np.diff(ob)
+    for r in np.flatnonzero(~differ & np.diff(oa).astype(bool)):  # (same size: compare the classes)
+        differ[r] = not np.array_equal(va[oa[r]:oa[r + 1]], vb[ob[r]:ob[r + 1]])
+    return differ & np.asarray(b.is_valid())
+
+
+def _class_mass(labels_path: str, table, classes: List[str], smoothing: float, multi: bool = False) -> List[dict]:
+    """Soft-label mass per class, and the rows whose label is the class (multi-label: the rows that
+    hold the class at all)."""
     rows = table.num_rows
-    mass = _soft_mass(labels_path, len(classes), smoothing)
-    hard = np.bincount(table.column("label").to_numpy(), minlength=len(classes)) if rows else \
+    mass, holding = _soft_mass(labels_path, len(classes), smoothing)
+    hard = holding if multi else np.bincount(table.column("label").to_numpy(), minlength=len(classes)) if rows else \
         np.zeros(len(classes), np.int64)
     return [{"name": name, "mass": round(float(mass[c]), 4), "percent": _percent(mass[c], rows),
              "label_count": int(hard[c])} for c, name in enumerate(classes)]
@@ -109,7 +126,7 @@ def _soft_mass(labels_path: str, num_classes: int, smoothing: float) -> np.ndarr
     import pyarrow.parquet as pq
     pf = pq.ParquetFile(labels_path)
     sparse = "soft_index" in pf.schema_arrow.names
-    mass = np.zeros(num_classes, dtype=np.float64)
+    mass, holding = np.zeros(num_classes, dtype=np.float64), np.zeros(num_classes, dtype=np.int64)
     columns = ["soft_index", "soft_value"] if sparse else ["soft_label"]
     for batch in pf.iter_batches(batch_size=16384, columns=columns, use_threads=False):
         if sparse:
@@ -117,12 +134,15 @@ def _soft_mass(labels_path: str, num_classes: int, smoothing: float) -> np.ndarr
             value = batch.column(1).values.to_numpy().astype(np.float64)
             mass += np.bincount(index, weights=value, minlength=num_classes) * (1 - smoothing) \
                 + batch.num_rows * smoothing / num_classes
+            holding += np.bincount(index[value > 0], minlength=num_classes)
             continue
         values = batch.column(0).values.to_numpy()
         if len(values) != batch.num_rows * num_classes:
             raise MixbakeError(f"labels.parquet: soft_label rows do not all hold {num_classes} classes.")
-        mass += values.reshape(batch.num_rows, num_classes).sum(axis=0, dtype=np.float64)
-    return mass
+        values = values.reshape(batch.num_rows, num_classes)
+        mass += values.sum(axis=0, dtype=np.float64)
+        holding += (values > smoothing / num_classes + 1e-6).sum(axis=0)
+    return mass, holding
 
 
 def _percent(part, whole) -> float:

@@ -82,7 +82,8 @@ def output_format(config: BakeConfig, num_classes: int) -> int:
     pairing, or a sparse soft label), so that a config that baked before keeps its bytes."""
     if config.format_version == 1:
         return 1
-    return 2 if pairing_format(config) == 2 or config.soft_form(num_classes) != "dense" else 1
+    return 2 if pairing_format(config) == 2 or config.soft_form(num_classes) != "dense" \
+        or config.label_kind != "class" else 1
 
 
 def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
@@ -90,13 +91,16 @@ def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
     ``format_version`` is that of the rules the build follows (a build that format 1 would lay out
     the same way stays format 1, and keeps its identity)."""
     version = output_format(config, len(catalog.classes))
-    return {
+    identity = {
         "format_version": version,
         "config": config.to_dict(),
         "source": {"kind": catalog.kind, "fingerprint": catalog.fingerprint, "options": catalog.options},
         "classes": list(catalog.classes),
         "libraries": library_versions(version),
     }
+    if catalog.label_kind != "class":  # (only then: every class build keeps its identity)
+        identity["label_kind"] = catalog.label_kind
+    return identity
 
 
 def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, overwrite: bool = False,
@@ -147,6 +151,7 @@ def _return_freed_arrow_memory() -> None:
 def _bake(source, store: Store, config: BakeConfig, source_options: SourceOptions, session: Session, *,
           quiet: bool, wait: bool, overwrite: bool, on_error: str, expect_fingerprint) -> BakeSummary:
     catalog = open_source(source, source_options, map_each=session.map, on_error=on_error)
+    config = config.for_catalog(catalog)
     for note in catalog.notes:
         log.warning(note)
     if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:
@@ -389,6 +394,8 @@ def write_manifest(store: Store, config, catalog, identity, build_id, results, l
     }
     if pairing.format_version > 1:  # a format-1 manifest has none: its pairing is implied
         doc["pairing"] = pairing.to_dict()
+    if "label_kind" in identity:  # (none: one class per item)
+        doc["label_kind"] = identity["label_kind"]
     formats.get(config.format).finish(store, config, doc)
     manifest.write_json(store, manifest.MANIFEST, doc)
     manifest.finish_state(store)

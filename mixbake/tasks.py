@@ -40,6 +40,7 @@ class PoolTask:
     on_error: str = "fail"            # execution policy: raise on the first bad item, or skip it
     done: frozenset = frozenset()     # shard ids already finished
     label_kind: str = "class"         # what the items' labels are (mixbake.targets)
+    targets: object = None            # label_kind "multi": the pool positions' class sets (sources.ItemSets)
 
     @property
     def task_id(self) -> int:
@@ -100,6 +101,7 @@ class BuildTasks:
             known_bad={p: catalog.bad[i] for p, i in enumerate(items.tolist()) if i in catalog.bad}
             if catalog.bad else {},
             store=self.store, build_id=self.build_id, on_error=self.on_error, label_kind=catalog.label_kind,
+            targets=catalog.targets.take(items) if catalog.targets is not None else None,
         )
 
 
@@ -113,6 +115,7 @@ def make_build(config: BakeConfig, catalog: Catalog, out, build_id: str,
                on_error: str = "fail") -> Tuple[Pairing, BuildTasks]:
     """The pairing layout and the build's tasks (made as iterated)."""
     store = out if isinstance(out, Store) else Store.open(out or ".")
+    config = config.for_catalog(catalog)
     check_pairable(config, catalog.labels, catalog.classes)
     tasks = BuildTasks(config, catalog, store, build_id, on_error)
     return tasks.layout.pairing, tasks

@@ -135,11 +135,14 @@ def row_problems(table: pa.Table, config: BakeConfig, num_classes: int) -> List[
     """(row, problem) of every row invariant that fails: the soft label is what lam, label_a and
     label_b make (then smoothed), label its argmax, lam in [0, 1], boxes inside the image, each op's
     own rule (cutmix: lam is the kept area), and keys unique and spelled from (src_a, copy)."""
-    a = table.column("label_a").to_numpy().astype(np.int64)
-    b = table.column("label_b").fill_null(-1).to_numpy().astype(np.int64)
     lam = table.column("lam").to_numpy().astype(np.float64)
     found: List[Tuple[int, str]] = []
-    found += _soft_problems(table, a, b, lam, config, num_classes)
+    if config.label_kind == "class":
+        a = table.column("label_a").to_numpy().astype(np.int64)
+        b = table.column("label_b").fill_null(-1).to_numpy().astype(np.int64)
+        found += _soft_problems(table, a, b, lam, config, num_classes)
+    else:
+        found += _weight_problems(table, lam, config, num_classes)
     found += [(int(r), f"lam {lam[r]} outside [0, 1]") for r in np.flatnonzero((lam < 0) | (lam > 1))]
     found += _box_problems(table, lam, config)
     found += _key_problems(table)
@@ -178,6 +181,69 @@ def _soft_problems(table, a, b, lam, config, num_classes) -> List[Tuple[int, str
     if "soft_label" in table.column_names:
         found += _dense_problems(table, a, b, lam, eps, num_classes)
     return found
+
+
+def _stored_weights(table, num_classes: int, eps: float):
+    """Each row's stored weights before smoothing, as ``targets.weights.WeightRows`` (from the sparse
+    columns, or the dense one un-smoothed)."""
+    from .targets.weights import WeightRows
+    if "soft_index" in table.column_names:
+        index_col, value_col = table.column("soft_index").combine_chunks(), table.column("soft_value").combine_chunks()
+        return WeightRows(index_col.offsets.to_numpy().astype(np.int64), index_col.values.to_numpy().astype(np.int32),
+                          value_col.values.to_numpy().astype(np.float64))
+    dense = table.column("soft_label").combine_chunks().values.to_numpy().astype(np.float64).reshape(-1, num_classes)
+    dense = (dense - eps / num_classes) / (1 - eps) if eps else dense
+    rows, index = np.nonzero(np.abs(dense) > TOLERANCE)
+    counts = np.bincount(rows, minlength=len(dense))
+    return WeightRows(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), index.astype(np.int32),
+                      dense[rows, index])
+
+
+def _weight_problems(table, lam, config, num_classes: int) -> List[Tuple[int, str]]:
+    """Multi-label rows: the weights are exactly lam * y_a + (1 - lam) * y_b of the stored class
+    sets (each in [0, 1]), ``label`` null. Soft-label inputs (not stored): the weights sum to 1,
+    none negative, and ``label`` is their argmax."""
+    from .targets.weights import merge
+    eps = config.label_smoothing
+    have = _stored_weights(table, num_classes, eps)
+    rows = have.row_ids()
+    found = [(int(r), "soft label weight outside [0, 1] or class outside the classes")
+             for r in np.unique(rows[(have.value < -TOLERANCE) | (have.value > 1 + TOLERANCE)
+                                     | (have.index < 0) | (have.index >= num_classes)])]
+    if config.label_kind == "multi":
+        found += [(int(r), "label is set on a multi-label row") for r in np.flatnonzero(table.column("label").is_valid())]
+        want = _multi_expected(table, lam, merge)
+        bad = _rows_not_matching(have, want)
+        found += [(int(r), "soft label differs from lam*y(labels_a) + (1-lam)*y(labels_b)") for r in bad]
+        return found
+    sums = np.bincount(rows, weights=have.value, minlength=len(lam))
+    found += [(int(r), f"soft label sums to {sums[r]:.6f}") for r in np.flatnonzero(np.abs(sums - 1) > 1e-3)]
+    labels = table.column("label").fill_null(-1).to_numpy()
+    found += [(int(r), "label is not the argmax of the soft label") for r in np.flatnonzero(labels != have.argmax())]
+    return found
+
+
+def _multi_expected(table, lam, merge):
+    def sets(name):
+        column = table.column(name).combine_chunks()
+        offsets = column.offsets.to_numpy().astype(np.int64)
+        return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)), column.values.to_numpy().astype(np.int32)
+    (ra, ia), (rb, ib) = sets("labels_a"), sets("labels_b")  # (a null labels_b: no entries)
+    return merge(np.concatenate([ra, rb]), np.concatenate([ia, ib]),
+                 np.concatenate([lam[ra], 1.0 - lam[rb]]), len(lam), multi_hot=True)
+
+
+def _rows_not_matching(have, want) -> np.ndarray:
+    if np.array_equal(have.offsets, want.offsets) and np.array_equal(have.index, want.index):
+        return np.unique(have.row_ids()[np.abs(have.value - want.value) > TOLERANCE])
+    counts_h, counts_w = np.diff(have.offsets), np.diff(want.offsets)
+    differ = counts_h != counts_w
+    same = np.flatnonzero(~differ)
+    for r in same:  # (rows of the same length: compare their entries)
+        h, w = slice(have.offsets[r], have.offsets[r + 1]), slice(want.offsets[r], want.offsets[r + 1])
+        if not np.array_equal(have.index[h], want.index[w]) or np.abs(have.value[h] - want.value[w]).max(initial=0) > TOLERANCE:
+            differ[r] = True
+    return np.flatnonzero(differ)
 
 
 def _sparse_problems(table, a, b, lam, eps, num_classes) -> List[Tuple[int, str]]:

@@ -20,7 +20,7 @@ from .config import BakeConfig
 from .errors import ItemError
 from .manifest import write_sidecar
 from .plan import ORIGINAL, PoolPlan, plan_pool, plan_views, shard_rows, take_rows
-from .sources import BadPayload
+from .sources import BadPayload, ItemPayload
 from .store.arrowfs import unreachable
 from .tasks import PoolResult, PoolTask, ShardResult
 from .worker_process import BATCH, prepare_process, spread, task_starts, tick
@@ -29,26 +29,38 @@ ROW_GROUP_ROWS = 1000
 ROW_GROUP_BYTES = 100 << 20
 
 
-def load_pool(task: PoolTask, within=None) -> Tuple[List[Optional[np.ndarray]], Dict[int, str]]:
+class PoolImages(list):
+    """Each pool position's image (or ``ItemViews``; None: bad or not decoded), and what else the
+    source gave it: ``soft``, its soft-label input (float32, K) where the source has one."""
+
+    def __init__(self, n: int):
+        super().__init__([None] * n)
+        self.soft: List[Optional[np.ndarray]] = [None] * n
+
+
+def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
     """Decode every pool item once, at output size (with a chain: make its views, ``ItemViews``).
     Returns the images and {position: reason} for bad ones. ``within``: (items, positions) when
     ``task`` holds only some items of its pool, at ``positions`` of its ``items`` (a preview)."""
-    images: List[Optional[np.ndarray]] = [None] * len(task.items)
+    images = PoolImages(len(task.items))
     bad = dict(task.known_bad)
     make = _view_maker(task, within) if chain.enabled(task.config) else _decoder(task.config)
 
     def decode(item):
+        p, payload = item
         try:
-            return make(*item)
+            if isinstance(payload, ItemPayload):
+                return make(p, payload.image), _soft_input(payload.soft, len(task.classes))
+            return make(p, payload), None
         except imaging.DecodeError as exc:
             return exc
 
     def flush(batch):
-        for (p, _), image in zip(batch, spread(decode, batch)):
-            if isinstance(image, Exception):
-                bad[p] = str(image)
+        for (p, _), made in zip(batch, spread(decode, batch)):
+            if isinstance(made, Exception):
+                bad[p] = str(made)
             else:
-                images[p] = image
+                images[p], images.soft[p] = made
         batch.clear()
 
     batch, pos = [], 0
@@ -64,6 +76,24 @@ def load_pool(task: PoolTask, within=None) -> Tuple[List[Optional[np.ndarray]], 
         first = min(bad, key=lambda p: task.items[p])  # the first bad item in catalog order
         raise ItemError(task.refs[first], bad[first])
     return images, bad
+
+
+SOFT_TOLERANCE = 1e-3  # a soft-label input must sum to 1 within this
+
+
+def _soft_input(values, num_classes: int):
+    """A source's soft label for one item, checked: K finite non-negative weights summing to 1
+    (else the item is bad, saying why); float64."""
+    if values is None:
+        return None
+    soft = np.asarray(values, dtype=np.float64)
+    if soft.shape != (num_classes,):
+        raise imaging.DecodeError(f"soft label has {soft.size} values for {num_classes} classes")
+    if not np.isfinite(soft).all() or (soft < 0).any():
+        raise imaging.DecodeError("soft label holds a negative or non-finite value")
+    if abs(soft.sum() - 1.0) > SOFT_TOLERANCE:
+        raise imaging.DecodeError(f"soft label sums to {soft.sum():.6g}, not 1 (within {SOFT_TOLERANCE:g})")
+    return soft
 
 
 def _decoder(config: BakeConfig):
@@ -136,11 +166,10 @@ def label_columns(task: PoolTask, plan: PoolPlan, images=None) -> dict:
     """Every non-pixel column of the rows, vectorised: provenance, and the label kind's columns as
     each row's op mixes them (its target rule)."""
     has_b = plan.pos_b >= 0
-    label_a = task.labels[plan.pos_a]
-    label_b = np.where(has_b, task.labels[np.maximum(plan.pos_b, 0)], -1)
-    kind = targets.get(task.label_kind)
+    kind = targets.get(task.label_kind).bind(pool_targets(task, images))
+    a, b = kind.sources(task, plan.pos_a), kind.sources(task, plan.pos_b)
     groups = [np.flatnonzero(plan.op == op.code) for op in ops.REGISTRY]
-    mixes = [op.mix_targets(kind, label_a[rows], label_b[rows], plan.lam[rows], [plan.boxes[r] for r in rows])
+    mixes = [op.mix_targets(kind, a[rows], b[rows], plan.lam[rows], [plan.boxes[r] for r in rows])
              for op, rows in zip(ops.REGISTRY, groups)]
     labels = kind.columns(mixes, groups, len(plan), len(task.classes), task.config.label_smoothing,
                           task.config.soft_form(len(task.classes)))
@@ -150,13 +179,30 @@ def label_columns(task: PoolTask, plan: PoolPlan, images=None) -> dict:
         **labels,
         "op": [ops.NAMES[o] for o in plan.op], "lam": plan.lam,
         "src_a": src_a, "src_b": np.where(has_b, task.items[np.maximum(plan.pos_b, 0)], -1),
-        "label_a": label_a, "label_b": label_b, "boxes": list(plan.boxes),
+        **kind.provenance(a, b), "boxes": list(plan.boxes),
     }
     if chain.enabled(task.config):
         first = task.pool.first_copy
         columns["aug_a"] = _records(images, plan.pos_a, plan.copy, first)
         columns["aug_b"] = _records(images, plan.pos_b, plan.copy, first)
     return columns
+
+
+def pool_targets(task: PoolTask, images):
+    """The pool's per-position weights for the label kinds that need a table (``targets.weights``):
+    multi-label sets from the task, soft-label inputs as the worker read them; None for classes."""
+    if task.label_kind == "class":
+        return None
+    from .targets.weights import WeightRows
+    if task.label_kind == "multi":
+        sets = task.targets
+        return WeightRows(sets.offsets, sets.index, np.ones(len(sets.index)))
+    soft = getattr(images, "soft", [None] * len(images))
+    nonzero = [np.flatnonzero(s) if s is not None else np.zeros(0, np.int64) for s in soft]
+    offsets = np.concatenate([[0], np.cumsum([len(n) for n in nonzero])]).astype(np.int64)
+    index = np.concatenate(nonzero or [np.zeros(0, np.int64)]).astype(np.int32)
+    value = np.concatenate([s[n] for s, n in zip(soft, nonzero) if s is not None] or [np.zeros(0)]).astype(np.float64)
+    return WeightRows(offsets, index, value)
 
 
 def bake_pool(task: PoolTask) -> PoolResult:

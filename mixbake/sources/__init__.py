@@ -18,6 +18,39 @@ from ..errors import MixbakeError
 from ..store import Store, redact
 
 
+@dataclass(frozen=True)
+class ItemSets:
+    """Per item a set of class indices, as columns (CSR): item ``i`` holds
+    ``index[offsets[i]:offsets[i+1]]``, ascending and distinct. A multi-label source's labels."""
+    offsets: np.ndarray            # int64, len(items) + 1
+    index: np.ndarray              # int32 class indices
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def take(self, items: np.ndarray) -> "ItemSets":
+        """The sets of ``items`` (in that order), as a new ItemSets."""
+        items = np.asarray(items, np.int64)
+        lo, hi = self.offsets[items], self.offsets[items + 1]
+        counts = hi - lo
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        at = np.repeat(lo - offsets[:-1], counts) + np.arange(int(offsets[-1]))
+        return ItemSets(offsets, self.index[at])
+
+    def of(self, i: int) -> np.ndarray:
+        return self.index[self.offsets[i]:self.offsets[i + 1]]
+
+
+@dataclass(frozen=True)
+class ItemPayload:
+    """What a reader yields for an item when the source carries more than the image: the image's
+    payload (bytes, None or an array, as a reader yields alone), and per item a soft-label input
+    (float32, the K values as stored, checked by the worker) and/or its mask's encoded bytes."""
+    image: object
+    soft: Optional[np.ndarray] = None
+    mask: Optional[bytes] = None
+
+
 @dataclass
 class Catalog:
     """Held as columns (numpy, Arrow) and a few numbers per chunk, never as Python objects per
@@ -39,7 +72,10 @@ class Catalog:
     # (file, reason) of whole source files left out at listing (--on-error skip): an unreadable
     # Parquet file. Its rows are not items (they could not be counted); errors.jsonl names the file.
     skipped_files: Tuple[Tuple[str, str], ...] = ()
-    label_kind: str = "class"      # what an item's label is (mixbake.targets)
+    label_kind: str = "class"      # what an item's label is (mixbake.targets): class | multi | soft
+    # label_kind "multi": each item's set of classes (``labels`` then holds its first class, or 0
+    # for an empty set: only pairing looks at it)
+    targets: Optional[ItemSets] = None
     # per chunk the stamp key (store.stamp_key: size and mtime_ns) of the file it is read from, as
     # listed: a worker that finds a file otherwise stops the bake (the source changed under it); None
     # where nothing can change (demo)

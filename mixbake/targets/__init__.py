@@ -13,8 +13,8 @@ Arguments are row-aligned arrays for the rows of one op (``a``, ``b`` the per-ro
 the sources, ``lam`` float64, ``boxes`` a sequence of (k, 4) arrays); each method returns the
 kind's mixed value for those rows, which the kind alone turns into output columns (``columns``),
 declares in the schema (``fields``, ``features``), checks (``row_problems``) and summarises.
-Today's kind is one class per item (``classes.ClassLabels``); multi-label, soft-label, mask and box
-kinds are the next rooms here. A source says which kind its items carry (``Catalog.label_kind``);
+Kinds: one class per item (``classes.ClassLabels``); multi-label sets and soft-label inputs
+(``weights.Weights``, whose ops get pool positions and a table bound per pool). A source says which kind its items carry (``Catalog.label_kind``);
 a manifest without ``label_kind`` holds class labels.
 """
 from __future__ import annotations
@@ -22,11 +22,23 @@ from __future__ import annotations
 import importlib
 from typing import Optional
 
-KINDS = {"class": "classes"}  # label kind -> its module here
+KINDS = {"class": ("classes", "KIND"), "multi": ("weights", "MULTI"), "soft": ("weights", "SOFT")}  # kind -> where
 
 
 class Target:
     name: str = ""
+
+    def bind(self, table) -> "Target":
+        """This kind for one pool whose per-position targets are ``table`` (kinds that need one)."""
+        return self
+
+    def sources(self, task, positions):
+        """What the ops get as each row's source target, from its pool position (-1: none)."""
+        raise NotImplementedError
+
+    def provenance(self, a, b) -> dict:
+        """The columns naming the sources' own labels (``a``, ``b``: what ``sources`` gave)."""
+        raise NotImplementedError
 
     def keep(self, a):
         raise NotImplementedError
@@ -46,4 +58,5 @@ def get(kind: Optional[str] = None) -> Target:
     kind = kind or "class"
     if kind not in KINDS:
         raise ValueError(f"unknown label kind {kind!r}")
-    return importlib.import_module(f"{__name__}.{KINDS[kind]}").KIND
+    module, name = KINDS[kind]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

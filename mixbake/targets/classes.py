@@ -80,6 +80,13 @@ class ClassMix:
 class ClassLabels(Target):
     name = "class"
 
+    def sources(self, task, positions):
+        positions = np.asarray(positions, np.int64)
+        return np.where(positions >= 0, task.labels[np.maximum(positions, 0)], -1)
+
+    def provenance(self, a, b) -> dict:
+        return {"label_a": a, "label_b": b}
+
     def keep(self, a):
         return ClassMix(a, np.full(len(a), -1, np.int64), np.ones(len(a)))
 
