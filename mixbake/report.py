@@ -254,11 +254,13 @@ def _classes(info: dict) -> List[str]:
     top = max([c["mass"] for c in info["classes"]] + [1e-12])
     total = sum(c["mass"] for c in info["classes"])
     mass_w = len(f"{top:,.2f}")
-    lines = [f"soft-label mass per class (sums to {total:,.2f}, the row count; labels = argmax counts)"]
+    multi = info.get("label_kind") == "multi"
+    lines = [f"multi-hot mass per class (sums to {total:,.2f}; rows = rows holding the class)" if multi else
+             f"soft-label mass per class (sums to {total:,.2f}, the row count; labels = argmax counts)"]
     for c in info["classes"]:
         name = c["name"] if len(c["name"]) <= name_w else c["name"][:name_w - 1] + "…"
         lines.append(f"  {name:<{name_w}} {c['mass']:>{mass_w},.2f} {c['percent']:6.1f}%  "
-                     f"{bar(c['mass'], top):<{BAR}}  labels {c['label_count']:,}".rstrip())
+                     f"{bar(c['mass'], top):<{BAR}}  {'rows' if multi else 'labels'} {c['label_count']:,}".rstrip())
     return lines
 
 

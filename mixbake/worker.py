@@ -50,7 +50,8 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
         p, payload = item
         try:
             if isinstance(payload, ItemPayload):
-                return make(p, payload.image), _soft_input(payload.soft, len(task.classes))
+                soft = _soft_input(payload.soft, len(task.classes), task.label_kind == "soft")
+                return make(p, payload.image), soft
             return make(p, payload), None
         except imaging.DecodeError as exc:
             return exc
@@ -81,10 +82,12 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
 SOFT_TOLERANCE = 1e-3  # a soft-label input must sum to 1 within this
 
 
-def _soft_input(values, num_classes: int):
+def _soft_input(values, num_classes: int, needed: bool):
     """A source's soft label for one item, checked: K finite non-negative weights summing to 1
     (else the item is bad, saying why); float64."""
     if values is None:
+        if needed:
+            raise imaging.DecodeError("soft label is null")
         return None
     soft = np.asarray(values, dtype=np.float64)
     if soft.shape != (num_classes,):

@@ -144,10 +144,14 @@ class SourceOptions:
     ``source.options``, and ``from_recorded`` reads it back."""
     image_column: Optional[str] = None
     label_column: Optional[str] = None
+    classes: Optional[str] = None
 
     HELP = {
         "image_column": "Parquet: the image column (struct<bytes, path> or binary) [default: the only one].",
-        "label_column": "Parquet: the label column (int class index or string name) [default: the only one].",
+        "label_column": "Parquet: the label column: an int class index or string name; a list of them "
+                        "(multi-label); or, named here, a list<float> of K soft-label weights [default: the only one].",
+        "classes": "A text file of class names, one a line in class-index order, for a soft-label column "
+                   "[default: 0..K-1].",
     }
 
     @classmethod
@@ -186,10 +190,10 @@ def open_source(source: str, options: Optional[SourceOptions] = None,
     if store is not None and not store.exists():
         raise MixbakeError(f"Source {redact(source)!r} does not exist (expected 'demo', an image folder, or Parquet).")
     if parquet.looks_like_parquet(source):
-        return parquet.parquet_catalog(source, image_column, label_column, on_error)
+        return parquet.parquet_catalog(source, image_column, label_column, on_error, options.classes)
     if store.isdir():
-        if image_column or label_column:
-            raise MixbakeError("--image-column/--label-column apply to Parquet sources, not to an image folder.")
+        if image_column or label_column or options.classes:
+            raise MixbakeError("--image-column/--label-column/--classes apply to Parquet sources, not to an image folder.")
         return folder.folder_catalog(store, map_each)
     raise MixbakeError(f"Source {redact(source)!r} is neither an image folder nor a Parquet file.")
 

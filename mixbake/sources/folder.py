@@ -33,8 +33,13 @@ class FolderReader:
 
 
 def folder_catalog(root, map_each: Callable = lambda fn, items: [fn(item) for item in items]) -> Catalog:
-    """``map_each(fn, items)`` lists the class folders (see ``open_source``)."""
+    """``map_each(fn, items)`` lists the class folders (see ``open_source``). A folder with a
+    ``metadata.csv``/``metadata.jsonl`` at its root is the files it lists instead (``metadata``)."""
     store = root if isinstance(root, Store) else Store.open(root)
+    from . import metadata  # (it builds on this module)
+    listed_by = metadata.find_metadata(store)
+    if listed_by is not None:
+        return metadata.metadata_catalog(store, listed_by)
     class_dirs = [name for name, is_dir in store.entries() if is_dir and not name.startswith(".")]
     ignored = sum(1 for name, is_dir in store.entries() if not is_dir and not name.startswith("."))
     classes, paths, stamps, labels, notes = [], [], [], [], []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 import glob
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -19,11 +18,13 @@ import pyarrow.parquet as pq
 from ..errors import MixbakeError, changed
 from ..humanize import count
 from ..store import Store, is_uri, redact, stamp_key
-from . import Catalog
+from . import Catalog, ItemPayload
+from .parquet_soft import class_names, is_soft_type, row_weights, soft_width
+from .multilabel import MAX_UNNAMED_CLASSES
 from .refs import RowRefs
+from .parquet_lists import footer_feature, is_list_label_type, list_item_feature, read_list_labels, resolve_list_labels
 from .parquet_paths import find_named_images, read_named
 
-MAX_UNNAMED_CLASSES = 10_000_000  # an integer label past this is not a class index
 SKIPPED_NOTES = 5  # unreadable files named one by one in the listing's notes (all are in errors.jsonl)
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y")
 IMAGE_NAMES = ("image", "img", "jpg", "png", "picture")
@@ -115,14 +116,29 @@ def _is_image_type(t: pa.DataType) -> bool:
     return _is_binary(t)
 
 
-def _is_label_type(t: pa.DataType) -> bool:
+def _is_class_type(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
+def _is_label_type(t: pa.DataType) -> bool:
+    """A class per row (integer index or string name), or a set of them (a list of either)."""
+    return _is_class_type(t) or is_list_label_type(t)
+
+
+def _label_family(t: pa.DataType) -> str:
+    """What a label column holds, whatever its widths: every file's must be alike."""
+    if is_soft_type(t):
+        return "soft"
+    if is_list_label_type(t):
+        return "list<" + _label_family(t.value_type) + ">"
+    return "int" if pa.types.is_integer(t) else "string"
+
+
 def _pick(schema: pa.Schema, wanted: Optional[str], accept, preferred, what: str, flag: str, where: str,
-          exclude: Sequence[str] = ()) -> str:
+          exclude: Sequence[str] = (), fallback=None) -> str:
     """The column holding ``what``: the one asked for, else the only candidate, else the only
-    candidate with a conventional name. Errors name the file and every column with its type."""
+    candidate with a conventional name, else (``fallback``, a narrower ``accept``) the one the
+    narrower test picks so. Errors name the file and every column with its type."""
     listing = ", ".join(f"{n} ({schema.field(n).type})" for n in schema.names)
     if wanted is not None:
         if wanted not in schema.names:
@@ -137,6 +153,13 @@ def _pick(schema: pa.Schema, wanted: Optional[str], accept, preferred, what: str
         return candidates[0]
     if len(named) == 1:
         return named[0]
+    if fallback is not None and len(candidates) > 1:
+        # a label column as sources listed before list columns were labels: every such source
+        # keeps its column (an int `label` beside a list `labels`, a list beside an unnamed int)
+        try:
+            return _pick(schema, None, fallback, preferred, what, flag, where, exclude)
+        except MixbakeError:
+            pass
     if not candidates:
         raise MixbakeError(f"{where}: no column holds {what}; columns are: {listing} (choose with {flag}).")
     raise MixbakeError(f"{where}: several columns could hold {what} ({', '.join(candidates)}): "
@@ -149,6 +172,7 @@ class ParquetReader:
     files: Tuple[str, ...]
     image_column: str
     image_files: Optional[Store] = None  # where the files named by path-only cells are (None: no such cell)
+    soft_column: Optional[str] = None    # a soft-label input column: read with the images (ItemPayload)
 
     def read_chunk(self, locator, stamp=None):
         """Payloads (bytes or None) of one row group, in row order, streamed in small batches so a
@@ -164,8 +188,9 @@ class ParquetReader:
             if int(stamp_key(size, mtime)) != stamp:
                 raise changed(self.store.display(rel), size)
         with self.store.open_input(rel) as f:
+            columns = [self.image_column] + ([self.soft_column] if self.soft_column else [])
             for batch in pq.ParquetFile(f).iter_batches(batch_size=64, row_groups=[row_group],
-                                                       columns=[self.image_column], use_threads=False):
+                                                       columns=columns, use_threads=False):
                 column = batch.column(0)
                 if pa.types.is_struct(column.type):  # flatten(): a null struct gives null fields
                     column = column.flatten()[column.type.get_field_index("bytes")]
@@ -175,24 +200,46 @@ class ParquetReader:
                     payloads = [read_named(self.image_files, location) if payload is None and location else payload
                                 for payload, location in zip(payloads, named_files)]
                     row += len(payloads)
+                if self.soft_column:
+                    payloads = [ItemPayload(p, soft=w) for p, w in zip(payloads, row_weights(batch.column(1)))]
                 yield from payloads
 
 
-def _class_names(pf: pq.ParquetFile, label_column: str) -> Optional[List[str]]:
-    raw = (pf.schema_arrow.metadata or {}).get(b"huggingface")
-    if not raw:
+def _class_names(pf: pq.ParquetFile, label_column: str, multi: bool = False) -> Optional[List[str]]:
+    """The names of the column's `datasets` ClassLabel feature (``multi``: of its list feature's
+    items, a Sequence/List of ClassLabel), or None."""
+    feature = footer_feature(pf, label_column)
+    if multi:
+        feature = list_item_feature(feature)
+    if feature is None:
         return None
     try:
-        feature = json.loads(raw)["info"]["features"][label_column]
         if feature.get("_type") == "ClassLabel" and feature.get("names"):
             return [str(n) for n in feature["names"]]
-    except (ValueError, KeyError, TypeError):
+    except (AttributeError, TypeError):
         return None
     return None
 
 
+def _labels_of(store, files, handles, label_column: str, columns, classes_file: Optional[str]):
+    """(label kind, classes, labels, bad, targets) of the listed label columns."""
+    field_type = handles[0].schema_arrow.field(label_column).type
+    if is_soft_type(field_type):
+        width = soft_width(handles[0], label_column, store.display(files[0]))
+        return "soft", class_names(classes_file, width), np.zeros(sum(pf.metadata.num_rows for pf in handles),
+                                                                   np.int32), {}, None
+    if classes_file is not None:
+        raise MixbakeError("--classes names the classes of a soft-label column (list<float>); this label column's "
+                           "names come from its ClassLabel footer or its values.")
+    if is_list_label_type(field_type):
+        classes, labels, bad, targets = resolve_list_labels(_class_names(handles[0], label_column, True),
+                                                            label_column, columns)
+        return "multi", classes, labels, bad, targets
+    return ("class", *_resolve_labels(handles[0], label_column, columns), None)
+
+
 def parquet_catalog(source: str, image_column: Optional[str], label_column: Optional[str],
-                    on_error: str = "fail") -> Catalog:
+                    on_error: str = "fail", classes_file: Optional[str] = None) -> Catalog:
     store, files = _list_files(source)
     skipped: List[Tuple[str, str]] = []
     opened = _readable(store, [(rel, rel) for rel in files], lambda rel: pq.ParquetFile(store.open_input(rel)),
@@ -207,7 +254,7 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
     handles = [pf for _, (pf, _) in listed]
     columns = [column for _, (_, column) in listed]
     del listed  # (the label columns go as they are turned into int32 labels)
-    classes, labels, bad = _resolve_labels(handles[0], label_column, columns)
+    kind, classes, labels, bad, targets = _labels_of(store, files, handles, label_column, columns, classes_file)
     bounds, locators, refs = _row_groups(files, handles)
     if not len(refs):
         raise MixbakeError(f"Parquet source {redact(source)!r} holds no rows.")
@@ -221,10 +268,11 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
         kind="parquet", uri=redact(source) if is_uri(source) else os.path.abspath(source),
         classes=tuple(classes), labels=labels, refs=refs,
         chunk_bounds=bounds, chunk_locators=locators,
-        reader=ParquetReader(store, tuple(files), image_column, named.store),
+        reader=ParquetReader(store, tuple(files), image_column, named.store, label_column if kind == "soft" else None),
         fingerprint=_fingerprint(store, files, handles, skipped, named.fingerprint()),
         options={"image_column": image_column, "label_column": label_column}, bad=bad,
         notes=_skipped_notes(store, skipped), skipped_files=tuple(skipped), chunk_stamps=stamps,
+        label_kind=kind, targets=targets,
         state=hashlib.sha256(repr(list(zip(files, file_stamps))).encode("utf-8", "surrogateescape")).hexdigest(),
     )
 
@@ -243,11 +291,17 @@ def _columns(store: Store, opened, image_column: Optional[str], label_column: Op
     where = store.display(first)
     image_column = _pick(schema, image_column, _is_image_type, IMAGE_NAMES,
                          "images (struct<bytes, path> or binary)", "--image-column", where)
-    label_column = _pick(schema, label_column, _is_label_type, LABEL_NAMES,
-                         "labels (integer or string)", "--label-column", where, exclude=(image_column,))
+    lists = any(is_list_label_type(schema.field(n).type) for n in schema.names)
+    what = "labels (integer or string, or a list of either)" if lists else "labels (integer or string)"
+    given = label_column is not None  # (a soft label, list<float>, is taken when asked for by name only)
+    label_column = _pick(schema, label_column, lambda t: _is_label_type(t) or (given and is_soft_type(t)),
+                         LABEL_NAMES, what + (" or soft labels (list<float>)" if given else ""), "--label-column",
+                         where, exclude=(image_column,), fallback=_is_class_type)
+    family = _label_family(schema.field(label_column).type)
     for rel, pf in opened:
         s = pf.schema_arrow
-        for col, ok in ((image_column, _is_image_type), (label_column, _is_label_type)):
+        for col, ok in ((image_column, _is_image_type),
+                        (label_column, lambda t: (_is_label_type(t) or is_soft_type(t)) and _label_family(t) == family)):
             if col not in s.names or not ok(s.field(col).type):
                 raise MixbakeError(f"{store.display(rel)}: column {col!r} is missing or has another type than "
                                    f"in {first}.")
@@ -283,7 +337,12 @@ def _skipped_notes(store: Store, skipped) -> Tuple[str, ...]:
 
 def _read_labels(pf: pq.ParquetFile, label_column: str):
     """One file's label column: integers as (int32 values, valid), read a row group at a time (the
-    parent never holds the column as int64, nor an Arrow copy of it); strings as Arrow."""
+    parent never holds the column as int64, nor an Arrow copy of it); strings as Arrow; lists as
+    ``parquet_lists.ListLabels``."""
+    if is_soft_type(pf.schema_arrow.field(label_column).type):
+        return None  # (rows x K: the workers read it, with the images)
+    if is_list_label_type(pf.schema_arrow.field(label_column).type):
+        return read_list_labels(pf, label_column)
     if not pa.types.is_integer(pf.schema_arrow.field(label_column).type):
         return pf.read(columns=[label_column]).column(0)
     values, valid = np.empty(pf.metadata.num_rows, np.int32), np.empty(pf.metadata.num_rows, bool)
