@@ -166,12 +166,17 @@ def row_json(columns: dict, i: int) -> dict:
     def optional(v):
         return int(v) if v >= 0 else None
     row = {
-        "key": columns["key"][i], "label": int(columns["label"][i]),
+        "key": columns["key"][i], "label": optional(columns["label"][i]),
         "op": columns["op"][i], "lam": float(np.float32(columns["lam"][i])),
         "src_a": int(columns["src_a"][i]), "src_b": optional(columns["src_b"][i]),
-        "label_a": int(columns["label_a"][i]), "label_b": optional(columns["label_b"][i]),
         "boxes": np.asarray(columns["boxes"][i], dtype=np.int64).reshape(-1, 4).tolist(),
     }
+    if "label_a" in columns:
+        row.update(label_a=int(columns["label_a"][i]), label_b=optional(columns["label_b"][i]))
+    for name in ("labels_a", "labels_b"):
+        if name in columns:
+            valid, sets = columns[name]
+            row[name] = [int(c) for c in sets.of(i)] if valid[i] else None
     if "soft_label" in columns:
         row["soft_label"] = [float(v) for v in np.asarray(columns["soft_label"][i], dtype=np.float32)]
     if "soft_index" in columns:

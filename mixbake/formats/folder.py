@@ -37,7 +37,10 @@ def class_dirs(classes: Sequence[str]) -> List[str]:
 def image_relpaths(classes: Sequence[str], image_format: str, keys, labels) -> List[str]:
     """Where each row's image file lives (the writer writes there; labels.parquet says so)."""
     dirs, ext = class_dirs(classes), EXTENSIONS[image_format]
-    return [f"{IMAGES}/{dirs[int(label)]}/{key}.{ext}" for key, label in zip(keys, labels)]
+    return [f"{IMAGES}/{dirs[int(label)] if label >= 0 else MULTI_DIR}/{key}.{ext}" for key, label in zip(keys, labels)]
+
+
+MULTI_DIR = "_multi-label"  # a multi-label row has no one class: its image is kept here (labels.csv has its sets)
 
 
 def _lines_digest(files) -> str:
@@ -104,12 +107,16 @@ class FolderFormat(Format):
         with store.open_input(LABELS) as f:
             rows = pq.ParquetFile(f).read().to_pylist()
         soft = [c for c in ("soft_label", "soft_index", "soft_value") if rows and c in rows[0]] or ["soft_label"]
-        writer.writerow(CSV_COLUMNS + soft)
+        columns = [c for c in CSV_COLUMNS if not rows or c in rows[0] or c == "class"]
+        columns += [c for c in ("labels_a", "labels_b") if rows and c in rows[0]]  # multi-label: the sets
+        writer.writerow(columns + soft)
         for row in rows:
-            row["class"] = classes[row["label"]]
-            for column in soft:
-                row[column] = json.dumps([v if column == "soft_index" else round(v, 7) for v in row[column]])
-            writer.writerow(["" if row[c] is None else row[c] for c in CSV_COLUMNS + soft])
+            row["class"] = classes[row["label"]] if row["label"] is not None else None
+            for column in soft + [c for c in ("labels_a", "labels_b") if c in row]:
+                if row[column] is not None:
+                    row[column] = json.dumps([v if column != "soft_value" and column != "soft_label"
+                                              else round(v, 7) for v in row[column]])
+            writer.writerow(["" if row[c] is None else row[c] for c in columns + soft])
         store.write_bytes(LABELS_CSV, text.getvalue().encode("utf-8"))
 
     def durable_path(self, relpath):

@@ -43,8 +43,9 @@ class TarShardWriter(AtomicFileWriter):
     def write(self, columns: dict, images: List[bytes]) -> None:
         for i, image in enumerate(images):
             key = columns["key"][i]
-            entries = {"cls": str(int(columns["label"][i])).encode(), self.ext: image,
-                       "json": sample_json(columns, i)}
+            entries = {self.ext: image, "json": sample_json(columns, i)}
+            if columns["label"][i] >= 0:  # (a multi-label row has none: its sets are in the json)
+                entries["cls"] = str(int(columns["label"][i])).encode()
             for ext in sorted(entries):
                 self._add(f"{key}.{ext}", entries[ext])
 
@@ -60,12 +61,15 @@ class WebDatasetFormat(Format):
         (the tar's path on the loading machine) is left out, so the loader drops it."""
         ext = EXTENSIONS[config.image_format]
         string = {"dtype": "string", "_type": "Value"}
-        return {
+        features = {
             "cls": {"names": list(classes), "_type": "ClassLabel"},
             ext: {"dtype": "binary", "_type": "Value"} if ext == "raw" else {"_type": "Image"},
             "json": hf_features(pa.schema(config.label_fields(len(classes))), classes),
             "__key__": string,
         }
+        if config.label_kind == "multi":
+            del features["cls"]
+        return features
 
     def shard_relpath(self, shard_id, num_shards):
         return f"train-{shard_id:06d}.tar"
