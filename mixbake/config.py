@@ -69,7 +69,17 @@ SAMPLE_OPTIONS = (
            problem="{flag} must be an integer in 0..2**63-1, got {value}."),
     Option("max_pixels", DEFAULT_MAX_PIXELS, "int", "Refuse images with more pixels than this "
            "(decompression-bomb guard).", check=lambda v: v >= 1, problem="{flag} must be positive, got {value}."),
-    # what the source's labels are (mixbake.targets), set from the catalog: it decides the label columns
+    Option("mask_ignore_index", 255, "int", "Segmentation masks: the class index that means 'no label' (the fill "
+           "of pad borders, rotated corners and holes).", metavar="I", lo=0, hi=255, since=2,
+           check=lambda v: 0 <= v <= 255, problem="{flag} must be in 0..255, got {value}."),
+    Option("mask_classes", None, "int", "Segmentation masks: the number of mask classes; a mask pixel that is "
+           "neither below it nor the ignore index makes its item bad, and verify checks every stored mask "
+           "[default: unchecked].", metavar="N", lo=1, hi=256, since=2,
+           check=lambda v: 1 <= v <= 256, problem="{flag} must be in 1..256, got {value}."),
+    Option("mask_cutout", "ignore", "choice", "Segmentation masks: cutout holes and --erase boxes set to the ignore "
+           "index, or keep the source's classes.", choices=("ignore", "keep"), since=2),
+    # what the source carries, set from the catalog: it decides the label columns
+    Option("with_masks", False, "flag", "The source's items carry segmentation masks.", cli=False, since=2),
     Option("label_kind", "class", "choice", "The kind of label the source's items carry.", cli=False,
            choices=("class", "multi", "soft"), since=2),
     # the output rules a build follows: None for the newest; 1 rebuilds a format-1 build (its pairing)
@@ -85,7 +95,7 @@ def all_options() -> List[Option]:
 
 OPTIONS: Dict[str, Option] = {o.name: o for o in all_options()}
 LATER_FIELDS = tuple(o.name for o in OPTIONS.values() if o.since > 1)  # recorded only when not at their default
-NOT_RECORDED = ("format_version", "label_kind")  # the identity records them at the top level
+NOT_RECORDED = ("format_version", "label_kind", "with_masks")  # the identity records these at the top level
 
 
 def parse_size(text) -> Tuple[int, int]:
@@ -152,13 +162,13 @@ class _Config:
     def of_manifest(cls, doc: dict) -> "BakeConfig":
         """The config of a finished build (its manifest), with the format its rules followed."""
         return cls.from_dict({**doc["config"], "format_version": doc.get("format_version", 1),
-                              "label_kind": doc.get("label_kind", "class")})
+                              "label_kind": doc.get("label_kind", "class"), "with_masks": bool(doc.get("masks"))})
 
     def for_catalog(self, catalog) -> "BakeConfig":
-        """This config for a source: its label kind (which decides the label columns) is the source's."""
-        if catalog.label_kind == self.label_kind:
+        """This config for a source: its label kind and masks (which decide the columns) are the source's."""
+        if (catalog.label_kind, catalog.has_masks) == (self.label_kind, self.with_masks):
             return self
-        return dataclasses.replace(self, label_kind=catalog.label_kind)
+        return dataclasses.replace(self, label_kind=catalog.label_kind, with_masks=catalog.has_masks)
 
     def soft_form(self, num_classes: int) -> str:
         """How this build stores its soft label over ``num_classes`` classes (see ``columns``)."""
@@ -202,6 +212,9 @@ def _validate(c) -> None:
     for op in ops.REGISTRY:
         op.validate(c)
     chain.validate(c)
+    if c.with_masks and c.format == "folder":
+        raise MixbakeError("Segmentation masks are written into Parquet shards (mask, mask_b) or WebDataset tars "
+                           "(<key>.mask.png); --format folder does not write them yet.")
     if c.label_kind != "class" and c.pairing == "cross-class":
         raise MixbakeError(f"--pairing cross-class needs one class per item; this source's labels are "
                            f"{'sets of classes' if c.label_kind == 'multi' else 'soft labels'}.")

@@ -47,6 +47,18 @@ _NOT_NEEDED = "(not needed for the preview)"
 class Sample:
     pixels: np.ndarray   # HxWx3 uint8, as a reader of the output decodes the stored image
     row: dict            # key, label, soft label (soft_label, or soft_index + soft_value), op, lam, ...
+    mask: Optional[np.ndarray] = None  # HxW class indices (segmentation builds): the tile is tinted by it
+    ignore: int = 255
+
+
+def tint(pixels: np.ndarray, mask: np.ndarray, ignore: int, amount: float = 0.45) -> np.ndarray:
+    """``pixels`` with each labelled mask pixel blended towards its class's colour (ignore left as is)."""
+    lut = np.array([class_color(i) for i in range(256)], np.float32)
+    colours = lut[mask]
+    out = pixels.astype(np.float32)
+    labelled = (mask != ignore)[:, :, None]
+    out = np.where(labelled, (1 - amount) * out + amount * colours, out)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -166,7 +178,32 @@ def out_samples(out: str, n: int, seed: Optional[int] = None) -> Tuple[dict, Lis
     for shard_id in sorted({r["shard"] for r in rows}):
         wanted = {i: r for i, r in enumerate(rows) if r["shard"] == shard_id}
         pixels.update(fmt.read_images(store, doc["shards"][shard_id]["path"], wanted, doc["config"]))
-    return doc, [Sample(pixels[i], r) for i, r in enumerate(rows)]
+    masks = _out_masks(store, doc, rows) if doc.get("masks") else {}
+    ignore = int(doc["config"].get("mask_ignore_index", 255))
+    return doc, [Sample(pixels[i], r, masks.get(i), ignore) for i, r in enumerate(rows)]
+
+
+def _out_masks(store, doc: dict, rows: List[dict]) -> Dict[int, np.ndarray]:
+    """The stored ``mask`` of each row of a Parquet build (other formats: none; the tiles go untinted)."""
+    import io
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+    config = doc["config"]
+    if config.get("format", "parquet") != "parquet":
+        return {}
+    width, height = config["size"]
+    found = {}
+    for shard_id in sorted({r["shard"] for r in rows}):
+        with store.open_input(doc["shards"][shard_id]["path"]) as f:
+            cells = pq.ParquetFile(f).read(columns=["mask"]).column("mask")
+        for i, r in enumerate(rows):
+            if r["shard"] == shard_id and cells[r["row"]].is_valid:
+                cell = cells[r["row"]].as_py()
+                data = cell if isinstance(cell, bytes) else cell["bytes"]
+                found[i] = np.frombuffer(data, np.uint8).reshape(height, width) if config["image_format"] == "raw" \
+                    else np.asarray(Image.open(io.BytesIO(data)))
+    return found
 
 
 def _rows_at(pf, picked: np.ndarray) -> List[dict]:
@@ -224,7 +261,7 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
     from . import imaging
     from .columns import row_json
     from .plan import plan_pool
-    from .worker import label_columns, render
+    from .worker import label_columns, render, render_masks
 
     from .worker import PoolImages
     config = task.config
@@ -247,7 +284,9 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
     for r in range(shown):
         stored = imaging.encode(render(config, plan, r, images, task.pool.first_copy), config.image_format,
                                 config.quality)
-        samples.append(Sample(imaging.decode_output(stored, config.image_format, config.size), row_json(columns, r)))
+        mask = render_masks(config, plan, r, images, task.pool.first_copy)[0] if config.with_masks else None
+        samples.append(Sample(imaging.decode_output(stored, config.image_format, config.size), row_json(columns, r),
+                              mask, config.mask_ignore_index))
     return samples
 
 
@@ -275,7 +314,7 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
             if q in sub_bad:
                 bad[p] = sub_bad[q]
             else:
-                images[p], images.soft[p] = sub_images[q], sub_images.soft[q]
+                images[p], images.soft[p], images.mask[p] = sub_images[q], sub_images.soft[q], sub_images.mask[q]
 
 
 def caption(row: dict, classes: Sequence[str], top: int = 2) -> str:
@@ -348,7 +387,8 @@ def render_sheet(samples: List[Sample], classes: Sequence[str], title: Sequence[
         x, y = layout.cell_origin(i)
         draw.rectangle([x, y, x + layout.cell_w - 1, y + layout.tile_h + layout.caption_h - 1], fill=CARD)
         x0, y0, _, _ = layout.tile_box(i)
-        sheet.paste(scale_tile(sample.pixels, layout), (x0, y0))
+        pixels = sample.pixels if sample.mask is None else tint(sample.pixels, sample.mask, sample.ignore)
+        sheet.paste(scale_tile(pixels, layout), (x0, y0))
         if boxes:
             _draw_boxes(draw, sample.row, layout, x0, y0)
         _draw_caption(draw, sample.row, classes, layout, x, y + layout.tile_h)

@@ -55,6 +55,7 @@ def inspect(out) -> dict:
         "skipped": doc["totals"]["skipped"],
         **_op_counts(table, lam, doc),
         "label_kind": doc.get("label_kind", "class"),
+        "masks": _mask_mass(out, doc) if doc.get("masks") else None,
         "classes": _class_mass(labels_path, table, list(doc["classes"]), config.get("label_smoothing", 0.0), multi),
         "errors": {"count": int(errors.get("count", doc["totals"]["skipped"])),
                    "first": _first_errors(out, errors.get("path"))},
@@ -65,6 +66,43 @@ def inspect(out) -> dict:
         "config": config,
         "source": _source(doc),
     }
+
+
+MASK_CLASSES_SHOWN = 20
+
+
+def _mask_mass(out: str, doc: dict) -> Optional[dict]:
+    """Pixel mass per mask class over every stored ``mask`` (a row group at a time; ``mask_b`` of
+    mixup rows not counted): {pixels, ignore share, classes: [{index, pixels, percent}]}. None for
+    formats whose masks are not in Parquet shards."""
+    import io
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+    config = doc["config"]
+    if config.get("format", "parquet") != "parquet":
+        return None
+    ignore, raw = int(config.get("mask_ignore_index", 255)), config["image_format"] == "raw"
+    counts = np.zeros(256, np.int64)
+    for entry in doc["shards"]:
+        pf = pq.ParquetFile(os.path.join(out, entry["path"]))
+        for g in range(pf.num_row_groups):
+            column = pf.read_row_group(g, columns=["mask"]).column("mask").combine_chunks()
+            cells = column.field("bytes") if pa_struct(column) else column
+            for data in cells.to_pylist():
+                if data is not None:
+                    mask = np.frombuffer(data, np.uint8) if raw else np.asarray(Image.open(io.BytesIO(data)))
+                    counts += np.bincount(mask.ravel(), minlength=256)
+    total = int(counts.sum())
+    labelled = [(v, int(counts[v])) for v in np.flatnonzero(counts) if v != ignore]
+    labelled.sort(key=lambda vc: -vc[1])
+    return {"pixels": total, "ignore_index": ignore, "ignore_percent": _percent(int(counts[ignore]), total),
+            "classes": [{"index": int(v), "pixels": c, "percent": _percent(c, total)} for v, c in labelled]}
+
+
+def pa_struct(column) -> bool:
+    import pyarrow as pa
+    return pa.types.is_struct(column.type)
 
 
 def _source(doc: dict) -> dict:
@@ -184,7 +222,7 @@ def format_inspect(info: dict) -> str:
     lines = _overview(info) + [""] + _ops(info)
     if any(info["lam"][op]["count"] for op in MIXED_OPS):
         lines += [""] + _lam(info)
-    lines += [""] + _classes(info) + [""] + _errors(info) + [""] + _config(info)
+    lines += [""] + _classes(info) + _masks(info) + [""] + _errors(info) + [""] + _config(info)
     return "\n".join(lines)
 
 
@@ -261,6 +299,21 @@ def _classes(info: dict) -> List[str]:
         name = c["name"] if len(c["name"]) <= name_w else c["name"][:name_w - 1] + "…"
         lines.append(f"  {name:<{name_w}} {c['mass']:>{mass_w},.2f} {c['percent']:6.1f}%  "
                      f"{bar(c['mass'], top):<{BAR}}  {'rows' if multi else 'labels'} {c['label_count']:,}".rstrip())
+    return lines
+
+
+def _masks(info: dict) -> List[str]:
+    masks = info.get("masks")
+    if not masks:
+        return []
+    shown = masks["classes"][:MASK_CLASSES_SHOWN]
+    top = max([c["pixels"] for c in shown] + [1])
+    lines = ["", f"mask pixels per class ({masks['pixels']:,} pixels; ignore index {masks['ignore_index']}: "
+                 f"{masks['ignore_percent']:.1f}%)"]
+    for c in shown:
+        lines.append(f"  class {c['index']:<5} {c['pixels']:>12,} {c['percent']:6.1f}%  {bar(c['pixels'], top)}".rstrip())
+    if len(masks["classes"]) > len(shown):
+        lines.append(f"  ... and {len(masks['classes']) - len(shown)} more classes")
     return lines
 
 

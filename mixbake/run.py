@@ -83,7 +83,7 @@ def output_format(config: BakeConfig, num_classes: int) -> int:
     if config.format_version == 1:
         return 1
     return 2 if pairing_format(config) == 2 or config.soft_form(num_classes) != "dense" \
-        or config.label_kind != "class" else 1
+        or config.label_kind != "class" or config.with_masks else 1
 
 
 def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
@@ -100,6 +100,8 @@ def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
     }
     if catalog.label_kind != "class":  # (only then: every class build keeps its identity)
         identity["label_kind"] = catalog.label_kind
+    if catalog.has_masks:
+        identity["masks"] = True
     return identity
 
 
@@ -394,8 +396,9 @@ def write_manifest(store: Store, config, catalog, identity, build_id, results, l
     }
     if pairing.format_version > 1:  # a format-1 manifest has none: its pairing is implied
         doc["pairing"] = pairing.to_dict()
-    if "label_kind" in identity:  # (none: one class per item)
-        doc["label_kind"] = identity["label_kind"]
+    for key in ("label_kind", "masks"):  # (none: one class per item, no masks)
+        if key in identity:
+            doc[key] = identity[key]
     formats.get(config.format).finish(store, config, doc)
     manifest.write_json(store, manifest.MANIFEST, doc)
     manifest.finish_state(store)

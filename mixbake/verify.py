@@ -56,8 +56,9 @@ def _manifest_problems(doc: dict):
     identity = {"format_version": doc["format_version"], "config": doc["config"],
                 "source": {k: doc["source"].get(k) for k in ("kind", "fingerprint", "options")},
                 "classes": doc["classes"], "libraries": doc["libraries"]}
-    if "label_kind" in doc:
-        identity["label_kind"] = doc["label_kind"]
+    for key in ("label_kind", "masks"):
+        if key in doc:
+            identity[key] = doc[key]
     if fingerprint(identity) != doc["build_id"]:
         yield ("manifest.json: build_id is not the hash of the format, config, source, classes and libraries "
                "it records (one of them, or the build id, was edited)")

@@ -74,6 +74,8 @@ def _check_part(job: VerifyJob, part: ShardPart, plan) -> ShardCheck:
         if shard is not None and not shard.equals(table.select(shard.column_names)):
             problems.append(f"labels.parquet: the rows of shard {part.shard_id} differ from {where}")
         problems += [f"{where} row {r}: {p}" for r, p in row_problems(table, job.config, len(job.classes))]
+        if job.config.with_masks and job.config.format == "parquet":
+            problems += _mask_problems(job, where)
         if plan is not None:
             problems += _provenance_problems(table, plan[part.shard_id], job.task, where)
     ops_ = table.column("op").to_pylist()
@@ -108,6 +110,43 @@ def _file_problems(job: VerifyJob, fmt, part: ShardPart, table: pa.Table) -> Tup
     elif meta:
         problems += metadata_problems(rel, meta, list(job.classes), job.build_id)
     return problems, shard
+
+
+def _mask_problems(job: VerifyJob, rel: str) -> List[str]:
+    """Every stored mask of a Parquet shard: the output's size; ``mask_b`` on the mixup rows only;
+    with ``--mask-cutout ignore``, the cutout holes the ignore index. (Mask values are not checked
+    against the image classes: a mask's classes are its own, often more than the images'; with
+    ``--mask-classes N`` they are checked against N.)"""
+    import io
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from .targets.masks import out_of_range
+    config, found = job.config, []
+    width, height, ignore = *config.size, config.mask_ignore_index
+    with job.store.open_input(rel) as f:
+        table = pq.ParquetFile(f).read(columns=["op", "boxes", "mask", "mask_b"])
+    ops_, boxes = table.column("op").to_pylist(), table.column("boxes").to_pylist()
+    holes = config.mask_cutout == "ignore"
+    for name in ("mask", "mask_b"):
+        for r, cell in enumerate(table.column(name).to_pylist()):
+            if (cell is None) != (name == "mask_b" and ops_[r] != "mixup"):
+                found.append(f"{rel} row {r}: {name} is {'missing' if cell is None else 'set on a ' + ops_[r] + ' row'}")
+                continue
+            if cell is None:
+                continue
+            data = cell if isinstance(cell, bytes) else cell["bytes"]
+            mask = np.frombuffer(data, np.uint8) if config.image_format == "raw" else \
+                np.asarray(Image.open(io.BytesIO(data)))
+            if mask.size != width * height or (config.image_format != "raw" and mask.shape != (height, width)):
+                found.append(f"{rel} row {r}: {name} is not {width}x{height}")
+            elif out_of_range(mask, config.mask_classes, ignore):
+                found.append(f"{rel} row {r}: {name} {out_of_range(mask, config.mask_classes, ignore)}")
+            elif holes and ops_[r] == "cutout" and any((mask.reshape(height, width)[max(0, y0):y1, max(0, x0):x1]
+                                                        != ignore).any() for x0, y0, x1, y1 in boxes[r]):
+                found.append(f"{rel} row {r}: {name} is not {ignore} (ignore) in the cutout holes")
+    return found
 
 
 def footer_problems(store, rel: str, classes: list, build_id: Optional[str]) -> List[str]:
@@ -381,11 +420,12 @@ def _records(job: VerifyJob, plan) -> Dict[str, list]:
 def _source_sizes(task, valid: np.ndarray) -> Dict[int, Tuple[int, int]]:
     """{pool position: oriented (width, height)} of the usable items, from their headers."""
     from .chain.crop import source_size
+    from .sources import ItemPayload
     sizes, pos = {}, 0
     for locator, stamp, n in zip(task.locators, task.stamps, task.chunk_sizes):
         for p, payload in zip(range(pos, pos + n), task.reader.read_chunk(locator, stamp)):
             if valid[p]:
-                sizes[p] = source_size(payload)
+                sizes[p] = source_size(payload.image if isinstance(payload, ItemPayload) else payload)
         pos += n
     return sizes
 

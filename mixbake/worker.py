@@ -22,6 +22,7 @@ from .manifest import write_sidecar
 from .plan import ORIGINAL, PoolPlan, plan_pool, plan_views, shard_rows, take_rows
 from .sources import BadPayload, ItemPayload
 from .store.arrowfs import unreachable
+from .targets.masks import load_with_mask
 from .tasks import PoolResult, PoolTask, ShardResult
 from .worker_process import BATCH, prepare_process, spread, task_starts, tick
 
@@ -31,11 +32,14 @@ ROW_GROUP_BYTES = 100 << 20
 
 class PoolImages(list):
     """Each pool position's image (or ``ItemViews``; None: bad or not decoded), and what else the
-    source gave it: ``soft``, its soft-label input (float32, K) where the source has one."""
+    source gave it: ``soft``, its soft-label input (float32, K), and ``mask``, its segmentation mask
+    at the output size, where the source has them."""
 
     def __init__(self, n: int):
         super().__init__([None] * n)
         self.soft: List[Optional[np.ndarray]] = [None] * n
+        self.mask: List[Optional[np.ndarray]] = [None] * n  # fitted to the output (with a chain: in ItemViews)
+        self.encoded_masks: Dict[int, tuple] = {}  # id of a view's mask -> (the mask, its stored bytes)
 
 
 def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
@@ -49,10 +53,15 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
     def decode(item):
         p, payload = item
         try:
-            if isinstance(payload, ItemPayload):
-                soft = _soft_input(payload.soft, len(task.classes), task.label_kind == "soft")
-                return make(p, payload.image), soft
-            return make(p, payload), None
+            if not isinstance(payload, ItemPayload):
+                return make(p, payload), None, None
+            soft = _soft_input(payload.soft, len(task.classes), task.label_kind == "soft")
+            if not task.config.with_masks:
+                return make(p, payload.image), soft, None
+            if chain.enabled(task.config):
+                return make(p, payload), soft, None  # (the views carry their masks)
+            image, mask = load_with_mask(task.config, payload)
+            return image, soft, mask
         except imaging.DecodeError as exc:
             return exc
 
@@ -61,7 +70,7 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
             if isinstance(made, Exception):
                 bad[p] = str(made)
             else:
-                images[p], images.soft[p] = made
+                images[p], images.soft[p], images.mask[p] = made
         batch.clear()
 
     batch, pos = [], 0
@@ -157,6 +166,22 @@ def _view(item, copy: int, first_copy: int) -> np.ndarray:
     if isinstance(item, np.ndarray):
         return item
     return item.original if copy == ORIGINAL else item.views[copy - first_copy]
+
+
+def render_masks(config: BakeConfig, plan: PoolPlan, r: int, images, first_copy: int = 0):
+    """(mask, mask_b or None) of planned row ``r``: its views' masks, mixed by its op's rule."""
+    from .targets.masks import mix_mask
+    a, b, copy = plan.pos_a[r], plan.pos_b[r], plan.copy[r]
+    return mix_mask(ops.NAMES[plan.op[r]], _view_mask(images, a, copy, first_copy),
+                    _view_mask(images, b, copy, first_copy) if b >= 0 else None, plan.boxes[r],
+                    config.mask_ignore_index, config.mask_cutout)
+
+
+def _view_mask(images, p: int, copy: int, first_copy: int) -> np.ndarray:
+    item = images[p]
+    if isinstance(item, np.ndarray):
+        return images.mask[p]
+    return item.original_mask if copy == ORIGINAL else item.masks[copy - first_copy]
 
 
 def _records(images, positions: np.ndarray, copies: np.ndarray, first_copy: int) -> list:
@@ -274,7 +299,10 @@ def _write(task: PoolTask, fmt, relpath: str, shard_id: int, plan: PoolPlan, ima
                 batch = list(range(first, min(first + BATCH, rows.stop)))
                 encoded.extend(spread(encode, batch))
                 tick(len(batch))
-            writer.write({name: values[rows.start:rows.stop] for name, values in columns.items()}, encoded)
+            part = {name: values[rows.start:rows.stop] for name, values in columns.items()}
+            if config.with_masks:
+                part.update(_encoded_masks(config, plan, rows, images, task.pool.first_copy))
+            writer.write(part, encoded)
     result = ShardResult(
         shard_id=shard_id, path=writer.relpath, rows=len(plan), bytes=writer.bytes, sha256=writer.sha256,
         op_counts={op.name: int(np.sum(plan.op == op.code)) for op in ops.REGISTRY}, errors=errors, items=items,
@@ -282,6 +310,27 @@ def _write(task: PoolTask, fmt, relpath: str, shard_id: int, plan: PoolPlan, ima
     write_sidecar(task.store, shard_id, labels_rows(task, fmt, shard_id, plan, columns),
                   dict(dataclasses.asdict(result), build=task.build_id))
     return result
+
+
+def _encoded_masks(config: BakeConfig, plan: PoolPlan, rows: range, images, first_copy: int) -> dict:
+    """The rows' ``mask`` and ``mask_b`` (None but for mixup) as stored bytes."""
+    from .targets.masks import encode_mask
+    views = images.encoded_masks
+
+    def encoded(mask, *unchanged):
+        if not any(mask is v for v in unchanged):  # a mixed mask (cutmix, cutout): its own bytes
+            return encode_mask(mask, config.image_format)
+        if id(mask) not in views:  # (the entry keeps the view's mask alive, so its id stays its own)
+            views[id(mask)] = (mask, encode_mask(mask, config.image_format))
+        return views[id(mask)][1]
+
+    found = {"mask": [], "mask_b": []}
+    for r in rows:  # a view's mask passed through unchanged (none, mixup, a pass's other copies) is encoded once
+        a, b = render_masks(config, plan, r, images, first_copy)
+        sources = [_view_mask(images, p, plan.copy[r], first_copy) for p in (plan.pos_a[r], plan.pos_b[r]) if p >= 0]
+        found["mask"].append(encoded(a, *sources))
+        found["mask_b"].append(None if b is None else encoded(b, *sources))
+    return found
 
 
 def labels_rows(task: PoolTask, fmt, shard_id: int, plan: PoolPlan, columns: dict) -> pa.Table:

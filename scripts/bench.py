@@ -66,6 +66,10 @@ samples/s = output samples / wall seconds):
                (~40 s per repeat at 10000 photos on 2 CPUs, mostly the peer); --only deit runs it
                alone. x floor / x baseline of these rows compare bakes doing more work per
                sample than the floor / baseline.
+  no-masks, with-masks  (only when asked: --only masks) mixbake-2w without and with --masks: a
+               segmentation mask per photo (8-bit gray PNG at the photo's size, 21 classes in
+               40-pixel blocks and some ignore), decoded, checked, fitted (nearest) and written
+               as a PNG beside each image (mask_b for mixup rows); run in turn.
   classes, items  (only when asked: --only classes,items) the scale rows of scripts/bench_scale.py:
                10 / 1,000 / 21,841 classes at 30k tiny items (bake, inspect, verify, verify --deep:
                time, parent and largest-process RSS); 20k vs 300k items (RSS growth per item).
@@ -111,7 +115,7 @@ GEN_VERSION = 1  # bump when the generator changes, to invalidate caches
 SIZE = 224
 QUALITY = 90
 RUNS = ("floor", "mixbake-2w", "startup", "mixbake-1w", "baseline", "baseline-batch", "parquet", "small",
-        "copies", "deit", "memory", "classes", "items")
+        "copies", "deit", "masks", "memory", "classes", "items")
 
 # ----------------------------------------------------------------- data
 
@@ -194,6 +198,38 @@ def ensure_folder(data_dir, kind, n, seed, workers):
     stamp.write_text(json.dumps(meta))
     log(f"  done in {time.perf_counter() - t0:.1f}s")
     return root
+
+
+def _make_mask(job):
+    """The mask of one photo: 21 classes (VOC's count with background) in 40-pixel blocks, some
+    blocks the ignore index 255, 8-bit gray PNG at the photo's size, like a VOC/ADE20k annotation."""
+    folder, masks, rel = job
+    with Image.open(Path(folder) / rel) as im:
+        w, h = im.size
+    rng = np.random.default_rng(int(hashlib.sha256(rel.encode()).hexdigest()[:8], 16))
+    grid = rng.integers(0, 22, (h // 40 + 1, w // 40 + 1))
+    grid[grid == 21] = 255
+    mask = np.kron(grid, np.ones((40, 40), np.int64))[:h, :w].astype(np.uint8)
+    out = (Path(masks) / rel).with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask, "L").save(out)
+
+
+def ensure_masks(folder, workers):
+    """<folder>-masks/: a segmentation mask per photo (mirroring its tree), cached."""
+    masks = folder.with_name(folder.name + "-masks")
+    stamp = masks.with_name(masks.name + ".json")
+    meta = {"folder": folder.name, "version": GEN_VERSION}
+    if masks.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == meta:
+        return masks
+    log(f"generating masks in {masks} ...")
+    shutil.rmtree(masks, ignore_errors=True)
+    jobs = [(str(folder), str(masks), str(f.relative_to(folder))) for f in list_files(folder)]
+    with mp.Pool(workers) as pool:
+        for _ in pool.imap_unordered(_make_mask, jobs, chunksize=32):
+            pass
+    stamp.write_text(json.dumps(meta))
+    return masks
 
 
 def ensure_parquet(folder):
@@ -466,6 +502,7 @@ def print_checks(results):
         ("small-raw samples/s", r.get("small-raw"), 8000),
         ("deit / mixup-plain", ratio(r.get("deit"), r.get("mixup-plain")), 0.55),
         ("deit / torchvision-deit", ratio(r.get("deit"), r.get("torchvision-deit")), 4.0),
+        ("with-masks / no-masks", ratio(r.get("with-masks"), r.get("no-masks")), 0.7),
     ]
     print("\n| check | value | target | result |")
     print("|---|---:|---:|---|")
@@ -526,7 +563,7 @@ def parse_args():
     args.n_small = args.n_small or (2000 if quick else 50000)
     args.n_large = args.n_large or (2000 if quick else 20000)
     args.repeat = args.repeat or (1 if quick else 3)
-    args.only = set(args.only.split(",")) if args.only else set(RUNS) - {"memory", "classes", "items"}
+    args.only = set(args.only.split(",")) if args.only else set(RUNS) - {"memory", "masks", "classes", "items"}
     if args.memory:
         args.only.add("memory")
     unknown = args.only - set(RUNS)
@@ -611,6 +648,16 @@ def run_all(args, photos):
             "mixup-plain": lambda: run_mixbake(photos, w, extra=("--mixup", 1, "--cutmix", 0)),
             "deit": lambda: run_mixbake(photos, w, extra=("--preset", "deit")),
             "torchvision-deit": lambda: run_torchvision_deit(photos, w),
+        })
+        results.update({name: best_of_results(r) for name, r in runs.items()})
+    if "masks" in args.only:
+        masks = ensure_masks(photos, os.cpu_count() or 2)
+        for f in list_files(masks):
+            f.read_bytes()
+        log("running no-masks, with-masks in turn ...")
+        runs = in_turn(rep, {
+            "no-masks": lambda: run_mixbake(photos, w),
+            "with-masks": lambda: run_mixbake(photos, w, extra=("--masks", masks)),
         })
         results.update({name: best_of_results(r) for name, r in runs.items()})
     return results

@@ -13,6 +13,7 @@ from typing import List, Optional
 import numpy as np
 
 from .. import imaging
+from ..targets.masks import load_with_mask, replay_mask
 from . import BY_NAME, ViewKey, plan_record, replay
 
 
@@ -21,25 +22,36 @@ class ItemViews:
     views: List[np.ndarray]         # one per copy of the pool, in copy order
     records: List[dict]             # what each view went through (``Record.to_dict``)
     original: Optional[np.ndarray]  # the unaugmented fit, for the --keep-originals row
+    masks: Optional[List[np.ndarray]] = None  # each view's segmentation mask (a source with masks)
+    original_mask: Optional[np.ndarray] = None
 
 
 def item_views(config, payload, draws: dict, first_view: int, keys: List[ViewKey], originals: bool) -> ItemViews:
     """Views ``first_view ..`` of one item (one per key), raising ``imaging.DecodeError`` if it
-    does not decode."""
+    does not decode. ``payload``: the image's, or with masks a ``sources.ItemPayload``."""
     crop = BY_NAME["crop"]
     random_crop = crop.on(config)
-    fit = "crop" if random_crop else config.resize
-    base = None
+    base = base_mask = None
     if not random_crop or originals:
-        base = imaging.load_image(payload, config.size, fit, config.max_pixels)
-    views, records = [], []
+        base, base_mask = _load(config, payload)
+    views, records, masks = [], [], []
     for j, key in enumerate(keys):
         record = plan_record(config, draws, first_view + j)
-        image = base
+        image, mask = base, base_mask
         if random_crop:
-            choose = crop.chooser(config, draws["crop"][first_view + j], record)
-            image = imaging.load_image(payload, config.size, fit, config.max_pixels, choose)
+            image, mask = _load(config, payload, crop.chooser(config, draws["crop"][first_view + j], record), record)
         record = record.to_dict()
         views.append(replay.apply(image, record, key))
         records.append(record)
-    return ItemViews(views, records, base if originals else None)
+        if config.with_masks:
+            masks.append(replay_mask(mask, record, config.mask_ignore_index, config.mask_cutout))
+    return ItemViews(views, records, base if originals else None, masks if config.with_masks else None,
+                     base_mask if originals else None)
+
+
+def _load(config, payload, chooser=None, record=None):
+    """(image, mask or None) at the output size (see ``targets.masks.load_with_mask``)."""
+    if config.with_masks:
+        return load_with_mask(config, payload, chooser, record)
+    fit = "crop" if config.resize == "random-crop" else config.resize
+    return imaging.load_image(payload, config.size, fit, config.max_pixels, chooser), None

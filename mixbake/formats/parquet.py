@@ -35,11 +35,28 @@ def _columns_and_features(config, classes: tuple):
     ClassLabel of 21,841 names is ~0.4 MB of JSON)."""
     labels = config.label_fields(len(classes))
     fields = [labels[0], pa.field("image", IMAGE_TYPE)] + labels[1:]
+    if config.with_masks:  # (raw: the mask's HxW bytes; else a PNG, an HF Image)
+        mask_type = pa.binary() if config.image_format == "raw" else IMAGE_TYPE
+        fields += [pa.field("mask", mask_type), pa.field("mask_b", mask_type)]
     if config.image_format == "raw":
         fields += RAW_FIELDS
     schema = pa.schema(fields)
     features = hf_features(schema, classes, image=config.image_format != "raw")
     return schema, json.dumps({"info": {"features": features}}).encode()
+
+
+def _mask_arrays(columns: dict, ext: str) -> dict:
+    """``mask`` / ``mask_b`` cells: binary with raw images, else Image structs (path ``<key>.mask.png``)."""
+    out = {}
+    for name in ("mask", "mask_b"):
+        data = columns[name]
+        if ext == "raw":
+            out[name] = arrow.binary(data)
+            continue
+        paths = [None if d is None else f"{k}.{name.replace('_', '.')}.png" for k, d in zip(columns["key"], data)]
+        out[name] = pa.StructArray.from_arrays([arrow.binary(data), arrow.strings(paths)], fields=list(IMAGE_TYPE),
+                                               mask=pa.array([d is None for d in data]))
+    return out
 
 
 class ShardWriter(AtomicFileWriter):
@@ -75,6 +92,8 @@ class ShardWriter(AtomicFileWriter):
         arrays = label_arrays(columns)
         arrays["image"] = pa.StructArray.from_arrays(
             [arrow.binary(images), arrow.strings(paths)], fields=list(IMAGE_TYPE))
+        if self.config.with_masks:
+            arrays.update(_mask_arrays(columns, self.ext))
         if self.ext == "raw":
             width, height = self.config.size
             n = len(images)

@@ -44,6 +44,9 @@ class TarShardWriter(AtomicFileWriter):
         for i, image in enumerate(images):
             key = columns["key"][i]
             entries = {self.ext: image, "json": sample_json(columns, i)}
+            for name in ("mask", "mask_b"):  # segmentation masks: <key>.mask.png, <key>.mask_b.png (raw: .raw)
+                if columns.get(name) is not None and columns[name][i] is not None:
+                    entries[f"{name}.{'raw' if self.ext == 'raw' else 'png'}"] = columns[name][i]
             if columns["label"][i] >= 0:  # (a multi-label row has none: its sets are in the json)
                 entries["cls"] = str(int(columns["label"][i])).encode()
             for ext in sorted(entries):

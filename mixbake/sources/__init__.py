@@ -76,6 +76,7 @@ class Catalog:
     # label_kind "multi": each item's set of classes (``labels`` then holds its first class, or 0
     # for an empty set: only pairing looks at it)
     targets: Optional[ItemSets] = None
+    has_masks: bool = False        # the reader yields each item's mask too (ItemPayload.mask)
     # per chunk the stamp key (store.stamp_key: size and mtime_ns) of the file it is read from, as
     # listed: a worker that finds a file otherwise stops the bake (the source changed under it); None
     # where nothing can change (demo)
@@ -145,6 +146,8 @@ class SourceOptions:
     image_column: Optional[str] = None
     label_column: Optional[str] = None
     classes: Optional[str] = None
+    masks: Optional[str] = None
+    mask_column: Optional[str] = None
 
     HELP = {
         "image_column": "Parquet: the image column (struct<bytes, path> or binary) [default: the only one].",
@@ -152,6 +155,9 @@ class SourceOptions:
                         "(multi-label); or, named here, a list<float> of K soft-label weights [default: the only one].",
         "classes": "A text file of class names, one a line in class-index order, for a soft-label column "
                    "[default: 0..K-1].",
+        "masks": "Image folder: a directory of segmentation masks mirroring the images' tree (the mask of "
+                 "cat/1.jpg is DIR/cat/1.png: class index per pixel, PNG mode L or P).",
+        "mask_column": "Parquet: the column of segmentation masks (PNG bytes, or an Image struct).",
     }
 
     @classmethod
@@ -190,11 +196,19 @@ def open_source(source: str, options: Optional[SourceOptions] = None,
     if store is not None and not store.exists():
         raise MixbakeError(f"Source {redact(source)!r} does not exist (expected 'demo', an image folder, or Parquet).")
     if parquet.looks_like_parquet(source):
-        return parquet.parquet_catalog(source, image_column, label_column, on_error, options.classes)
+        if options.masks:
+            raise MixbakeError("--masks DIR applies to an image folder; a Parquet source names its --mask-column.")
+        return parquet.parquet_catalog(source, image_column, label_column, on_error, options.classes,
+                                       options.mask_column)
     if store.isdir():
-        if image_column or label_column or options.classes:
-            raise MixbakeError("--image-column/--label-column/--classes apply to Parquet sources, not to an image folder.")
-        return folder.folder_catalog(store, map_each)
+        if image_column or label_column or options.classes or options.mask_column:
+            raise MixbakeError("--image-column/--label-column/--classes/--mask-column apply to Parquet sources, "
+                               "not to an image folder.")
+        catalog = folder.folder_catalog(store, map_each)
+        if options.masks:
+            from .masks import with_folder_masks
+            catalog = with_folder_masks(catalog, options.masks)
+        return catalog
     raise MixbakeError(f"Source {redact(source)!r} is neither an image folder nor a Parquet file.")
 
 

@@ -19,6 +19,7 @@ from ..errors import MixbakeError, changed
 from ..humanize import count
 from ..store import Store, is_uri, redact, stamp_key
 from . import Catalog, ItemPayload
+from .masks import check_mask_column, mask_cells
 from .parquet_soft import class_names, is_soft_type, row_weights, soft_width
 from .multilabel import MAX_UNNAMED_CLASSES
 from .refs import RowRefs
@@ -173,6 +174,7 @@ class ParquetReader:
     image_column: str
     image_files: Optional[Store] = None  # where the files named by path-only cells are (None: no such cell)
     soft_column: Optional[str] = None    # a soft-label input column: read with the images (ItemPayload)
+    mask_column: Optional[str] = None    # a mask column: read with the images (ItemPayload)
 
     def read_chunk(self, locator, stamp=None):
         """Payloads (bytes or None) of one row group, in row order, streamed in small batches so a
@@ -188,7 +190,7 @@ class ParquetReader:
             if int(stamp_key(size, mtime)) != stamp:
                 raise changed(self.store.display(rel), size)
         with self.store.open_input(rel) as f:
-            columns = [self.image_column] + ([self.soft_column] if self.soft_column else [])
+            columns = [self.image_column] + [c for c in (self.soft_column, self.mask_column) if c]
             for batch in pq.ParquetFile(f).iter_batches(batch_size=64, row_groups=[row_group],
                                                        columns=columns, use_threads=False):
                 column = batch.column(0)
@@ -200,9 +202,15 @@ class ParquetReader:
                     payloads = [read_named(self.image_files, location) if payload is None and location else payload
                                 for payload, location in zip(payloads, named_files)]
                     row += len(payloads)
-                if self.soft_column:
-                    payloads = [ItemPayload(p, soft=w) for p, w in zip(payloads, row_weights(batch.column(1)))]
+                if self.soft_column or self.mask_column:
+                    payloads = self._with_extras(payloads, batch)
                 yield from payloads
+
+    def _with_extras(self, payloads, batch) -> list:
+        n = len(payloads)
+        soft = row_weights(batch.column(self.soft_column)) if self.soft_column else [None] * n
+        masks = mask_cells(batch.column(self.mask_column)) if self.mask_column else [None] * n
+        return [ItemPayload(p, soft=w, mask=m) for p, w, m in zip(payloads, soft, masks)]
 
 
 def _class_names(pf: pq.ParquetFile, label_column: str, multi: bool = False) -> Optional[List[str]]:
@@ -239,13 +247,16 @@ def _labels_of(store, files, handles, label_column: str, columns, classes_file: 
 
 
 def parquet_catalog(source: str, image_column: Optional[str], label_column: Optional[str],
-                    on_error: str = "fail", classes_file: Optional[str] = None) -> Catalog:
+                    on_error: str = "fail", classes_file: Optional[str] = None,
+                    mask_column: Optional[str] = None) -> Catalog:
     store, files = _list_files(source)
     skipped: List[Tuple[str, str]] = []
     opened = _readable(store, [(rel, rel) for rel in files], lambda rel: pq.ParquetFile(store.open_input(rel)),
                        "not a readable Parquet file", on_error, skipped)
     _refuse_none_readable(source, store, files, opened, skipped)
     image_column, label_column = _columns(store, opened, image_column, label_column)
+    for rel, pf in opened:
+        check_mask_column(pf.schema_arrow, mask_column, store.display(rel))
     listed = _readable(store, opened, lambda pf: (pf, _read_labels(pf, label_column)),
                        f"cannot read its column {label_column!r}", on_error, skipped)
     _refuse_none_readable(source, store, files, listed, skipped)
@@ -268,9 +279,11 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
         kind="parquet", uri=redact(source) if is_uri(source) else os.path.abspath(source),
         classes=tuple(classes), labels=labels, refs=refs,
         chunk_bounds=bounds, chunk_locators=locators,
-        reader=ParquetReader(store, tuple(files), image_column, named.store, label_column if kind == "soft" else None),
+        reader=ParquetReader(store, tuple(files), image_column, named.store, label_column if kind == "soft" else None,
+                             mask_column),
         fingerprint=_fingerprint(store, files, handles, skipped, named.fingerprint()),
-        options={"image_column": image_column, "label_column": label_column}, bad=bad,
+        options={"image_column": image_column, "label_column": label_column,
+                 **({"mask_column": mask_column} if mask_column else {})}, bad=bad, has_masks=mask_column is not None,
         notes=_skipped_notes(store, skipped), skipped_files=tuple(skipped), chunk_stamps=stamps,
         label_kind=kind, targets=targets,
         state=hashlib.sha256(repr(list(zip(files, file_stamps))).encode("utf-8", "surrogateescape")).hexdigest(),

@@ -37,6 +37,11 @@ def decode_mask(data, size) -> np.ndarray:
     from ..imaging import DecodeError
     if data is None:
         raise DecodeError("no mask (the mask file or cell is missing)")
+    if _gray8_png(data):  # the common case, decoded by OpenCV in ~2/3 of Pillow's time (same pixels)
+        import cv2
+        mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if mask is not None and mask.ndim == 2 and mask.dtype == np.uint8:
+            return _sized(mask, size)
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.mode not in ("L", "P"):
@@ -46,9 +51,55 @@ def decode_mask(data, size) -> np.ndarray:
         raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise DecodeError(f"cannot decode mask: {exc}") from None
+    return _sized(np.ascontiguousarray(mask, dtype=np.uint8), size)
+
+
+def _gray8_png(data: bytes) -> bool:
+    """A PNG whose IHDR says 8-bit grayscale without alpha (bit depth 8, colour type 0)."""
+    return len(data) > 26 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24] == 8 \
+        and data[25] == 0
+
+
+def _sized(mask: np.ndarray, size) -> np.ndarray:
+    from ..imaging import DecodeError
     if (mask.shape[1], mask.shape[0]) != tuple(size):
-        raise DecodeError(f"mask is {mask.shape[1]}x{mask.shape[0]}, its image {size[0]}x{size[1]}")
-    return np.ascontiguousarray(mask, dtype=np.uint8)
+        raise DecodeError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from its image's {size[0]}x{size[1]}")
+    return mask
+
+
+def out_of_range(mask: np.ndarray, classes, ignore: int) -> str:
+    """Why ``mask`` holds values outside 0..classes-1 and ``ignore`` ('' if it does not, or if the
+    number of mask classes is not given)."""
+    if not classes:
+        return ""
+    values = np.unique(mask)
+    wrong = values[(values >= classes) & (values != ignore)]
+    if not len(wrong):
+        return ""
+    return (f"mask holds class {', '.join(str(v) for v in wrong[:5])}{' ...' if len(wrong) > 5 else ''}: "
+            f"--mask-classes {classes} allows 0..{classes - 1} and the ignore index {ignore}")
+
+
+def load_with_mask(config, payload, chooser=None, record=None):
+    """(image, mask) of an item (``sources.ItemPayload``), both at the output size: the mask checked
+    against the oriented image's size, then fitted by the image's rule, or (``chooser`` picking the
+    image's random crop into ``record``) cropped to the same box; nearest-neighbour."""
+    from .. import imaging
+    seen = []
+
+    def choose(width, height):
+        seen.append((width, height))
+        return chooser(width, height) if chooser else None
+
+    resize = "crop" if config.resize == "random-crop" else config.resize
+    image = imaging.load_image(payload.image, config.size, resize, config.max_pixels, choose)
+    box = record.crop if record is not None and chooser else None
+    mask = decode_mask(payload.mask, seen[0])
+    wrong = out_of_range(mask, config.mask_classes, config.mask_ignore_index)
+    if wrong:
+        raise imaging.DecodeError(wrong)
+    mask = fit_mask(mask, config.size, resize, config.mask_ignore_index, box)
+    return image, mask
 
 
 def fit_mask(mask: np.ndarray, size, resize: str, ignore: int, box=None) -> np.ndarray:
