@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-_NUMPY = {pa.int32(): np.int32, pa.int64(): np.int64, pa.float32(): np.float32, pa.float64(): np.float64}
+_NUMPY = {pa.int8(): np.int8, pa.int32(): np.int32, pa.int64(): np.int64, pa.float32(): np.float32,
+          pa.float64(): np.float64}
 _OFFSET_LIMIT = 2**31 - 1
 
 

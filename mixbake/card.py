@@ -84,7 +84,9 @@ def yaml_features(features: dict) -> list:
     return [{"name": name, **_yaml_feature(feature)} for name, feature in features.items()]
 
 
-def _yaml_feature(feature: dict) -> dict:
+def _yaml_feature(feature) -> dict:
+    if isinstance(feature, list):  # a Python list of one feature: a list (of structs), `list:` in YAML
+        return {"list": _simplified(_yaml_feature(feature[0]))}
     kind = feature.get("_type")
     if kind is None:  # a struct: {field name: feature}
         return {"struct": yaml_features(feature)}

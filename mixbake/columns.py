@@ -57,20 +57,28 @@ def soft_form(requested: str, num_classes: int, format_version=None) -> str:
 SET_FIELDS = [pa.field("labels_a", pa.list_(pa.int64())), pa.field("labels_b", pa.list_(pa.int64()))]
 
 
-def label_fields(form: str = "dense", chain: bool = False, kind: str = "class") -> list:
+# a detection build's rows: every kept box in output pixels [x0, y0, x1, y1], its category, its weight
+# (mixup: lam for a's, 1-lam for b's; else 1) and which source it came from; and how many were dropped
+OBJECT_TYPE = pa.struct([pa.field("bbox", pa.list_(pa.float32())), pa.field("category", pa.int64()),
+                         pa.field("weight", pa.float32()), pa.field("source", pa.int8())])
+OBJECT_FIELDS = [pa.field("objects", pa.list_(OBJECT_TYPE)), pa.field("objects_dropped", pa.int32())]
+
+
+def label_fields(form: str = "dense", chain: bool = False, kind: str = "class", boxes: bool = False) -> list:
     """The label columns of a build whose soft label is stored in ``form`` (with ``chain``: and
-    whose rows record their views' augmentations), for items of label ``kind`` (mixbake.targets)."""
+    whose rows record their views' augmentations), for items of label ``kind`` (mixbake.targets),
+    with ``boxes``: and their detection objects."""
     soft = {"dense": LABEL_FIELDS[2:3], "sparse": SPARSE_FIELDS, "both": LABEL_FIELDS[2:3] + SPARSE_FIELDS}[form]
     fields = LABEL_FIELDS[:2] + soft + LABEL_FIELDS[3:] + (AUG_FIELDS if chain else [])
     if kind == "multi":
         fields = [f for f in fields if f.name not in ("label_a", "label_b")]
         at = [f.name for f in fields].index("boxes")
         fields[at:at] = SET_FIELDS
-    return fields
+    return fields + (OBJECT_FIELDS if boxes else [])
 
 
-def label_names(form: str = "dense", chain: bool = False, kind: str = "class") -> tuple:
-    return tuple(f.name for f in label_fields(form, chain, kind))
+def label_names(form: str = "dense", chain: bool = False, kind: str = "class", boxes: bool = False) -> tuple:
+    return tuple(f.name for f in label_fields(form, chain, kind, boxes))
 
 
 class SparseRows:
@@ -112,6 +120,9 @@ def label_arrays(columns: dict) -> Dict[str, pa.Array]:
     for name in ("aug_a", "aug_b"):
         if name in columns:
             arrays[name] = pa.array(columns[name], type=AUG_TYPE)
+    if "objects" in columns:
+        arrays["objects"] = columns["objects"].arrow()
+        arrays["objects_dropped"] = arrow.numeric(columns["objects_dropped"], pa.int32())
     if "soft_label" in columns:
         arrays["soft_label"] = _list_array(columns["soft_label"].astype(np.float32))
     if "soft_index" in columns:
@@ -141,7 +152,7 @@ def form_of(columns: dict) -> str:
 
 def label_table(columns: dict) -> pa.Table:
     arrays = label_arrays(columns)
-    fields = label_fields(form_of(columns), "aug_a" in columns, kind_of(columns))
+    fields = label_fields(form_of(columns), "aug_a" in columns, kind_of(columns), "objects" in columns)
     return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
 
 
@@ -186,6 +197,9 @@ def row_json(columns: dict, i: int) -> dict:
     for name in ("aug_a", "aug_b"):
         if name in columns:
             row[name] = _stored_record(columns[name][i])
+    if "objects" in columns:
+        row["objects"] = columns["objects"].row(i)
+        row["objects_dropped"] = int(columns["objects_dropped"][i])
     return row
 
 
@@ -205,12 +219,16 @@ def hf_features(schema: pa.Schema, classes: Sequence[str], image: bool = False) 
     features = {f.name: _feature(f.type) for f in schema}
     if "label" in features:
         features["label"] = {"names": list(classes), "_type": "ClassLabel"}
+    if "objects" in features:
+        features["objects"][0]["category"] = {"names": list(classes), "_type": "ClassLabel"}
     if image and "image" in features:
         features["image"] = {"_type": "Image"}
     return features
 
 
 def _feature(t: pa.DataType):
+    if pa.types.is_list(t) and pa.types.is_struct(t.value_type):  # a list of dicts: datasets' [feature] spelling
+        return [_feature(t.value_type)]
     if pa.types.is_list(t):
         return {"feature": _feature(t.value_type), "_type": "Sequence"}
     if pa.types.is_struct(t):

@@ -78,8 +78,13 @@ SAMPLE_OPTIONS = (
            check=lambda v: 1 <= v <= 256, problem="{flag} must be in 1..256, got {value}."),
     Option("mask_cutout", "ignore", "choice", "Segmentation masks: cutout holes and --erase boxes set to the ignore "
            "index, or keep the source's classes.", choices=("ignore", "keep"), since=2),
+    Option("min_visibility", 0.2, "float", "Detection: a box is kept where the visible share of its area (after "
+           "crops, clipping, cutmix's paste, cutout and erase holes) is at least this; else it is dropped (counted "
+           "in the row's objects_dropped).", metavar="F", since=2,
+           check=lambda v: 0.0 <= v <= 1.0, problem="{flag} must be in 0..1, got {value}."),
     # what the source carries, set from the catalog: it decides the label columns
     Option("with_masks", False, "flag", "The source's items carry segmentation masks.", cli=False, since=2),
+    Option("with_boxes", False, "flag", "The source's items carry detection boxes.", cli=False, since=2),
     Option("label_kind", "class", "choice", "The kind of label the source's items carry.", cli=False,
            choices=("class", "multi", "soft"), since=2),
     # the output rules a build follows: None for the newest; 1 rebuilds a format-1 build (its pairing)
@@ -95,7 +100,7 @@ def all_options() -> List[Option]:
 
 OPTIONS: Dict[str, Option] = {o.name: o for o in all_options()}
 LATER_FIELDS = tuple(o.name for o in OPTIONS.values() if o.since > 1)  # recorded only when not at their default
-NOT_RECORDED = ("format_version", "label_kind", "with_masks")  # the identity records these at the top level
+NOT_RECORDED = ("format_version", "label_kind", "with_masks", "with_boxes")  # the identity records these at the top level
 
 
 def parse_size(text) -> Tuple[int, int]:
@@ -162,13 +167,15 @@ class _Config:
     def of_manifest(cls, doc: dict) -> "BakeConfig":
         """The config of a finished build (its manifest), with the format its rules followed."""
         return cls.from_dict({**doc["config"], "format_version": doc.get("format_version", 1),
-                              "label_kind": doc.get("label_kind", "class"), "with_masks": bool(doc.get("masks"))})
+                              "label_kind": doc.get("label_kind", "class"), "with_masks": bool(doc.get("masks")),
+                              "with_boxes": bool(doc.get("boxes"))})
 
     def for_catalog(self, catalog) -> "BakeConfig":
-        """This config for a source: its label kind and masks (which decide the columns) are the source's."""
-        if (catalog.label_kind, catalog.has_masks) == (self.label_kind, self.with_masks):
+        """This config for a source: its label kind, masks and boxes (which decide the columns) are the source's."""
+        boxes = catalog.objects is not None
+        if (catalog.label_kind, catalog.has_masks, boxes) == (self.label_kind, self.with_masks, self.with_boxes):
             return self
-        return dataclasses.replace(self, label_kind=catalog.label_kind, with_masks=catalog.has_masks)
+        return dataclasses.replace(self, label_kind=catalog.label_kind, with_masks=catalog.has_masks, with_boxes=boxes)
 
     def soft_form(self, num_classes: int) -> str:
         """How this build stores its soft label over ``num_classes`` classes (see ``columns``)."""
@@ -178,7 +185,7 @@ class _Config:
     def label_fields(self, num_classes: int) -> list:
         """The label columns of this build's rows (``mixbake.columns``)."""
         from .columns import label_fields
-        return label_fields(self.soft_form(num_classes), chain.enabled(self), self.label_kind)
+        return label_fields(self.soft_form(num_classes), chain.enabled(self), self.label_kind, self.with_boxes)
 
     def inert(self) -> Dict[str, str]:
         """{option: why it has no effect}: options the rest of this config makes inert."""
@@ -215,6 +222,9 @@ def _validate(c) -> None:
     if c.with_masks and c.format == "folder":
         raise MixbakeError("Segmentation masks are written into Parquet shards (mask, mask_b) or WebDataset tars "
                            "(<key>.mask.png); --format folder does not write them yet.")
+    if c.with_boxes and c.format == "folder":
+        raise MixbakeError("Detection boxes are written into Parquet shards and labels.parquet (objects) or "
+                           "WebDataset tars (<key>.json); --format folder does not write them yet.")
     if c.label_kind != "class" and c.pairing == "cross-class":
         raise MixbakeError(f"--pairing cross-class needs one class per item; this source's labels are "
                            f"{'sets of classes' if c.label_kind == 'multi' else 'soft labels'}.")

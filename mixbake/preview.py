@@ -306,7 +306,8 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
         task, locators=tuple(task.locators[c] for c in chunks), stamps=tuple(task.stamps[c] for c in chunks),
         chunk_sizes=tuple(task.chunk_sizes[c] for c in chunks), items=task.items[sub_positions],
         labels=task.labels[sub_positions], refs=tuple(task.refs[p] for p in sub_positions),
-        known_bad=skip, on_error="skip")
+        known_bad=skip, on_error="skip",
+        objects=task.objects.take(sub_positions) if task.objects is not None else None)
     with own_pixel_limit():  # as in workers: --max-pixels decides
         sub_images, sub_bad = load_pool(sub, within=(len(task.items), sub_positions))
     for q, p in enumerate(sub_positions.tolist()):
@@ -315,6 +316,7 @@ def _decode_positions(task, positions: List[int], images: list, bad: dict) -> No
                 bad[p] = sub_bad[q]
             else:
                 images[p], images.soft[p], images.mask[p] = sub_images[q], sub_images.soft[q], sub_images.mask[q]
+                images.sizes[p] = sub_images.sizes[q]
 
 
 def caption(row: dict, classes: Sequence[str], top: int = 2) -> str:
@@ -391,6 +393,7 @@ def render_sheet(samples: List[Sample], classes: Sequence[str], title: Sequence[
         sheet.paste(scale_tile(pixels, layout), (x0, y0))
         if boxes:
             _draw_boxes(draw, sample.row, layout, x0, y0)
+            _draw_objects(draw, sample.row, classes, layout, x0, y0)
         _draw_caption(draw, sample.row, classes, layout, x, y + layout.tile_h)
     return Sheet(sheet, layout, samples, tuple(classes))
 
@@ -416,6 +419,23 @@ def _draw_boxes(draw, row: dict, layout: Layout, x0: int, y0: int) -> None:
         if box[2] >= box[0] and box[3] >= box[1]:
             draw.rectangle(box, outline=(0, 0, 0), width=width + 2)   # a dark rim reads on any picture
             draw.rectangle([box[0] + 1, box[1] + 1, box[2] - 1, box[3] - 1], outline=color, width=width)
+
+
+def _draw_objects(draw, row: dict, classes: Sequence[str], layout: Layout, x0: int, y0: int) -> None:
+    """A detection row's boxes, each in its category's colour, labelled with the category and,
+    where it is not 1, its weight (mixup)."""
+    s, face = layout.scale, font(FONT_DETAIL)
+    for obj in row.get("objects") or []:
+        bx0, by0, bx1, by1 = obj["bbox"]
+        box = [x0 + bx0 * s, y0 + by0 * s, x0 + bx1 * s - 1, y0 + by1 * s - 1]
+        if box[2] < box[0] or box[3] < box[1]:
+            continue
+        color = class_color(obj["category"])
+        draw.rectangle(box, outline=color, width=2 if min(layout.tile_w, layout.tile_h) >= 64 else 1)
+        name = classes[obj["category"]] if 0 <= obj["category"] < len(classes) else str(obj["category"])
+        text = name if abs(obj["weight"] - 1) < 1e-6 else f"{name} {obj['weight']:.2f}"
+        if layout.tile_w >= 96:
+            draw.text((box[0] + 2, box[1] + 1), _fit(text, face, max(int(box[2] - box[0]), 24)), font=face, fill=color)
 
 
 def _draw_caption(draw, row: dict, classes: Sequence[str], layout: Layout, x: int, y: int) -> None:

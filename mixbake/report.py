@@ -56,6 +56,7 @@ def inspect(out) -> dict:
         **_op_counts(table, lam, doc),
         "label_kind": doc.get("label_kind", "class"),
         "masks": _mask_mass(out, doc) if doc.get("masks") else None,
+        "boxes": _box_counts(labels_path, list(doc["classes"]), table) if doc.get("boxes") else None,
         "classes": _class_mass(labels_path, table, list(doc["classes"]), config.get("label_smoothing", 0.0), multi),
         "errors": {"count": int(errors.get("count", doc["totals"]["skipped"])),
                    "first": _first_errors(out, errors.get("path"))},
@@ -98,6 +99,25 @@ def _mask_mass(out: str, doc: dict) -> Optional[dict]:
     labelled.sort(key=lambda vc: -vc[1])
     return {"pixels": total, "ignore_index": ignore, "ignore_percent": _percent(int(counts[ignore]), total),
             "classes": [{"index": int(v), "pixels": c, "percent": _percent(c, total)} for v, c in labelled]}
+
+
+def _box_counts(labels_path: str, classes: List[str], table) -> dict:
+    """Boxes per row (mean, median, max; per op), boxes dropped, and boxes per category."""
+    import pyarrow.parquet as pq
+    column = pq.read_table(labels_path, columns=["objects", "objects_dropped"])
+    objects = column.column("objects").combine_chunks()
+    per_row = np.diff(np.asarray(objects.offsets.to_numpy(), np.int64))
+    dropped = column.column("objects_dropped").to_numpy().astype(np.int64)
+    category = np.asarray(objects.values.field("category").to_numpy(), np.int64)
+    ops_ = np.asarray(table.column("op").to_pylist(), object)
+    by_op = {op: float(per_row[ops_ == op].mean()) for op in sorted(set(ops_.tolist()))}
+    counts = np.bincount(category, minlength=len(classes)) if len(category) else np.zeros(len(classes), np.int64)
+    return {"boxes": int(per_row.sum()), "rows": int(len(per_row)),
+            "per_row": {"mean": float(per_row.mean()) if len(per_row) else 0.0,
+                        "median": float(np.median(per_row)) if len(per_row) else 0.0,
+                        "max": int(per_row.max(initial=0)), "none": int((per_row == 0).sum())},
+            "per_op": by_op, "dropped": int(dropped.sum()), "rows_with_dropped": int((dropped > 0).sum()),
+            "categories": [{"name": n, "boxes": int(c)} for n, c in zip(classes, counts.tolist())]}
 
 
 def pa_struct(column) -> bool:
@@ -222,7 +242,7 @@ def format_inspect(info: dict) -> str:
     lines = _overview(info) + [""] + _ops(info)
     if any(info["lam"][op]["count"] for op in MIXED_OPS):
         lines += [""] + _lam(info)
-    lines += [""] + _classes(info) + _masks(info) + [""] + _errors(info) + [""] + _config(info)
+    lines += [""] + _classes(info) + _masks(info) + _boxes(info) + [""] + _errors(info) + [""] + _config(info)
     return "\n".join(lines)
 
 
@@ -314,6 +334,25 @@ def _masks(info: dict) -> List[str]:
         lines.append(f"  class {c['index']:<5} {c['pixels']:>12,} {c['percent']:6.1f}%  {bar(c['pixels'], top)}".rstrip())
     if len(masks["classes"]) > len(shown):
         lines.append(f"  ... and {len(masks['classes']) - len(shown)} more classes")
+    return lines
+
+
+def _boxes(info: dict) -> List[str]:
+    boxes = info.get("boxes")
+    if not boxes:
+        return []
+    per = boxes["per_row"]
+    lines = ["", f"boxes    {boxes['boxes']:,} in {boxes['rows']:,} rows: per image mean {per['mean']:.2f}, median "
+                 f"{per['median']:g}, max {per['max']}; {per['none']:,} rows without a box",
+             f"  per op   " + ", ".join(f"{op} {mean:.2f}" for op, mean in boxes["per_op"].items()),
+             f"  dropped  {boxes['dropped']:,} boxes (visible share below --min-visibility) in "
+             f"{boxes['rows_with_dropped']:,} rows"]
+    top = max([c["boxes"] for c in boxes["categories"]] + [1])
+    name_w = min(28, max([len(c["name"]) for c in boxes["categories"]] + [5]))
+    for c in boxes["categories"][:MASK_CLASSES_SHOWN]:
+        lines.append(f"  {c['name'][:name_w]:<{name_w}} {c['boxes']:>8,}  {bar(c['boxes'], top)}".rstrip())
+    if len(boxes["categories"]) > MASK_CLASSES_SHOWN:
+        lines.append(f"  ... and {len(boxes['categories']) - MASK_CLASSES_SHOWN} more categories")
     return lines
 
 

@@ -83,7 +83,7 @@ def output_format(config: BakeConfig, num_classes: int) -> int:
     if config.format_version == 1:
         return 1
     return 2 if pairing_format(config) == 2 or config.soft_form(num_classes) != "dense" \
-        or config.label_kind != "class" or config.with_masks else 1
+        or config.label_kind != "class" or config.with_masks or config.with_boxes else 1
 
 
 def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
@@ -102,6 +102,8 @@ def build_identity(config: BakeConfig, catalog: Catalog) -> dict:
         identity["label_kind"] = catalog.label_kind
     if catalog.has_masks:
         identity["masks"] = True
+    if catalog.objects is not None:
+        identity["boxes"] = True
     return identity
 
 
@@ -396,7 +398,7 @@ def write_manifest(store: Store, config, catalog, identity, build_id, results, l
     }
     if pairing.format_version > 1:  # a format-1 manifest has none: its pairing is implied
         doc["pairing"] = pairing.to_dict()
-    for key in ("label_kind", "masks"):  # (none: one class per item, no masks)
+    for key in ("label_kind", "masks", "boxes"):  # (none: one class per item, no masks, no boxes)
         if key in identity:
             doc[key] = identity[key]
     formats.get(config.format).finish(store, config, doc)

@@ -41,6 +41,7 @@ class PoolTask:
     done: frozenset = frozenset()     # shard ids already finished
     label_kind: str = "class"         # what the items' labels are (mixbake.targets)
     targets: object = None            # label_kind "multi": the pool positions' class sets (sources.ItemSets)
+    objects: object = None            # a detection source: the pool positions' boxes (sources.ItemObjects)
 
     @property
     def task_id(self) -> int:
@@ -102,6 +103,7 @@ class BuildTasks:
             if catalog.bad else {},
             store=self.store, build_id=self.build_id, on_error=self.on_error, label_kind=catalog.label_kind,
             targets=catalog.targets.take(items) if catalog.targets is not None else None,
+            objects=catalog.objects.take(items) if catalog.objects is not None else None,
         )
 
 

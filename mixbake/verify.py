@@ -56,7 +56,7 @@ def _manifest_problems(doc: dict):
     identity = {"format_version": doc["format_version"], "config": doc["config"],
                 "source": {k: doc["source"].get(k) for k in ("kind", "fingerprint", "options")},
                 "classes": doc["classes"], "libraries": doc["libraries"]}
-    for key in ("label_kind", "masks"):
+    for key in ("label_kind", "masks", "boxes"):
         if key in doc:
             identity[key] = doc[key]
     if fingerprint(identity) != doc["build_id"]:

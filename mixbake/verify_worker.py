@@ -76,6 +76,8 @@ def _check_part(job: VerifyJob, part: ShardPart, plan) -> ShardCheck:
         problems += [f"{where} row {r}: {p}" for r, p in row_problems(table, job.config, len(job.classes))]
         if job.config.with_masks and job.config.format == "parquet":
             problems += _mask_problems(job, where)
+        if job.config.with_boxes:
+            problems += _objects_rules(table, job.config, len(job.classes), where)
         if plan is not None:
             problems += _provenance_problems(table, plan[part.shard_id], job.task, where)
     ops_ = table.column("op").to_pylist()
@@ -388,8 +390,24 @@ def _replan(job: VerifyJob) -> Dict[int, object]:
     task = job.task
     plan = plan_pool(job.config, task.pool, task.labels, job.valid)
     records = _records(job, plan)
+    if job.config.with_boxes:
+        records.update(_objects(job, plan, records))
     return {shard_id: (take_rows(plan, rows), {name: column[rows.start:rows.stop] for name, column in records.items()})
             for shard_id, rows in zip(task.pool.shard_ids, shard_rows(len(plan), task.pool.shards))}
+
+
+def _objects(job: VerifyJob, plan, records: Dict[str, list]) -> Dict[str, object]:
+    """Every row's objects re-derived from the sources' annotations and sizes (headers) and the
+    rows' recorded geometry, as the bake derives them."""
+    from .worker import objects_columns
+    by_view = {}
+    for name, positions in (("aug_a", plan.pos_a), ("aug_b", plan.pos_b)):
+        for r, (p, c) in enumerate(zip(positions.tolist(), plan.copy.tolist())):
+            if p >= 0 and name in records:
+                by_view[(p, c)] = records[name][r]
+    sizes = _source_sizes(job.task, job.valid)
+    found, dropped = objects_columns(job.task, plan, sizes, lambda p, c: by_view.get((p, c)))
+    return {"objects": found, "objects_dropped": dropped}
 
 
 def _records(job: VerifyJob, plan) -> Dict[str, list]:
@@ -417,6 +435,71 @@ def _records(job: VerifyJob, plan) -> Dict[str, list]:
             for name, positions in (("aug_a", plan.pos_a), ("aug_b", plan.pos_b))}
 
 
+def _objects_rules(table: pa.Table, config, num_classes: int, where: str) -> List[str]:
+    """What every row's objects must be whatever the sources: boxes inside the image and not
+    empty, categories among the classes, a's boxes (source 0) weighted lam in mixup rows and b's
+    1 - lam, both 1 elsewhere, b's only in mixup and cutmix rows."""
+    column = table.column("objects").combine_chunks()
+    offsets = np.asarray(column.offsets.to_numpy(), np.int64)
+    structs = column.values
+    if not len(structs):
+        return []
+    width, height = config.size
+    bbox = np.asarray(structs.field("bbox").values.to_numpy(), np.float64).reshape(-1, 4)
+    category = structs.field("category").to_numpy()
+    weight = structs.field("weight").to_numpy().astype(np.float64)
+    source = structs.field("source").to_numpy()
+    row_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    op = np.asarray(table.column("op").to_pylist(), object)[row_of]
+    lam = table.column("lam").to_numpy().astype(np.float64)[row_of]
+    want = np.where(op == "mixup", np.where(source == 0, lam, 1 - lam), 1.0)
+    rules = [
+        ((bbox[:, 0] < 0) | (bbox[:, 1] < 0) | (bbox[:, 2] > width + 1e-3) | (bbox[:, 3] > height + 1e-3),
+         f"lies outside the {width}x{height} image"),
+        ((bbox[:, 2] <= bbox[:, 0]) | (bbox[:, 3] <= bbox[:, 1]), "is empty"),
+        ((category < 0) | (category >= num_classes), f"has a category outside the {num_classes} classes"),
+        (np.abs(weight - want) > 1e-5, "has a weight its row's op and lam do not give"),
+        ((source != 0) & ~(((source == 1) & ((op == "mixup") | (op == "cutmix")))), "comes from a source its op has not"),
+    ]
+    problems = []
+    for wrong, why in rules:
+        if wrong.any():
+            k = int(np.flatnonzero(wrong)[0])
+            problems.append(f"{where} row {int(row_of[k])}: object {k - int(offsets[row_of[k]])} {why}")
+    return problems
+
+
+def _objects_problems(table: pa.Table, objects, dropped, where: str) -> List[str]:
+    """The stored objects of each row against the re-derived ones: the same boxes in order (within
+    1e-3 px), categories, weights (1e-6) and sources, and the same count dropped."""
+    column = table.column("objects").combine_chunks()
+    offsets = np.asarray(column.offsets.to_numpy(), np.int64)
+    structs = column.values
+    counts_ok = np.array_equal(np.diff(offsets), np.diff(objects.offsets))
+    problems = []
+    if not counts_ok:
+        rows = np.flatnonzero(np.diff(offsets) != np.diff(objects.offsets)) if len(offsets) == len(objects.offsets) \
+            else np.arange(1)
+        return [f"{where} row {int(rows[0])}: {int(np.diff(offsets)[rows[0]]) if len(offsets) > rows[0] + 1 else '?'} "
+                f"objects, the recorded geometry gives {int(np.diff(objects.offsets)[rows[0]])}"]
+    bbox = np.asarray(structs.field("bbox").values.to_numpy(), np.float64).reshape(-1, 4)
+    checks = (("bbox", bbox, objects.bbox, 1e-3), ("category", structs.field("category").to_numpy(), objects.category, 0),
+              ("weight", structs.field("weight").to_numpy(), objects.weight, 1e-6),
+              ("source", structs.field("source").to_numpy(), objects.source, 0))
+    row_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    for name, have, want, tolerance in checks:
+        wrong = np.abs(np.asarray(have, np.float64) - np.asarray(want, np.float64)) > tolerance
+        if wrong.ndim > 1:
+            wrong = wrong.any(axis=1)
+        if wrong.any():
+            k = int(np.flatnonzero(wrong)[0])
+            problems.append(f"{where} row {int(row_of[k])}: object {k - int(offsets[row_of[k]])}'s {name} differs from "
+                            f"the one the recorded geometry gives")
+    if not np.array_equal(table.column("objects_dropped").to_numpy(), np.asarray(dropped)):
+        problems.append(f"{where}: column objects_dropped differs from the recorded geometry's")
+    return problems
+
+
 def _source_sizes(task, valid: np.ndarray) -> Dict[int, Tuple[int, int]]:
     """{pool position: oriented (width, height)} of the usable items, from their headers."""
     from .chain.crop import source_size
@@ -441,8 +524,12 @@ def _provenance_problems(table: pa.Table, replanned, task, where: str) -> List[s
         "boxes": [bx.tolist() for bx in plan.boxes],
         **records,
     }
+    objects = expected.pop("objects", None)
+    dropped = expected.pop("objects_dropped", None)
     problems = [f"{where}: column {column} differs from the re-planned provenance"
                 for column, values in expected.items() if table.column(column).to_pylist() != values]
+    if objects is not None:
+        problems += _objects_problems(table, objects, dropped, where)
     if not np.allclose(table.column("lam").to_numpy(), plan.lam.astype(np.float32), atol=TOLERANCE):
         problems.append(f"{where}: column lam differs from the re-planned values")
     return problems

@@ -40,6 +40,7 @@ class PoolImages(list):
         self.soft: List[Optional[np.ndarray]] = [None] * n
         self.mask: List[Optional[np.ndarray]] = [None] * n  # fitted to the output (with a chain: in ItemViews)
         self.encoded_masks: Dict[int, tuple] = {}  # id of a view's mask -> (the mask, its stored bytes)
+        self.sizes = np.zeros((n, 2), np.int64)   # detection: each source's oriented (width, height)
 
 
 def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
@@ -51,6 +52,17 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
     make = _view_maker(task, within) if chain.enabled(task.config) else _decoder(task.config)
 
     def decode(item):
+        p, payload = item
+        if task.config.with_boxes:
+            try:
+                size = _checked_boxes(task, p, payload)
+            except imaging.DecodeError as exc:
+                return exc
+            made = decode_item(item)
+            return made if isinstance(made, Exception) else (*made, size)
+        return decode_item(item)
+
+    def decode_item(item):
         p, payload = item
         try:
             if not isinstance(payload, ItemPayload):
@@ -70,7 +82,9 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
             if isinstance(made, Exception):
                 bad[p] = str(made)
             else:
-                images[p], images.soft[p], images.mask[p] = made
+                images[p], images.soft[p], images.mask[p] = made[:3]
+                if len(made) > 3:
+                    images.sizes[p] = made[3]
         batch.clear()
 
     batch, pos = [], 0
@@ -86,6 +100,24 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
         first = min(bad, key=lambda p: task.items[p])  # the first bad item in catalog order
         raise ItemError(task.refs[first], bad[first])
     return images, bad
+
+
+def _checked_boxes(task: PoolTask, p: int, payload) -> Tuple[int, int]:
+    """The oriented (width, height) of pool position ``p``'s image, from its header, after checking
+    that its boxes fit it (else ``imaging.DecodeError`` naming the box)."""
+    from .chain.crop import source_size
+    from .targets.boxes import outside, source_boxes
+    image = payload.image if isinstance(payload, ItemPayload) else payload
+    if image is None or (isinstance(image, (bytes, bytearray)) and not len(image)):
+        return (0, 0)  # (the decode says what is wrong with it)
+    try:
+        size = source_size(image)
+    except Exception:  # an unreadable header: the decode names the problem
+        return (0, 0)
+    why = outside(source_boxes(task.objects, p, size)[0], size)
+    if why:
+        raise imaging.DecodeError(why)
+    return size
 
 
 SOFT_TOLERANCE = 1e-3  # a soft-label input must sum to 1 within this
@@ -213,7 +245,42 @@ def label_columns(task: PoolTask, plan: PoolPlan, images=None) -> dict:
         first = task.pool.first_copy
         columns["aug_a"] = _records(images, plan.pos_a, plan.copy, first)
         columns["aug_b"] = _records(images, plan.pos_b, plan.copy, first)
+    if task.config.with_boxes:
+        first, chained = task.pool.first_copy, chain.enabled(task.config)
+
+        def record_of(p: int, copy: int):
+            return images[p].records[copy - first] if chained and copy != ORIGINAL and images[p] is not None \
+                else None
+        columns["objects"], columns["objects_dropped"] = objects_columns(task, plan, images.sizes, record_of)
     return columns
+
+
+def objects_columns(task: PoolTask, plan: PoolPlan, sizes, record_of):
+    """(``ObjectRows``, dropped per row) of the planned rows: each view's boxes moved through its
+    geometry once, then combined by each row's op (``targets.boxes``). ``sizes[p]``: the oriented
+    (width, height) of pool position p; ``record_of(p, copy)``: its view's chain record (or None)."""
+    from .targets.boxes import ObjectRows, ViewBoxes, row_objects, source_boxes, view_boxes
+    config = task.config
+    seen = {}
+
+    def view(p: int, copy: int):
+        key = (p, copy)
+        if key not in seen:
+            size = tuple(int(v) for v in sizes[p])
+            if not min(size):  # (not decoded: a preview's rows past the ones it shows)
+                seen[key] = ViewBoxes(np.zeros((0, 4)), None, np.zeros(0), np.zeros(0, np.int64), [])
+            else:
+                boxes, category = source_boxes(task.objects, p, size)
+                seen[key] = view_boxes(boxes, category, size, config, record_of(p, copy))
+        return seen[key]
+
+    rows, dropped = [], np.zeros(len(plan), np.int32)
+    for r in range(len(plan)):
+        a, b, copy = int(plan.pos_a[r]), int(plan.pos_b[r]), int(plan.copy[r])
+        *row, dropped[r] = row_objects(ops.NAMES[plan.op[r]], view(a, copy), view(b, copy) if b >= 0 else None,
+                                       float(plan.lam[r]), plan.boxes[r], config.min_visibility)
+        rows.append(row)
+    return ObjectRows.of_rows(rows), dropped
 
 
 def pool_targets(task: PoolTask, images):

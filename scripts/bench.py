@@ -70,6 +70,10 @@ samples/s = output samples / wall seconds):
                segmentation mask per photo (8-bit gray PNG at the photo's size, 21 classes in
                40-pixel blocks and some ignore), decoded, checked, fitted (nearest) and written
                as a PNG beside each image (mask_b for mixup rows); run in turn.
+  no-boxes, with-boxes  (only when asked: --only boxes) mixbake-2w on the photos as a classification
+               folder, and as a detection source (--annotations: a COCO JSON of 1-8 random boxes per
+               photo, 10 categories; every box moved through each output's geometry and op, the
+               objects column written); run in turn.
   classes, items  (only when asked: --only classes,items) the scale rows of scripts/bench_scale.py:
                10 / 1,000 / 21,841 classes at 30k tiny items (bake, inspect, verify, verify --deep:
                time, parent and largest-process RSS); 20k vs 300k items (RSS growth per item).
@@ -115,7 +119,7 @@ GEN_VERSION = 1  # bump when the generator changes, to invalidate caches
 SIZE = 224
 QUALITY = 90
 RUNS = ("floor", "mixbake-2w", "startup", "mixbake-1w", "baseline", "baseline-batch", "parquet", "small",
-        "copies", "deit", "masks", "memory", "classes", "items")
+        "copies", "deit", "masks", "boxes", "memory", "classes", "items")
 
 # ----------------------------------------------------------------- data
 
@@ -230,6 +234,30 @@ def ensure_masks(folder, workers):
             pass
     stamp.write_text(json.dumps(meta))
     return masks
+
+
+def ensure_annotations(folder):
+    """<folder>-coco.json: COCO instances for the photos, 1-8 random boxes each (seeded per photo),
+    10 categories; the photos' sizes read from their headers. Cached."""
+    path = folder.with_name(folder.name + "-coco.json")
+    if path.is_file():
+        return path
+    log(f"writing {path} ...")
+    images, annotations = [], []
+    for i, f in enumerate(list_files(folder)):
+        with Image.open(f) as im:
+            w, h = im.size
+        rel = str(f.relative_to(folder))
+        images.append({"id": i, "file_name": rel, "width": w, "height": h})
+        rng = np.random.default_rng(int(hashlib.sha256(rel.encode()).hexdigest()[:8], 16))
+        for _ in range(int(rng.integers(1, 9))):
+            bw, bh = float(rng.uniform(0.05, 0.5) * w), float(rng.uniform(0.05, 0.5) * h)
+            x, y = float(rng.uniform(0, w - bw)), float(rng.uniform(0, h - bh))
+            annotations.append({"id": len(annotations), "image_id": i, "bbox": [x, y, bw, bh],
+                                "category_id": int(rng.integers(0, N_CLASSES)), "iscrowd": 0})
+    categories = [{"id": c, "name": f"class_{c}"} for c in range(N_CLASSES)]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
 
 
 def ensure_parquet(folder):
@@ -503,6 +531,7 @@ def print_checks(results):
         ("deit / mixup-plain", ratio(r.get("deit"), r.get("mixup-plain")), 0.55),
         ("deit / torchvision-deit", ratio(r.get("deit"), r.get("torchvision-deit")), 4.0),
         ("with-masks / no-masks", ratio(r.get("with-masks"), r.get("no-masks")), 0.7),
+        ("with-boxes / no-boxes", ratio(r.get("with-boxes"), r.get("no-boxes")), 0.8),
     ]
     print("\n| check | value | target | result |")
     print("|---|---:|---:|---|")
@@ -563,7 +592,7 @@ def parse_args():
     args.n_small = args.n_small or (2000 if quick else 50000)
     args.n_large = args.n_large or (2000 if quick else 20000)
     args.repeat = args.repeat or (1 if quick else 3)
-    args.only = set(args.only.split(",")) if args.only else set(RUNS) - {"memory", "masks", "classes", "items"}
+    args.only = set(args.only.split(",")) if args.only else set(RUNS) - {"memory", "masks", "boxes", "classes", "items"}
     if args.memory:
         args.only.add("memory")
     unknown = args.only - set(RUNS)
@@ -658,6 +687,14 @@ def run_all(args, photos):
         runs = in_turn(rep, {
             "no-masks": lambda: run_mixbake(photos, w),
             "with-masks": lambda: run_mixbake(photos, w, extra=("--masks", masks)),
+        })
+        results.update({name: best_of_results(r) for name, r in runs.items()})
+    if "boxes" in args.only:
+        annotations = ensure_annotations(photos)
+        log("running no-boxes, with-boxes in turn ...")
+        runs = in_turn(rep, {
+            "no-boxes": lambda: run_mixbake(photos, w),
+            "with-boxes": lambda: run_mixbake(photos, w, extra=("--annotations", annotations)),
         })
         results.update({name: best_of_results(r) for name, r in runs.items()})
     return results

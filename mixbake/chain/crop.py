@@ -49,11 +49,34 @@ def crop_box(width: int, height: int, drawn: np.ndarray, scale, ratio) -> Tuple[
     return x0, y0, x0 + w, y0 + h
 
 
+def _header_size(payload: bytes):
+    """The oriented size of a JPEG (libjpeg-turbo's header parse, and the EXIF orientation as
+    ``imaging`` reads it) or of a PNG without an eXIf chunk (its IHDR), in microseconds; None for
+    anything else (Pillow then reads the header)."""
+    import struct
+    if payload[:3] == b"\xff\xd8\xff":
+        import simplejpeg
+
+        from ..imaging import jpeg_orientation
+        try:
+            height, width, _, _ = simplejpeg.decode_jpeg_header(payload)
+        except ValueError:
+            return None
+        return (height, width) if jpeg_orientation(payload) in (5, 6, 7, 8) else (width, height)
+    if payload[:8] == b"\x89PNG\r\n\x1a\n" and payload[12:16] == b"IHDR" and b"eXIf" not in payload:
+        width, height = struct.unpack(">II", payload[16:24])
+        return width, height
+    return None
+
+
 def source_size(payload) -> Tuple[int, int]:
     """The oriented (width, height) of an encoded image (or an array) from its header alone, with
     Pillow (no codec: ``verify --deep`` re-plans crops with it)."""
     if isinstance(payload, np.ndarray):
         return payload.shape[1], payload.shape[0]
+    fast = _header_size(payload)
+    if fast is not None:
+        return fast
     import io
     from PIL import Image
     with Image.open(io.BytesIO(payload)) as im:

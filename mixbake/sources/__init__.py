@@ -42,6 +42,33 @@ class ItemSets:
 
 
 @dataclass(frozen=True)
+class ItemObjects:
+    """Per item its annotated objects (detection boxes), as columns (CSR): item ``i`` holds boxes
+    ``boxes[offsets[i]:offsets[i+1]]`` (x0, y0, x1, y1: source pixels of the oriented image, or
+    fractions of its width and height where ``normalised``, as YOLO's labels are) and their
+    ``category`` (class indices). A detection source's targets (``mixbake.targets.boxes``)."""
+    offsets: np.ndarray            # int64, len(items) + 1
+    boxes: np.ndarray              # float64 (m, 4)
+    category: np.ndarray           # int32 (m,)
+    normalised: bool = False
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def take(self, items: np.ndarray) -> "ItemObjects":
+        items = np.asarray(items, np.int64)
+        lo, hi = self.offsets[items], self.offsets[items + 1]
+        counts = hi - lo
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        at = np.repeat(lo - offsets[:-1], counts) + np.arange(int(offsets[-1]))
+        return ItemObjects(offsets, self.boxes[at], self.category[at], self.normalised)
+
+    def of(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        return self.boxes[lo:hi], self.category[lo:hi]
+
+
+@dataclass(frozen=True)
 class ItemPayload:
     """What a reader yields for an item when the source carries more than the image: the image's
     payload (bytes, None or an array, as a reader yields alone), and per item a soft-label input
@@ -77,6 +104,9 @@ class Catalog:
     # for an empty set: only pairing looks at it)
     targets: Optional[ItemSets] = None
     has_masks: bool = False        # the reader yields each item's mask too (ItemPayload.mask)
+    # a detection source: each item's boxes and their categories (``label_kind`` is then "multi":
+    # ``targets`` holds each item's set of categories, the image-level tags)
+    objects: Optional[ItemObjects] = None
     # per chunk the stamp key (store.stamp_key: size and mtime_ns) of the file it is read from, as
     # listed: a worker that finds a file otherwise stops the bake (the source changed under it); None
     # where nothing can change (demo)
@@ -148,6 +178,9 @@ class SourceOptions:
     classes: Optional[str] = None
     masks: Optional[str] = None
     mask_column: Optional[str] = None
+    annotations: Optional[str] = None
+    objects_column: Optional[str] = None
+    bbox_format: Optional[str] = None
 
     HELP = {
         "image_column": "Parquet: the image column (struct<bytes, path> or binary) [default: the only one].",
@@ -158,6 +191,11 @@ class SourceOptions:
         "masks": "Image folder: a directory of segmentation masks mirroring the images' tree (the mask of "
                  "cat/1.jpg is DIR/cat/1.png: class index per pixel, PNG mode L or P).",
         "mask_column": "Parquet: the column of segmentation masks (PNG bytes, or an Image struct).",
+        "annotations": "Detection: a COCO instances JSON whose images' file_name are relative to SOURCE "
+                       "(a folder of images); its categories are the classes.",
+        "objects_column": "Parquet detection: the objects column, struct<bbox: list<list<float>>, category: "
+                          "list<int>> (Hugging Face's detection convention) [default: a column named objects].",
+        "bbox_format": "Parquet detection: the boxes' spelling, xywh (COCO's, the default) or xyxy.",
     }
 
     @classmethod
@@ -195,15 +233,26 @@ def open_source(source: str, options: Optional[SourceOptions] = None,
     store = Store.open(source) if not any(ch in source for ch in "*?[") else None
     if store is not None and not store.exists():
         raise MixbakeError(f"Source {redact(source)!r} does not exist (expected 'demo', an image folder, or Parquet).")
+    if options.bbox_format not in (None, "xywh", "xyxy"):
+        raise MixbakeError(f"--bbox-format must be xywh or xyxy, got {options.bbox_format!r}.")
+    if options.annotations is not None:
+        if store is None or not store.isdir():
+            raise MixbakeError("--annotations FILE (COCO) goes with a folder of images as SOURCE (the images' "
+                               "file_name are relative to it).")
+        from .coco import coco_catalog
+        return coco_catalog(store, options.annotations)
     if parquet.looks_like_parquet(source):
         if options.masks:
             raise MixbakeError("--masks DIR applies to an image folder; a Parquet source names its --mask-column.")
         return parquet.parquet_catalog(source, image_column, label_column, on_error, options.classes,
-                                       options.mask_column)
+                                       options.mask_column, options.objects_column, options.bbox_format)
     if store.isdir():
         if image_column or label_column or options.classes or options.mask_column:
             raise MixbakeError("--image-column/--label-column/--classes/--mask-column apply to Parquet sources, "
                                "not to an image folder.")
+        from .yolo import is_yolo_layout, yolo_catalog
+        if is_yolo_layout(store):
+            return yolo_catalog(store)
         catalog = folder.folder_catalog(store, map_each)
         if options.masks:
             from .masks import with_folder_masks

@@ -20,6 +20,7 @@ from ..humanize import count
 from ..store import Store, is_uri, redact, stamp_key
 from . import Catalog, ItemPayload
 from .masks import check_mask_column, mask_cells
+from .parquet_objects import detection_labels, find_objects_column, is_objects_type
 from .parquet_soft import class_names, is_soft_type, row_weights, soft_width
 from .multilabel import MAX_UNNAMED_CLASSES
 from .refs import RowRefs
@@ -248,12 +249,19 @@ def _labels_of(store, files, handles, label_column: str, columns, classes_file: 
 
 def parquet_catalog(source: str, image_column: Optional[str], label_column: Optional[str],
                     on_error: str = "fail", classes_file: Optional[str] = None,
-                    mask_column: Optional[str] = None) -> Catalog:
+                    mask_column: Optional[str] = None, objects_column: Optional[str] = None,
+                    bbox_format: Optional[str] = None) -> Catalog:
     store, files = _list_files(source)
     skipped: List[Tuple[str, str]] = []
     opened = _readable(store, [(rel, rel) for rel in files], lambda rel: pq.ParquetFile(store.open_input(rel)),
                        "not a readable Parquet file", on_error, skipped)
     _refuse_none_readable(source, store, files, opened, skipped)
+    objects_column = find_objects_column(opened[0][1].schema_arrow, objects_column, store.display(opened[0][0]))
+    if objects_column is not None:
+        return _detection_catalog(source, store, files, opened, skipped, image_column, label_column, objects_column,
+                                  bbox_format, mask_column)
+    if bbox_format is not None:
+        raise MixbakeError("--bbox-format applies to a detection source (an objects column); this one has none.")
     image_column, label_column = _columns(store, opened, image_column, label_column)
     for rel, pf in opened:
         check_mask_column(pf.schema_arrow, mask_column, store.display(rel))
@@ -286,6 +294,44 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
                  **({"mask_column": mask_column} if mask_column else {})}, bad=bad, has_masks=mask_column is not None,
         notes=_skipped_notes(store, skipped), skipped_files=tuple(skipped), chunk_stamps=stamps,
         label_kind=kind, targets=targets,
+        state=hashlib.sha256(repr(list(zip(files, file_stamps))).encode("utf-8", "surrogateescape")).hexdigest(),
+    )
+
+
+def _detection_catalog(source, store, files, opened, skipped, image_column, label_column, objects_column,
+                       bbox_format, mask_column) -> Catalog:
+    """A Parquet file of images and their objects (``parquet_objects``): the categories are the classes."""
+    if label_column is not None or mask_column is not None:
+        raise MixbakeError(f"--label-column/--mask-column do not apply to a detection source: its labels are the "
+                           f"categories of its {objects_column!r} column.")
+    schema, first = opened[0][1].schema_arrow, store.display(opened[0][0])
+    image_column = _pick(schema, image_column, _is_image_type, IMAGE_NAMES, "images (struct<bytes, path> or binary)",
+                         "--image-column", first)
+    for rel, pf in opened:
+        s = pf.schema_arrow
+        for col, ok in ((image_column, _is_image_type), (objects_column, is_objects_type)):
+            if col not in s.names or not ok(s.field(col).type):
+                raise MixbakeError(f"{store.display(rel)}: column {col!r} is missing or has another type than "
+                                   f"in {opened[0][0]}.")
+    files = [rel for rel, _ in opened]
+    handles = [pf for _, pf in opened]
+    classes, labels, bad, targets, objects = detection_labels(store, files, handles, objects_column, bbox_format)
+    bounds, locators, refs = _row_groups(files, handles)
+    if not len(refs):
+        raise MixbakeError(f"Parquet source {redact(source)!r} holds no rows.")
+    named = find_named_images(store, files, handles, image_column, locators, bounds)
+    file_stamps = [store.stamp(rel) for rel in files]
+    stamps = np.asarray([int(stamp_key(*file_stamps[loc[0]])) for loc in locators], dtype=np.uint64)
+    locators = [loc + (named.locations[c],) if c in named.locations else loc for c, loc in enumerate(locators)]
+    return Catalog(
+        kind="parquet", uri=redact(source) if is_uri(source) else os.path.abspath(source),
+        classes=tuple(classes), labels=labels, refs=refs, chunk_bounds=bounds, chunk_locators=locators,
+        reader=ParquetReader(store, tuple(files), image_column, named.store, None, None),
+        fingerprint=_fingerprint(store, files, handles, skipped, named.fingerprint()),
+        options={"image_column": image_column, "objects_column": objects_column,
+                 **({"bbox_format": bbox_format} if bbox_format else {})},
+        bad={**named.bad, **bad}, notes=_skipped_notes(store, skipped), skipped_files=tuple(skipped),
+        chunk_stamps=stamps, label_kind="multi", targets=targets, objects=objects,
         state=hashlib.sha256(repr(list(zip(files, file_stamps))).encode("utf-8", "surrogateescape")).hexdigest(),
     )
 

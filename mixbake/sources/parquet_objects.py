@@ -1,0 +1,156 @@
+"""A Parquet detection source: an ``objects`` column in the Hugging Face detection convention.
+
+``objects: struct<bbox: list<list<float>>, category: list<int>>`` (what ``datasets`` stores for
+``Sequence({"bbox": Sequence(float, 4), "category": ClassLabel(...)})``, e.g. cppe-5), or the
+same as a ``list<struct<bbox: list<float>, category: int>>``. The boxes are COCO's [x, y, w, h] in
+pixels unless ``--bbox-format xyxy``. The category names come from the ClassLabel in the file's
+``huggingface`` footer, else ``0..K-1``. Read at listing a row group at a time, as Arrow buffers
+turned into numpy (no Python object per row or box); a row whose objects are null, whose bbox is
+not 4 numbers, or whose bbox and category lists differ in length is a bad item.
+"""
+from __future__ import annotations
+
+import json
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import MixbakeError
+from .multilabel import unnamed_classes
+from .objects import objects_of, xywh_to_xyxy
+
+OBJECT_NAMES = ("objects",)
+
+
+def is_objects_type(t: pa.DataType) -> bool:
+    if pa.types.is_list(t) and pa.types.is_struct(t.value_type):
+        t = t.value_type
+    return pa.types.is_struct(t) and {"bbox", "category"} <= {t.field(i).name for i in range(t.num_fields)}
+
+
+def find_objects_column(schema: pa.Schema, given: Optional[str], where: str) -> Optional[str]:
+    """The objects column: the one named with --objects-column, else a column named ``objects``
+    of the detection type; None for a source without one."""
+    if given is not None:
+        if given not in schema.names:
+            raise MixbakeError(f"{where}: --objects-column {given!r} is not a column; columns are: "
+                               f"{', '.join(schema.names)}.")
+        if not is_objects_type(schema.field(given).type):
+            raise MixbakeError(f"{where}: --objects-column {given!r} has type {schema.field(given).type}: expected "
+                               f"struct<bbox: list<list<float>>, category: list<int>> (Hugging Face detection).")
+        return given
+    for name in OBJECT_NAMES:
+        if name in schema.names and is_objects_type(schema.field(name).type):
+            return name
+    return None
+
+
+def _values(arr: pa.Array) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False))
+
+
+def _list_parts(arr: pa.Array) -> Tuple[np.ndarray, pa.Array, np.ndarray]:
+    """(offsets rebased to 0, the flat values slice, valid per row) of a list array."""
+    offsets = np.asarray(arr.offsets.to_numpy(), np.int64)
+    valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
+    values = arr.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    return offsets - offsets[0], values, valid
+
+
+def read_objects(pf: pq.ParquetFile, column: str, bbox_format: str, where: str):
+    """(counts per row, boxes (m, 4) as x0, y0, x1, y1, category (m,), {row: reason}) of one file."""
+    counts, boxes, category, bad, base = [], [], [], {}, 0
+    for rg in range(pf.num_row_groups):
+        arr = pf.read_row_group(rg, columns=[column]).column(0).combine_chunks()
+        n = len(arr)
+        if pa.types.is_list(arr.type):  # list<struct<bbox, category>>: one struct per object
+            outer, structs, valid = _list_parts(arr)
+            bbox, cats = structs.field("bbox"), structs.field("category")
+            per_row = np.diff(outer)
+            inner, flat, box_valid = _list_parts(bbox)
+            cat_values = _values(cats)
+        else:  # struct<bbox: list<list>, category: list>: lists per row
+            valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
+            bbox_rows, cat_rows = arr.field("bbox"), arr.field("category")
+            outer, box_lists, bbox_ok = _list_parts(bbox_rows)
+            cat_offsets, cat_flat, cat_ok = _list_parts(cat_rows)
+            valid &= bbox_ok & cat_ok
+            per_row = np.diff(outer)
+            differ = valid & (np.diff(cat_offsets) != per_row)
+            for r in np.flatnonzero(differ).tolist():
+                bad[base + r] = f"objects: {per_row[r]} boxes but {np.diff(cat_offsets)[r]} categories"
+            valid &= ~differ
+            inner, flat, box_valid = _list_parts(box_lists)
+            flat_cats = _values(cat_flat)
+            rows_of = np.repeat(np.arange(n), per_row)
+            at = cat_offsets[:-1][rows_of] + (np.arange(len(rows_of)) - outer[:-1][rows_of])
+            cat_values = flat_cats[np.minimum(at, max(len(flat_cats) - 1, 0))] if len(flat_cats) else \
+                np.zeros(len(rows_of), np.int64)  # (a row whose lists differ is bad: its entries unused)
+        coords = _values(flat).astype(np.float64)
+        sizes = np.diff(inner)
+        row_of_box = np.repeat(np.arange(n), per_row)
+        wrong = (sizes != 4) | ~box_valid
+        for b in np.flatnonzero(wrong).tolist():
+            bad.setdefault(base + int(row_of_box[b]), f"objects: bbox {b - int(outer[row_of_box[b]])} is not 4 numbers")
+        for r in np.flatnonzero(~valid).tolist():
+            bad.setdefault(base + r, "objects is null")
+        ok_box = ~wrong
+        starts = inner[:-1]
+        box_array = np.zeros((len(sizes), 4), np.float64)
+        if ok_box.any():
+            idx = starts[ok_box][:, None] + np.arange(4)[None, :]
+            box_array[ok_box] = coords[idx]
+        counts.append(np.where(valid, per_row, 0))
+        keep_rows = valid[row_of_box] if len(row_of_box) else np.zeros(0, bool)
+        boxes.append(box_array[keep_rows])
+        category.append(np.asarray(cat_values, np.int64)[keep_rows] if len(cat_values) else np.zeros(0, np.int64))
+        base += n
+    boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+    if bbox_format != "xyxy":
+        boxes = xywh_to_xyxy(boxes)
+    return np.concatenate(counts), boxes, np.concatenate(category), bad
+
+
+def _find_names(feature) -> Optional[List[str]]:
+    if isinstance(feature, dict):
+        if feature.get("_type") == "ClassLabel" and "names" in feature:
+            return [str(n) for n in feature["names"]]
+        for key in ("category", "feature"):
+            if key in feature:
+                found = _find_names(feature[key])
+                if found is not None:
+                    return found
+    if isinstance(feature, list) and feature:
+        return _find_names(feature[0])
+    return None
+
+
+def objects_names(pf: pq.ParquetFile, column: str) -> Optional[List[str]]:
+    meta = pf.schema_arrow.metadata or {}
+    try:
+        features = json.loads(meta.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
+    except ValueError:
+        return None
+    return _find_names(features.get(column))
+
+
+def detection_labels(store, files: List[str], handles: List[pq.ParquetFile], column: str, bbox_format: Optional[str]):
+    """(classes, labels, bad, targets, objects) of the listed files' objects columns."""
+    counts, boxes, category, bad, base = [], [], [], {}, 0
+    for rel, pf in zip(files, handles):
+        c, b, k, file_bad = read_objects(pf, column, bbox_format or "xywh", store.display(rel))
+        counts.append(c)
+        boxes.append(b)
+        category.append(k)
+        bad.update({base + r: reason for r, reason in file_bad.items()})
+        base += pf.metadata.num_rows
+    category = np.concatenate(category) if category else np.zeros(0, np.int64)
+    names = objects_names(handles[0], column)
+    if names is None:
+        names = list(unnamed_classes(category, category >= 0, f"objects column {column!r}")) or ["0"]
+    objects, targets, labels, bad = objects_of(np.concatenate(counts), np.concatenate(boxes), category,
+                                               len(names), bad)
+    return names, labels, bad, targets, objects
+

@@ -1,0 +1,365 @@
+"""Detection boxes through every op and the chain, checked on pixels: each source image holds
+solid rectangles, one colour per category, on a textured grey background, so an output image shows
+where each object went, and each output box must frame its object's pixels (within 1.5 px; tightly
+when nothing covers the object or cuts it at the frame), and every object's visible pixels must lie
+in a box of its category unless the row counts a dropped box. Sources: COCO JSON, the YOLO layout,
+a Parquet objects column (Hugging Face's detection convention)."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from helpers import cli, manifest_of
+
+COLOURS = [(255, 0, 0), (0, 200, 0), (0, 0, 255)]
+NAMES = ["red", "green", "blue"]
+SIZE = 64
+
+
+def _scene(rng, w, h):
+    """(image, [(x, y, bw, bh, category)]): 1-4 rectangles on grey texture, apart by >= 4 px, and
+    by >= 20 px from one of the same category (so that rotated, sheared and zoomed, an object's
+    box never reaches another's pixels of its colour)."""
+    img = rng.integers(100, 150, (h, w, 3), dtype=np.uint8)
+    placed = []
+    for _ in range(60):
+        if len(placed) == 4:
+            break
+        bw, bh, c = int(rng.integers(8, 22)), int(rng.integers(8, 22)), int(rng.integers(0, 3))
+        x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+        if any(x < px + pw + g and px < x + bw + g and y < py + ph + g and py < y + bh + g
+               for px, py, pw, ph, pc in placed for g in [20 if pc == c else 4]):
+            continue
+        img[y:y + bh, x:x + bw] = COLOURS[c]
+        placed.append((x, y, bw, bh, c))
+    return img, placed
+
+
+def _png(array) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _scenes(n=16, seed=5):
+    rng = np.random.default_rng(seed)
+    return [_scene(rng, *((80, 64) if i % 2 else (64, 80))) for i in range(n)]
+
+
+@pytest.fixture
+def coco(tmp_path):
+    src = tmp_path / "src"
+    (src / "imgs").mkdir(parents=True)
+    images, anns = [], []
+    for i, (img, objs) in enumerate(_scenes()):
+        (src / "imgs" / f"{i:02d}.png").write_bytes(_png(img))
+        images.append({"id": 100 + i, "file_name": f"imgs/{i:02d}.png", "width": img.shape[1], "height": img.shape[0]})
+        for x, y, bw, bh, c in objs:
+            anns.append({"id": len(anns), "image_id": 100 + i, "bbox": [x, y, bw, bh], "category_id": 10 + c,
+                         "iscrowd": 0, "area": bw * bh})
+    doc = {"images": images, "annotations": anns,
+           "categories": [{"id": 10 + c, "name": n} for c, n in enumerate(NAMES)]}
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps(doc))
+    return src, ann, doc
+
+
+def _rows(out):
+    rows = []
+    for path in sorted(glob.glob(str(Path(out) / "data" / "*.parquet"))):
+        for r in pq.read_table(path).to_pylist():
+            r["pixels"] = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB"))
+            rows.append(r)
+    return rows
+
+
+def _bake(src, out, *args):
+    cli("bake", src, out, "--size", SIZE, "--image-format", "png", "-q", "--workers", "2", *args, code=0)
+    return _rows(out)
+
+
+def _colour_mask(pixels, c, tolerance=60):
+    return np.all(np.abs(pixels.astype(np.int16) - np.array(COLOURS[c])) < tolerance, axis=2)
+
+
+def _extent(mask):
+    ys, xs = np.nonzero(mask)
+    return (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) if len(xs) else None
+
+
+def _holes(row):
+    """The regions that hide a's pixels in this row: cutout holes, cutmix's paste, a's erase boxes."""
+    holes = [tuple(b) for b in row["boxes"]] if row["op"] in ("cutout", "cutmix") else []
+    if row.get("aug_a"):
+        holes += [tuple(b) for b in row["aug_a"]["boxes"]]
+    return holes
+
+
+def _overlaps(box, rects, margin=1.0):
+    x0, y0, x1, y1 = box
+    return any(x0 - margin < c and a < x1 + margin and y0 - margin < d and b < y1 + margin for a, b, c, d in rects)
+
+
+def _check_row(r, tol=1.5):
+    """Every box frames its category's pixels; every object's visible pixels are boxed."""
+    pixels, holes = r["pixels"], _holes(r)
+    for obj in r["objects"]:
+        x0, y0, x1, y1 = obj["bbox"]
+        assert 0 <= x0 < x1 <= SIZE and 0 <= y0 < y1 <= SIZE, (r["key"], obj)
+        region = np.zeros((SIZE, SIZE), bool)
+        region[max(0, int(y0 - 2)):int(np.ceil(y1 + 2)), max(0, int(x0 - 2)):int(np.ceil(x1 + 2))] = True
+        if r["op"] == "cutmix":  # a's pixels are outside the pasted box, b's inside it
+            pasted = np.zeros_like(region)
+            for px0, py0, px1, py1 in r["boxes"]:
+                pasted[max(0, py0):py1, max(0, px0):px1] = True
+            region &= pasted if obj["source"] == 1 else ~pasted
+        found = _extent(_colour_mask(pixels, obj["category"]) & region)
+        assert found is not None, (r["key"], r["op"], obj)
+        fx0, fy0, fx1, fy1 = found
+        assert fx0 >= x0 - tol and fy0 >= y0 - tol and fx1 <= x1 + tol and fy1 <= y1 + tol, (r["key"], obj, found)
+        edge = min(x0, y0) < 1 or max(x1, y1) > SIZE - 1
+        covered = obj["source"] == 0 and _overlaps(obj["bbox"], holes)
+        if not edge and not covered and r["op"] != "cutmix":
+            assert abs(fx0 - x0) <= tol and abs(fy0 - y0) <= tol and abs(fx1 - x1) <= tol and abs(fy1 - y1) <= tol, \
+                (r["key"], r["op"], obj, found)
+    for c in range(3):  # no visible object without a box (unless the row dropped one)
+        pure = _colour_mask(pixels, c, tolerance=25)
+        boxed = np.zeros_like(pure)
+        for obj in r["objects"]:
+            if obj["category"] == c:
+                x0, y0, x1, y1 = obj["bbox"]
+                boxed[max(0, int(y0 - tol)):int(np.ceil(y1 + tol)), max(0, int(x0 - tol)):int(np.ceil(x1 + tol))] = True
+        if (pure & ~boxed).sum() > 2:
+            assert r["objects_dropped"] > 0, (r["key"], r["op"], NAMES[c], int((pure & ~boxed).sum()))
+
+
+@pytest.mark.parametrize("args", [
+    ("--none", "1", "--mixup", "0", "--cutmix", "0"),
+    ("--none", "1", "--mixup", "0", "--cutmix", "0", "--resize", "pad"),
+    ("--none", "1", "--mixup", "0", "--cutmix", "0", "--resize", "stretch"),
+    ("--none", "0", "--mixup", "0", "--cutmix", "1", "--copies", "3"),
+    ("--none", "0", "--mixup", "0", "--cutmix", "0", "--cutout", "1", "--cutout-holes", "2", "--copies", "2"),
+    ("--mixup", "0", "--cutmix", "1", "--none", "1", "--resize", "random-crop", "--crop-scale", "0.3", "1",
+     "--hflip", "0.5", "--vflip", "0.5", "--rotate", "30", "--copies", "3"),
+    ("--mixup", "0", "--cutmix", "0", "--none", "1", "--auto-augment", "randaugment", "--ra-magnitude", "14",
+     "--copies", "4"),
+    ("--mixup", "0", "--cutmix", "0", "--none", "1", "--erase", "1", "--erase-value", "zero", "--copies", "2"),
+], ids=["crop", "pad", "stretch", "cutmix", "cutout", "chain-geometry", "randaugment", "erase"])
+def test_every_box_frames_its_objects_pixels(coco, tmp_path, args):
+    src, ann, _ = coco
+    rows = _bake(src, tmp_path / "out", "--annotations", ann, *args)
+    assert len(rows) >= 16
+    if "randaugment" in args:  # the rows whose ops all move pixels without changing their colours
+        still = {"Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"}
+        rows = [r for r in rows if {o["op"] for o in r["aug_a"]["ops"]} <= still]
+        assert len(rows) >= 4 and any({o["op"] for o in r["aug_a"]["ops"]} - {"Identity"} for r in rows)
+    for r in rows:
+        _check_row(r)
+    cli("verify", tmp_path / "out", "--deep", code=0)
+
+
+def test_randaugment_colour_ops_leave_boxes_and_geometric_ones_move_them(coco, tmp_path):
+    src, ann, _ = coco
+    plain = {r["src_a"]: r["objects"] for r in _bake(src, tmp_path / "plain", "--annotations", ann, "--none", "1",
+                                                      "--mixup", "0", "--cutmix", "0")}
+    rows = _bake(src, tmp_path / "out", "--annotations", ann, "--none", "1", "--mixup", "0", "--cutmix", "0",
+                 "--auto-augment", "randaugment", "--ra-magnitude", "14", "--copies", "4")
+    geometric = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"}
+    still = [r for r in rows if not any(o["op"] in geometric and abs(o["value"]) >= 1 for o in r["aug_a"]["ops"])
+             and not any(o["op"] in geometric for o in r["aug_a"]["ops"])]
+    moved = [r for r in rows if any(o["op"] in geometric and abs(o["value"]) >= 1 for o in r["aug_a"]["ops"])]
+    assert still and moved
+    for r in still:
+        assert r["objects"] == plain[r["src_a"]], r["key"]
+    assert any(r["objects"] != plain[r["src_a"]] for r in moved)
+
+
+def test_mixup_keeps_both_sources_boxes_weighted_by_lam(coco, tmp_path):
+    src, ann, _ = coco
+    baked = _bake(src, tmp_path / "plain", "--annotations", ann, "--none", "1", "--mixup", "0", "--cutmix", "0")
+    plain = {r["src_a"]: r["objects"] for r in baked}
+    dropped = {r["src_a"]: r["objects_dropped"] for r in baked}
+    rows = _bake(src, tmp_path / "out", "--annotations", ann, "--mixup", "1", "--cutmix", "0", "--copies", "2")
+    for r in rows:
+        a = [o for o in r["objects"] if o["source"] == 0]
+        b = [o for o in r["objects"] if o["source"] == 1]
+        assert [o["bbox"] for o in a] == [o["bbox"] for o in plain[r["src_a"]]]
+        assert [o["bbox"] for o in b] == [o["bbox"] for o in plain[r["src_b"]]]
+        assert all(np.isclose(o["weight"], r["lam"]) for o in a)
+        assert all(np.isclose(o["weight"], 1 - r["lam"], atol=1e-6) for o in b)
+        assert r["objects_dropped"] == dropped[r["src_a"]] + dropped[r["src_b"]]
+    assert any(o["source"] == 1 for r in rows for o in r["objects"])
+
+
+def test_min_visibility_decides_what_cutout_drops(coco, tmp_path):
+    src, ann, doc = coco
+    strict = _bake(src, tmp_path / "strict", "--annotations", ann, "--mixup", "0", "--cutmix", "0", "--cutout", "1",
+                   "--cutout-size", "0.6", "--min-visibility", "0.9", "--copies", "3")
+    loose = _bake(src, tmp_path / "loose", "--annotations", ann, "--mixup", "0", "--cutmix", "0", "--cutout", "1",
+                  "--cutout-size", "0.6", "--min-visibility", "0", "--copies", "3")
+    kept_strict = sum(len(r["objects"]) for r in strict)
+    kept_loose = sum(len(r["objects"]) for r in loose)
+    dropped = sum(r["objects_dropped"] for r in strict)
+    assert dropped > 0 and kept_strict + dropped == kept_loose + sum(r["objects_dropped"] for r in loose)
+    assert kept_loose > kept_strict
+    for r in loose:  # only boxes wholly hidden are dropped at 0
+        for obj in r["objects"]:
+            assert not all(obj["bbox"][0] >= h[0] and obj["bbox"][1] >= h[1] and obj["bbox"][2] <= h[2]
+                           and obj["bbox"][3] <= h[3] for h in [tuple(b) for b in r["boxes"]])
+    assert manifest_of(tmp_path / "strict")["config"]["min_visibility"] == 0.9
+
+
+def test_bad_annotations_are_bad_items_with_reasons(coco, tmp_path):
+    src, ann, doc = coco
+    doc["annotations"][0]["bbox"][2] = -5                       # imgs/00: a negative width
+    doc["annotations"].append({"id": 999, "image_id": 101, "bbox": [1, 1, 5, 5], "category_id": 77})  # 01: unknown
+    doc["annotations"].append({"id": 998, "image_id": 102, "bbox": [70, 70, 30, 30], "category_id": 10})  # 02: outside
+    doc["images"].append({"id": 500, "file_name": "imgs/gone.png"})                    # listed, no file
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(src / "imgs" / "extra.png")  # a file, no entry
+    ann.write_text(json.dumps(doc))
+    result = cli("bake", src, tmp_path / "fail", "--annotations", ann, "-q")
+    assert result.exit_code != 0 and "imgs/00.png" in result.output and "negative" in result.output
+    out = tmp_path / "out"
+    cli("bake", src, out, "--annotations", ann, "--on-error", "skip", "-q", "--size", SIZE, code=0)
+    errors = {e["ref"]: e["reason"] for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())}
+    assert "negative or zero size" in errors["imgs/00.png"]
+    assert "category_id 77" in errors["imgs/01.png"]
+    assert "outside the" in errors["imgs/02.png"]
+    assert "does not exist" in errors["imgs/gone.png"]
+    assert "no entry" in errors["imgs/extra.png"]
+    assert manifest_of(out)["totals"]["skipped"] == 5 and manifest_of(out)["totals"]["items"] == 18
+
+
+def test_yolo_layout_with_data_yaml(tmp_path):
+    root = tmp_path / "yolo"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames:\n  0: red\n  1: green\n  2: blue\n")
+    truth = {}
+    for i, (img, objs) in enumerate(_scenes(10, seed=8)):
+        h, w = img.shape[:2]
+        (root / "images" / "train" / f"{i}.png").write_bytes(_png(img))
+        if i == 9:
+            continue  # no label file: a bad item
+        lines = [f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}" for x, y, bw, bh, c in objs]
+        (root / "labels" / "train" / f"{i}.txt").write_text("\n".join(lines) + "\n")
+        truth[f"images/train/{i}.png"] = objs
+    out = tmp_path / "out"
+    result = cli("bake", root, out, "--size", SIZE, "--image-format", "png", "--none", "1", "--mixup", "0",
+                 "--cutmix", "0", "--hflip", "0.5", "-q")
+    assert result.exit_code != 0 and "no label file labels/train/9.txt" in result.output
+    cli("bake", root, out, "--size", SIZE, "--image-format", "png", "--none", "1", "--mixup", "0", "--cutmix", "0",
+        "--hflip", "0.5", "-q", "--on-error", "skip", code=0)
+    assert manifest_of(out)["classes"] == NAMES
+    rows = _rows(out)
+    assert len(rows) == 9
+    for r in rows:
+        _check_row(r)
+        assert sorted(o["category"] for o in r["objects"]) == sorted(c for *_, c in truth[r["ref_a"]] if True) \
+            if "ref_a" in r else True
+    cli("verify", out, "--deep", code=0)
+
+
+def test_parquet_objects_column_hf_convention_and_xyxy(tmp_path):
+    scenes = _scenes(12, seed=9)
+    images = [{"bytes": _png(img), "path": f"{i}.png"} for i, (img, _) in enumerate(scenes)]
+    for fmt in ("xywh", "xyxy"):
+        objects = [{"bbox": [[x, y, bw, bh] if fmt == "xywh" else [x, y, x + bw, y + bh] for x, y, bw, bh, _ in objs],
+                    "category": [c for *_, c in objs]} for _, objs in scenes]
+        table = pa.table({"image": images, "objects": objects})
+        features = {"image": {"_type": "Image"},
+                    "objects": {"feature": {"bbox": {"feature": {"dtype": "float32", "_type": "Value"},
+                                                     "length": 4, "_type": "Sequence"},
+                                            "category": {"names": NAMES, "_type": "ClassLabel"}},
+                                "_type": "Sequence"}}
+        table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+        path = tmp_path / f"det-{fmt}.parquet"
+        pq.write_table(table, path, row_group_size=5)
+        out = tmp_path / f"out-{fmt}"
+        extra = ("--bbox-format", "xyxy") if fmt == "xyxy" else ()
+        rows = _bake(path, out, "--none", "1", "--mixup", "0", "--cutmix", "1", "--rotate", "10", *extra)
+        assert manifest_of(out)["classes"] == NAMES and len(rows) == 12
+        for r in rows:
+            _check_row(r)
+        cli("verify", out, "--deep", code=0)
+        shard = sorted(glob.glob(str(out / "data" / "*.parquet")))[0]
+        hf = json.loads(pq.read_schema(shard).metadata[b"huggingface"])["info"]["features"]["objects"]
+        assert hf[0]["category"] == {"names": NAMES, "_type": "ClassLabel"}
+    assert _rows(tmp_path / "out-xywh")[0]["objects"] == _rows(tmp_path / "out-xyxy")[0]["objects"]
+
+
+def test_deterministic_across_workers_and_deep_verify_rederives_every_box(coco, tmp_path):
+    src, ann, _ = coco
+    args = ("--annotations", ann, "--size", SIZE, "--image-format", "png", "--copies", "2", "--cutout", "0.5",
+            "--hflip", "0.5", "--rotate", "20", "-q")
+    cli("bake", src, tmp_path / "one", *args, "--workers", "1", code=0)
+    cli("bake", src, tmp_path / "two", *args, "--workers", "2", code=0)
+    for name in ("labels.parquet",):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    one = sorted(glob.glob(str(tmp_path / "one" / "data" / "*")))
+    assert [Path(p).read_bytes() for p in one] == [Path(p).read_bytes() for p in
+                                                   sorted(glob.glob(str(tmp_path / "two" / "data" / "*")))]
+    out = tmp_path / "one"
+    doc = manifest_of(out)
+    assert doc["boxes"] is True and doc["label_kind"] == "multi" and doc["format_version"] >= 2
+    # move one box by 3 px in labels.parquet and re-sign it: only the re-derivation can tell
+    labels = pq.read_table(out / "labels.parquet")
+    objects = labels.column("objects").to_pylist()
+    row = next(i for i, o in enumerate(objects) if o)
+    objects[row][0]["bbox"][0] += 3.0
+    at = labels.schema.get_field_index("objects")
+    labels = labels.set_column(at, labels.schema.field(at), pa.array(objects, labels.schema.field(at).type))
+    pq.write_table(labels.replace_schema_metadata(pq.read_schema(out / "labels.parquet").metadata),
+                   out / "labels.parquet")
+    data = (out / "labels.parquet").read_bytes()
+    doc["labels"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (out / "manifest.json").write_text(json.dumps(doc, indent=2))
+    result = cli("verify", out, "--deep")
+    assert result.exit_code != 0 and "bbox differs from the one the recorded geometry gives" in result.output
+
+
+def test_webdataset_json_carries_the_objects_and_folder_format_is_refused(coco, tmp_path):
+    src, ann, _ = coco
+    out = tmp_path / "wds"
+    cli("bake", src, out, "--annotations", ann, "--size", SIZE, "--format", "webdataset", "-q", code=0)
+    labels = {r["key"]: r["objects"] for r in pq.read_table(out / "labels.parquet").to_pylist()}
+    seen = 0
+    for tar in glob.glob(str(out / "*.tar")):
+        with tarfile.open(tar) as t:
+            for m in t.getmembers():
+                if m.name.endswith(".json"):
+                    doc = json.loads(t.extractfile(m).read())
+                    assert doc["objects"] == labels[doc["key"]]
+                    seen += 1
+    assert seen == 16
+    result = cli("bake", src, tmp_path / "f", "--annotations", ann, "--format", "folder", "-q")
+    assert result.exit_code != 0 and "--format folder" in result.output
+
+
+def test_inspect_counts_boxes_and_preview_draws_them(coco, tmp_path):
+    from mixbake.report import inspect
+    src, ann, doc = coco
+    out = tmp_path / "out"
+    rows = _bake(src, out, "--annotations", ann, "--cutout", "1", "--cutout-size", "0.7", "--copies", "2")
+    info = inspect(out)["boxes"]
+    assert info["boxes"] == sum(len(r["objects"]) for r in rows)
+    assert info["dropped"] == sum(r["objects_dropped"] for r in rows) > 0
+    assert [c["boxes"] for c in info["categories"]] == [sum(o["category"] == c for r in rows for o in r["objects"])
+                                                        for c in range(3)]
+    text = cli("inspect", out, code=0).output
+    assert "boxes" in text and "dropped" in text
+    sheet = tmp_path / "sheet.png"
+    cli("preview", out, "-o", sheet, "-n", "4", code=0)
+    plain = tmp_path / "plain.png"
+    cli("preview", out, "-o", plain, "-n", "4", "--no-boxes", code=0)
+    assert np.any(np.asarray(Image.open(sheet)) != np.asarray(Image.open(plain)))
