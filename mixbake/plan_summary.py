@@ -46,7 +46,11 @@ def plan_summary(source, source_options: Optional[SourceOptions] = None, **optio
     labelled = catalog.labels[catalog.labels >= 0]
     return {
         "source": catalog.summary(),
-        "classes": {name: int(np.sum(labelled == i)) for i, name in enumerate(catalog.classes)},
+        "classes": _class_counts(catalog, labelled),
+        "boxes": None if catalog.objects is None else {
+            "boxes": int(len(catalog.objects.boxes)),
+            "images_without": int(np.sum(np.diff(catalog.objects.offsets) == 0)),
+            "per_class": np.bincount(catalog.objects.category, minlength=len(catalog.classes)).tolist()},
         "known_bad": len(catalog.bad),
         "skipped_files": [{"ref": ref, "reason": reason} for ref, reason in catalog.skipped_files],
         "notes": list(catalog.notes) + _skipped_note(catalog),
@@ -110,8 +114,21 @@ def format_plan(d: dict) -> str:
         _pairing_line(d["pairing"]),
         "classes    " + ", ".join(f"{name} ({n})" for name, n in list(d["classes"].items())[:20])
         + (" ..." if len(d["classes"]) > 20 else ""),
-    ] + [f"note       {note}" for note in d["notes"]]
+    ]
+    if d.get("boxes"):
+        b = d["boxes"]
+        lines.append(f"boxes      {b['boxes']:,} ({b['boxes'] / max(1, src['items']):.2f} per item; "
+                     f"{count(b['images_without'], 'item')} without a box; before --min-visibility)")
+    lines += [f"note       {note}" for note in d["notes"]]
     return "\n".join(lines)
+
+
+def _class_counts(catalog, labelled: np.ndarray) -> dict:
+    """Items per class: for sets of classes (multi-label, detection), the items holding the class."""
+    if catalog.targets is not None:
+        held = np.bincount(catalog.targets.index, minlength=len(catalog.classes))
+        return {name: int(n) for name, n in zip(catalog.classes, held.tolist())}
+    return {name: int(np.sum(labelled == i)) for i, name in enumerate(catalog.classes)}
 
 
 def _pairing_line(p: dict) -> str:

@@ -358,8 +358,28 @@ def test_inspect_counts_boxes_and_preview_draws_them(coco, tmp_path):
                                                         for c in range(3)]
     text = cli("inspect", out, code=0).output
     assert "boxes" in text and "dropped" in text
+    listed = len(doc["annotations"])
+    planned = cli("plan", src, "--annotations", ann, code=0).output
+    assert f"boxes      {listed:,} (" in planned
     sheet = tmp_path / "sheet.png"
     cli("preview", out, "-o", sheet, "-n", "4", code=0)
     plain = tmp_path / "plain.png"
     cli("preview", out, "-o", plain, "-n", "4", "--no-boxes", code=0)
     assert np.any(np.asarray(Image.open(sheet)) != np.asarray(Image.open(plain)))
+
+
+def test_datasets_loads_the_objects_with_their_category_names(coco, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    src, ann, _ = coco
+    out = tmp_path / "out"
+    rows = _bake(src, out, "--annotations", ann, "--copies", "2")
+    loaded = datasets.load_dataset(str(out), split="train")
+    feature = loaded.features["objects"]
+    inner = feature.feature if hasattr(feature, "feature") else feature[0]
+    assert inner["category"].names == NAMES
+    by_key = {r["key"]: r["objects"] for r in rows}
+    for row in loaded.select(range(6)):
+        want = by_key[row["key"]]
+        assert [o["category"] for o in row["objects"]] == [o["category"] for o in want]
+        assert np.allclose([o["bbox"] for o in row["objects"]] or np.zeros((0, 4)),
+                           [o["bbox"] for o in want] or np.zeros((0, 4)))

@@ -18,6 +18,15 @@ from ..errors import MixbakeError
 from ..store import Store, redact
 
 
+def take_csr(offsets: np.ndarray, items) -> Tuple[np.ndarray, np.ndarray]:
+    """(new offsets, entry indices) of the rows ``items`` of a CSR layout, in that order."""
+    items = np.asarray(items, np.int64)
+    lo, hi = offsets[items], offsets[items + 1]
+    counts = hi - lo
+    new = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return new, np.repeat(lo - new[:-1], counts) + np.arange(int(new[-1]))
+
+
 @dataclass(frozen=True)
 class ItemSets:
     """Per item a set of class indices, as columns (CSR): item ``i`` holds
@@ -30,11 +39,7 @@ class ItemSets:
 
     def take(self, items: np.ndarray) -> "ItemSets":
         """The sets of ``items`` (in that order), as a new ItemSets."""
-        items = np.asarray(items, np.int64)
-        lo, hi = self.offsets[items], self.offsets[items + 1]
-        counts = hi - lo
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        at = np.repeat(lo - offsets[:-1], counts) + np.arange(int(offsets[-1]))
+        offsets, at = take_csr(self.offsets, items)
         return ItemSets(offsets, self.index[at])
 
     def of(self, i: int) -> np.ndarray:
@@ -56,11 +61,8 @@ class ItemObjects:
         return len(self.offsets) - 1
 
     def take(self, items: np.ndarray) -> "ItemObjects":
-        items = np.asarray(items, np.int64)
-        lo, hi = self.offsets[items], self.offsets[items + 1]
-        counts = hi - lo
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        at = np.repeat(lo - offsets[:-1], counts) + np.arange(int(offsets[-1]))
+        """The objects of ``items`` (in that order), as a new ItemObjects."""
+        offsets, at = take_csr(self.offsets, items)
         return ItemObjects(offsets, self.boxes[at], self.category[at], self.normalised)
 
     def of(self, i: int) -> Tuple[np.ndarray, np.ndarray]:

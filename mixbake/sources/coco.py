@@ -32,7 +32,8 @@ def coco_catalog(store: Store, annotations: str) -> Catalog:
     try:
         raw = Store.open(parent or ".").read_bytes(name)
     except OSError as exc:
-        raise MixbakeError(f"--annotations {annotations!r}: cannot read it ({getattr(exc, 'strerror', None) or exc}).") from None
+        why = getattr(exc, "strerror", None) or exc
+        raise MixbakeError(f"--annotations {annotations!r}: cannot read it ({why}).") from None
     try:
         doc = json.loads(raw)
     except ValueError as exc:

@@ -50,9 +50,9 @@ def finish(counts: np.ndarray, values: np.ndarray, valid: np.ndarray, item_valid
     rows = np.repeat(np.arange(n, dtype=np.int64), counts)
     for i in np.flatnonzero(~item_valid).tolist():
         bad.setdefault(i, "label list is null")
-    _first_reasons(bad, rows, ~valid & item_valid[rows], lambda at: "label list holds a null")
+    first_reasons(bad, rows, ~valid & item_valid[rows], lambda at: "label list holds a null")
     outside = valid & ((values < 0) | (values >= num_classes))
-    _first_reasons(bad, rows, outside, lambda at: f"label {values[at]} is outside the {num_classes} classes")
+    first_reasons(bad, rows, outside, lambda at: f"label {values[at]} is outside the {num_classes} classes")
     is_bad = np.zeros(n, bool)
     is_bad[list(bad)] = True
     keep = ~is_bad[rows] if len(rows) else np.zeros(0, bool)
@@ -64,7 +64,7 @@ def finish(counts: np.ndarray, values: np.ndarray, valid: np.ndarray, item_valid
     return targets, labels, bad
 
 
-def _first_reasons(bad: Dict[int, str], rows: np.ndarray, where: np.ndarray, reason) -> None:
+def first_reasons(bad: Dict[int, str], rows: np.ndarray, where: np.ndarray, reason) -> None:
     """For each item with an entry in ``where``: reason(position of its first such entry)."""
     at = np.flatnonzero(where)
     if not len(at):

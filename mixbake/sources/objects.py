@@ -15,11 +15,12 @@ from typing import Dict, Tuple
 import numpy as np
 
 from . import ItemObjects, ItemSets
-from .multilabel import finish, offsets_of
+from .multilabel import first_reasons, finish, offsets_of
 
 
 def objects_of(counts: np.ndarray, boxes: np.ndarray, category: np.ndarray, num_classes: int,
-               bad: Dict[int, str], normalised: bool = False) -> Tuple[ItemObjects, ItemSets, np.ndarray, Dict[int, str]]:
+               bad: Dict[int, str], normalised: bool = False
+               ) -> Tuple[ItemObjects, ItemSets, np.ndarray, Dict[int, str]]:
     """(objects, targets, labels, bad) of items with ``counts`` boxes each (``boxes`` (m, 4) as
     x0, y0, x1, y1; ``category`` (m,) class indices). A bad item keeps no boxes."""
     counts = np.asarray(counts, np.int64)
@@ -27,15 +28,16 @@ def objects_of(counts: np.ndarray, boxes: np.ndarray, category: np.ndarray, num_
     category = np.asarray(category, np.int64)
     bad = dict(bad)
     rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    _reasons(bad, rows, ~np.isfinite(boxes).all(axis=1), lambda at: f"box {_nth(at, rows)} has a non-finite coordinate")
+    first_reasons(bad, rows, ~np.isfinite(boxes).all(axis=1),
+                  lambda at: f"box {_nth(at, rows)} has a non-finite coordinate")
     empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-    _reasons(bad, rows, empty, lambda at: f"box {_nth(at, rows)} has a negative or zero size "
+    first_reasons(bad, rows, empty, lambda at: f"box {_nth(at, rows)} has a negative or zero size "
                                           f"({_spelled(boxes[at])})")
     if not normalised:
-        _reasons(bad, rows, (boxes[:, :2] < 0).any(axis=1),
+        first_reasons(bad, rows, (boxes[:, :2] < 0).any(axis=1),
                  lambda at: f"box {_nth(at, rows)} ({_spelled(boxes[at])}) starts outside the image")
     else:
-        _reasons(bad, rows, ((boxes < -1e-6) | (boxes > 1 + 1e-6)).any(axis=1),
+        first_reasons(bad, rows, ((boxes < -1e-6) | (boxes > 1 + 1e-6)).any(axis=1),
                  lambda at: f"box {_nth(at, rows)} ({_spelled(boxes[at])}) is outside the image (normalised "
                             f"coordinates are in 0..1)")
     targets, labels, bad = finish(counts, category, np.ones(len(category), bool), np.ones(len(counts), bool),
@@ -55,15 +57,6 @@ def _nth(at: int, rows: np.ndarray) -> int:
 
 def _spelled(box) -> str:
     return "x0 {:g}, y0 {:g}, x1 {:g}, y1 {:g}".format(*(float(v) for v in box))
-
-
-def _reasons(bad: Dict[int, str], rows: np.ndarray, where: np.ndarray, reason) -> None:
-    at = np.flatnonzero(where)
-    if not len(at):
-        return
-    items, first = np.unique(rows[at], return_index=True)
-    for item, pos in zip(items.tolist(), at[first].tolist()):
-        bad.setdefault(item, reason(pos))
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

@@ -269,8 +269,9 @@ def _visible(view: ViewBoxes, boxes, holes) -> np.ndarray:
         visible = area(boxes)
         if holes:
             rects = np.asarray(holes, np.float64).reshape(-1, 4)
-            ix = np.maximum(0, np.minimum(boxes[:, None, 2], rects[None, :, 2]) - np.maximum(boxes[:, None, 0], rects[None, :, 0]))
-            iy = np.maximum(0, np.minimum(boxes[:, None, 3], rects[None, :, 3]) - np.maximum(boxes[:, None, 1], rects[None, :, 1]))
+            b, h = boxes[:, None, :], rects[None, :, :]
+            ix = np.maximum(0, np.minimum(b[..., 2], h[..., 2]) - np.maximum(b[..., 0], h[..., 0]))
+            iy = np.maximum(0, np.minimum(b[..., 3], h[..., 3]) - np.maximum(b[..., 1], h[..., 1]))
             inter = ix * iy
             hit = (inter > 0).sum(axis=1)
             cover = inter.sum(axis=1)
