@@ -62,9 +62,12 @@ SET_FIELDS = [pa.field("labels_a", pa.list_(pa.int64())), pa.field("labels_b", p
 OBJECT_TYPE = pa.struct([pa.field("bbox", pa.list_(pa.float32())), pa.field("category", pa.int64()),
                          pa.field("weight", pa.float32()), pa.field("source", pa.int8())])
 OBJECT_FIELDS = [pa.field("objects", pa.list_(OBJECT_TYPE)), pa.field("objects_dropped", pa.int32())]
+# a build with --mosaic: each mosaic row's four sources (a, b, c, d) and their labels (null on other rows)
+MOSAIC_FIELDS = [pa.field("srcs", pa.list_(pa.int64())), pa.field("srcs_labels", pa.list_(pa.list_(pa.int64())))]
 
 
-def label_fields(form: str = "dense", chain: bool = False, kind: str = "class", boxes: bool = False) -> list:
+def label_fields(form: str = "dense", chain: bool = False, kind: str = "class", boxes: bool = False,
+                 mosaic: bool = False) -> list:
     """The label columns of a build whose soft label is stored in ``form`` (with ``chain``: and
     whose rows record their views' augmentations), for items of label ``kind`` (mixbake.targets),
     with ``boxes``: and their detection objects."""
@@ -74,11 +77,12 @@ def label_fields(form: str = "dense", chain: bool = False, kind: str = "class", 
         fields = [f for f in fields if f.name not in ("label_a", "label_b")]
         at = [f.name for f in fields].index("boxes")
         fields[at:at] = SET_FIELDS
-    return fields + (OBJECT_FIELDS if boxes else [])
+    return fields + (OBJECT_FIELDS if boxes else []) + (MOSAIC_FIELDS if mosaic else [])
 
 
-def label_names(form: str = "dense", chain: bool = False, kind: str = "class", boxes: bool = False) -> tuple:
-    return tuple(f.name for f in label_fields(form, chain, kind, boxes))
+def label_names(form: str = "dense", chain: bool = False, kind: str = "class", boxes: bool = False,
+                mosaic: bool = False) -> tuple:
+    return tuple(f.name for f in label_fields(form, chain, kind, boxes, mosaic))
 
 
 class SparseRows:
@@ -120,6 +124,9 @@ def label_arrays(columns: dict) -> Dict[str, pa.Array]:
     for name in ("aug_a", "aug_b"):
         if name in columns:
             arrays[name] = pa.array(columns[name], type=AUG_TYPE)
+    for field in MOSAIC_FIELDS:
+        if field.name in columns:
+            arrays[field.name] = pa.array(columns[field.name], type=field.type)
     if "objects" in columns:
         arrays["objects"] = columns["objects"].arrow()
         arrays["objects_dropped"] = arrow.numeric(columns["objects_dropped"], pa.int32())
@@ -152,7 +159,8 @@ def form_of(columns: dict) -> str:
 
 def label_table(columns: dict) -> pa.Table:
     arrays = label_arrays(columns)
-    fields = label_fields(form_of(columns), "aug_a" in columns, kind_of(columns), "objects" in columns)
+    fields = label_fields(form_of(columns), "aug_a" in columns, kind_of(columns), "objects" in columns,
+                          "srcs" in columns)
     return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
 
 
@@ -197,6 +205,9 @@ def row_json(columns: dict, i: int) -> dict:
     for name in ("aug_a", "aug_b"):
         if name in columns:
             row[name] = _stored_record(columns[name][i])
+    for name in ("srcs", "srcs_labels"):
+        if name in columns:
+            row[name] = columns[name][i]
     if "objects" in columns:
         row["objects"] = columns["objects"].row(i)
         row["objects_dropped"] = int(columns["objects_dropped"][i])

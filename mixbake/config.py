@@ -173,6 +173,9 @@ class _Config:
     def for_catalog(self, catalog) -> "BakeConfig":
         """This config for a source: its label kind, masks and boxes (which decide the columns) are the source's."""
         boxes = catalog.objects is not None
+        if self.mosaic > 0 and catalog.label_kind == "class":
+            raise MixbakeError("--mosaic needs a source whose labels are sets of classes (detection boxes, "
+                               "multi-label) or soft labels; a source of one class per item cannot bake it yet.")
         if (catalog.label_kind, catalog.has_masks, boxes) == (self.label_kind, self.with_masks, self.with_boxes):
             return self
         return dataclasses.replace(self, label_kind=catalog.label_kind, with_masks=catalog.has_masks, with_boxes=boxes)
@@ -185,7 +188,8 @@ class _Config:
     def label_fields(self, num_classes: int) -> list:
         """The label columns of this build's rows (``mixbake.columns``)."""
         from .columns import label_fields
-        return label_fields(self.soft_form(num_classes), chain.enabled(self), self.label_kind, self.with_boxes)
+        return label_fields(self.soft_form(num_classes), chain.enabled(self), self.label_kind, self.with_boxes,
+                            self.mosaic > 0)
 
     def inert(self) -> Dict[str, str]:
         """{option: why it has no effect}: options the rest of this config makes inert."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -222,13 +222,17 @@ class PoolPlan:
     lam: np.ndarray         # float64 weight of source a (cutmix: from the clipped box's pixel area)
     boxes: Tuple[np.ndarray, ...]  # per row (k, 4) int64 x0, y0, x1, y1
     fill_seed: np.ndarray   # uint64 seed for cutout noise
+    # mosaic rows: the pool positions of its third and fourth sources (-1 elsewhere)
+    pos_c: Optional[np.ndarray] = None
+    pos_d: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.op)
 
 
 # children of a pool's SeedSequence, by position: only ever appended (the chain's steps came second)
-STREAMS = ("op", "partner", "mixup", "cutmix", "box", "cutout", "order") + chain.STREAMS
+STREAMS = ("op", "partner", "mixup", "cutmix", "box", "cutout", "order") + chain.STREAMS + ("mosaic",
+                                                                                        "mosaic_partners")
 
 
 def pool_streams(seed: int, pool: Pool) -> dict:
@@ -284,10 +288,13 @@ def plan_pool(config: BakeConfig, pool: Pool, labels: np.ndarray, valid: np.ndar
     order = streams["order"].permutation(total)
     columns, op, b = _resolve(config, op, b, draws)
     lam, boxes, fill_seed = columns.lam, columns.boxes, columns.seed
+    c, d = _more_partners(config, streams, op, a, labels, valid)
     copy = pool.first_copy + np.tile(np.arange(copies, dtype=np.int64), n)
     if pool.originals:
         a = np.concatenate([a, np.arange(n, dtype=np.int64)])
         b = np.concatenate([b, np.full(n, -1, dtype=np.int64)])
+        c = np.concatenate([c, np.full(n, -1, dtype=np.int64)])
+        d = np.concatenate([d, np.full(n, -1, dtype=np.int64)])
         op = np.concatenate([op, np.full(n, NONE, dtype=np.int8)])
         copy = np.concatenate([copy, np.full(n, ORIGINAL, dtype=np.int64)])
         lam = np.concatenate([lam, np.ones(n)])
@@ -295,7 +302,22 @@ def plan_pool(config: BakeConfig, pool: Pool, labels: np.ndarray, valid: np.ndar
         fill_seed = np.concatenate([fill_seed, np.zeros(n, dtype=np.uint64)])
     keep = order[valid[a[order]]]  # output order, rows of unusable items dropped
     return PoolPlan(op=op[keep], pos_a=a[keep], pos_b=b[keep], copy=copy[keep], lam=lam[keep],
-                    boxes=tuple(boxes[i] for i in keep), fill_seed=fill_seed[keep])
+                    boxes=tuple(boxes[i] for i in keep), fill_seed=fill_seed[keep], pos_c=c[keep], pos_d=d[keep])
+
+
+def _more_partners(config: BakeConfig, streams: dict, op: np.ndarray, a: np.ndarray, labels, valid):
+    """(c, d): the third and fourth sources of the rows whose op takes four (mosaic), each another
+    usable item drawn uniformly (with replacement, as YOLOv5 draws them); -1 on every other row.
+    Drawn only when such an op has a share, from its own stream: no other draw moves."""
+    c = np.full(len(op), -1, dtype=np.int64)
+    d = c.copy()
+    codes = [o.code for o in ops.REGISTRY if o.sources > 2 and getattr(config, o.name) > 0]
+    if not codes:
+        return c, d
+    rng = streams["mosaic_partners"]
+    drawn_c, drawn_d = _partners(rng, a, labels, valid, "random"), _partners(rng, a, labels, valid, "random")
+    four = np.isin(op, codes)
+    return np.where(four, drawn_c, -1), np.where(four, drawn_d, -1)
 
 
 def shard_rows(rows: int, shards: int) -> List[range]:
@@ -307,7 +329,8 @@ def shard_rows(rows: int, shards: int) -> List[range]:
 def take_rows(plan: PoolPlan, rows: range) -> PoolPlan:
     cut = slice(rows.start, rows.stop)
     return PoolPlan(op=plan.op[cut], pos_a=plan.pos_a[cut], pos_b=plan.pos_b[cut], copy=plan.copy[cut],
-                    lam=plan.lam[cut], boxes=plan.boxes[cut], fill_seed=plan.fill_seed[cut])
+                    lam=plan.lam[cut], boxes=plan.boxes[cut], fill_seed=plan.fill_seed[cut],
+                    pos_c=plan.pos_c[cut], pos_d=plan.pos_d[cut])
 
 
 def _resolve(config, op, b, draws):

@@ -26,7 +26,8 @@ def plan_summary(source, source_options: Optional[SourceOptions] = None, **optio
     # plan's end, so one look shows every file a bake would stop at
     catalog = open_source(source, source_options, on_error="skip")
     pairing, tasks = make_build(config, catalog, "", "plan")
-    counts = dict.fromkeys(ops.NAMES, 0)
+    recorded = config.to_dict()  # (the ops a build's totals count: an op left at a later default is not one)
+    counts = {name: 0 for name in ops.NAMES if name in recorded}
     shard_rows, met = [], []
     # partners are counted for every item of builds up to ~4M rows, for every stride-th item beyond
     stride = max(1, -(-len(catalog) * config.rows_per_item // PARTNER_ROWS))
@@ -35,7 +36,8 @@ def plan_summary(source, source_options: Optional[SourceOptions] = None, **optio
         plan = plan_pool(config, task.pool, task.labels, valid)
         shard_rows += [len(rows) for rows in split(len(plan), task.pool.shards)]
         for op in ops.REGISTRY:
-            counts[op.name] += int(np.sum(plan.op == op.code))
+            if op.name in counts:
+                counts[op.name] += int(np.sum(plan.op == op.code))
         src_a = task.items[plan.pos_a]
         counted = src_a % stride == 0
         met.append((src_a[counted], np.where(plan.pos_b >= 0, task.items[np.maximum(plan.pos_b, 0)], -1)[counted],

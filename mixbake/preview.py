@@ -271,7 +271,8 @@ def _task_samples(task, n: int, skipped: List[str]) -> List[Sample]:
         valid = np.array([p not in bad for p in range(len(task.items))], dtype=bool)
         plan = plan_pool(config, task.pool, task.labels, valid)
         shown = min(n, len(plan))
-        used = set(plan.pos_a[:shown].tolist()) | {b for b in plan.pos_b[:shown].tolist() if b >= 0}
+        used = set(plan.pos_a[:shown].tolist()) | {p for column in (plan.pos_b, plan.pos_c, plan.pos_d)
+                                                   for p in column[:shown].tolist() if p >= 0}
         if len(bad) > len(task.known_bad):
             used = range(len(task.items))
         missing = sorted(p for p in used if images[p] is None and p not in bad)

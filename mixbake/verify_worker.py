@@ -265,13 +265,29 @@ def _weight_problems(table, lam, config, num_classes: int) -> List[Tuple[int, st
 
 
 def _multi_expected(table, lam, merge):
+    """Each row's expected multi-hot mix: lam * y_a + (1 - lam) * y_b from its labels_a / labels_b;
+    a mosaic row's, its four sources' sets (srcs_labels) weighted by their cells' shares."""
     def sets(name):
         column = table.column(name).combine_chunks()
         offsets = column.offsets.to_numpy().astype(np.int64)
         return np.repeat(np.arange(len(offsets) - 1), np.diff(offsets)), column.values.to_numpy().astype(np.int32)
     (ra, ia), (rb, ib) = sets("labels_a"), sets("labels_b")  # (a null labels_b: no entries)
-    return merge(np.concatenate([ra, rb]), np.concatenate([ia, ib]),
-                 np.concatenate([lam[ra], 1.0 - lam[rb]]), len(lam), multi_hot=True)
+    rows, index, value = [ra, rb], [ia, ib], [lam[ra], 1.0 - lam[rb]]
+    if "srcs_labels" in table.column_names:
+        four = table.column("srcs_labels").is_valid().to_numpy(zero_copy_only=False)
+        keep_a, keep_b = ~four[ra], ~four[rb]
+        rows, index, value = [ra[keep_a], rb[keep_b]], [ia[keep_a], ib[keep_b]], [lam[ra][keep_a], (1.0 - lam[rb])[keep_b]]
+        cells = table.column("boxes").to_pylist()
+        for r, labels in enumerate(table.column("srcs_labels").to_pylist()):
+            if labels is None:
+                continue
+            areas = np.array([(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in cells[r]], np.float64)
+            shares = areas / max(areas.sum(), 1)
+            for k, classes in enumerate(labels):
+                rows.append(np.full(len(classes), r, np.int64))
+                index.append(np.asarray(classes, np.int32))
+                value.append(np.full(len(classes), shares[k] if k < len(shares) else 0.0))
+    return merge(np.concatenate(rows), np.concatenate(index), np.concatenate(value), len(lam), multi_hot=True)
 
 
 def _rows_not_matching(have, want) -> np.ndarray:
@@ -453,13 +469,15 @@ def _objects_rules(table: pa.Table, config, num_classes: int, where: str) -> Lis
     op = np.asarray(table.column("op").to_pylist(), object)[row_of]
     lam = table.column("lam").to_numpy().astype(np.float64)[row_of]
     want = np.where(op == "mixup", np.where(source == 0, lam, 1 - lam), 1.0)
+    mosaic = op == "mosaic"
     rules = [
         ((bbox[:, 0] < 0) | (bbox[:, 1] < 0) | (bbox[:, 2] > width + 1e-3) | (bbox[:, 3] > height + 1e-3),
          f"lies outside the {width}x{height} image"),
         ((bbox[:, 2] <= bbox[:, 0]) | (bbox[:, 3] <= bbox[:, 1]), "is empty"),
         ((category < 0) | (category >= num_classes), f"has a category outside the {num_classes} classes"),
         (np.abs(weight - want) > 1e-5, "has a weight its row's op and lam do not give"),
-        ((source != 0) & ~(((source == 1) & ((op == "mixup") | (op == "cutmix")))), "comes from a source its op has not"),
+        ((source != 0) & ~(((source == 1) & ((op == "mixup") | (op == "cutmix"))) | (mosaic & (source <= 3))),
+         "comes from a source its op has not"),
     ]
     problems = []
     for wrong, why in rules:
@@ -524,6 +542,9 @@ def _provenance_problems(table: pa.Table, replanned, task, where: str) -> List[s
         "boxes": [bx.tolist() for bx in plan.boxes],
         **records,
     }
+    if "srcs" in table.column_names:
+        four = np.stack([plan.pos_a, plan.pos_b, plan.pos_c, plan.pos_d], axis=1)
+        expected["srcs"] = [task.items[p].tolist() if p[2] >= 0 else None for p in four]
     objects = expected.pop("objects", None)
     dropped = expected.pop("objects_dropped", None)
     problems = [f"{where}: column {column} differs from the re-planned provenance"

@@ -188,9 +188,10 @@ def _chunk_payloads(reader, locator, stamp, positions, bad: Dict[int, str]):
 def render(config: BakeConfig, plan: PoolPlan, r: int, images, first_copy: int = 0) -> np.ndarray:
     """The pixels of planned row ``r``, by its op's pixel rule."""
     a, b, copy = plan.pos_a[r], plan.pos_b[r], plan.copy[r]
-    return ops.REGISTRY[plan.op[r]].render(config, _view(images[a], copy, first_copy),
-                                           _view(images[b], copy, first_copy) if b >= 0 else None,
-                                           plan.lam[r], plan.boxes[r], int(plan.fill_seed[r]))
+    op = ops.REGISTRY[plan.op[r]]
+    others = [_view(images[p], copy, first_copy) for p in (plan.pos_c[r], plan.pos_d[r])] if op.sources > 2 else None
+    return op.render(config, _view(images[a], copy, first_copy), _view(images[b], copy, first_copy) if b >= 0 else None,
+                     plan.lam[r], plan.boxes[r], int(plan.fill_seed[r]), *([others] if others is not None else []))
 
 
 def _view(item, copy: int, first_copy: int) -> np.ndarray:
@@ -204,7 +205,13 @@ def render_masks(config: BakeConfig, plan: PoolPlan, r: int, images, first_copy:
     """(mask, mask_b or None) of planned row ``r``: its views' masks, mixed by its op's rule."""
     from .targets.masks import mix_mask
     a, b, copy = plan.pos_a[r], plan.pos_b[r], plan.copy[r]
-    return mix_mask(ops.NAMES[plan.op[r]], _view_mask(images, a, copy, first_copy),
+    op = ops.REGISTRY[plan.op[r]]
+    if op.sources > 2:  # mosaic: each source's mask fitted into its cell as its image is
+        from .ops.mosaic import fit_resize
+        from .targets.masks import mosaic_mask
+        masks = [_view_mask(images, p, copy, first_copy) for p in (a, b, plan.pos_c[r], plan.pos_d[r])]
+        return mosaic_mask(masks, plan.boxes[r], fit_resize(config), config.mask_ignore_index), None
+    return mix_mask(op.name, _view_mask(images, a, copy, first_copy),
                     _view_mask(images, b, copy, first_copy) if b >= 0 else None, plan.boxes[r],
                     config.mask_ignore_index, config.mask_cutout)
 
@@ -229,7 +236,9 @@ def label_columns(task: PoolTask, plan: PoolPlan, images=None) -> dict:
     kind = targets.get(task.label_kind).bind(pool_targets(task, images))
     a, b = kind.sources(task, plan.pos_a), kind.sources(task, plan.pos_b)
     groups = [np.flatnonzero(plan.op == op.code) for op in ops.REGISTRY]
-    mixes = [op.mix_targets(kind, a[rows], b[rows], plan.lam[rows], [plan.boxes[r] for r in rows])
+    more = [kind.sources(task, plan.pos_c), kind.sources(task, plan.pos_d)]
+    mixes = [op.mix_targets(kind, a[rows], b[rows], plan.lam[rows], [plan.boxes[r] for r in rows],
+                            *([m[rows] for m in more] if op.sources > 2 else []))
              for op, rows in zip(ops.REGISTRY, groups)]
     labels = kind.columns(mixes, groups, len(plan), len(task.classes), task.config.label_smoothing,
                           task.config.soft_form(len(task.classes)))
@@ -241,6 +250,8 @@ def label_columns(task: PoolTask, plan: PoolPlan, images=None) -> dict:
         "src_a": src_a, "src_b": np.where(has_b, task.items[np.maximum(plan.pos_b, 0)], -1),
         **kind.provenance(a, b), "boxes": list(plan.boxes),
     }
+    if task.config.mosaic > 0:  # every source of a mosaic row (null on the rows of other ops)
+        columns.update(_mosaic_provenance(task, plan, kind))
     if chain.enabled(task.config):
         first = task.pool.first_copy
         columns["aug_a"] = _records(images, plan.pos_a, plan.copy, first)
@@ -259,7 +270,7 @@ def objects_columns(task: PoolTask, plan: PoolPlan, sizes, record_of):
     """(``ObjectRows``, dropped per row) of the planned rows: each view's boxes moved through its
     geometry once, then combined by each row's op (``targets.boxes``). ``sizes[p]``: the oriented
     (width, height) of pool position p; ``record_of(p, copy)``: its view's chain record (or None)."""
-    from .targets.boxes import ObjectRows, ViewBoxes, row_objects, source_boxes, view_boxes
+    from .targets.boxes import ObjectRows, ViewBoxes, mosaic_objects, row_objects, source_boxes, view_boxes
     config = task.config
     seen = {}
 
@@ -275,12 +286,38 @@ def objects_columns(task: PoolTask, plan: PoolPlan, sizes, record_of):
         return seen[key]
 
     rows, dropped = [], np.zeros(len(plan), np.int32)
+    resize = "crop" if config.resize == "random-crop" else config.resize
     for r in range(len(plan)):
         a, b, copy = int(plan.pos_a[r]), int(plan.pos_b[r]), int(plan.copy[r])
-        *row, dropped[r] = row_objects(ops.NAMES[plan.op[r]], view(a, copy), view(b, copy) if b >= 0 else None,
-                                       float(plan.lam[r]), plan.boxes[r], config.min_visibility)
+        op = ops.REGISTRY[plan.op[r]]
+        if op.sources > 2:
+            views = [view(int(p), copy) if p >= 0 else None for p in (a, b, plan.pos_c[r], plan.pos_d[r])]
+            *row, dropped[r] = mosaic_objects(views, plan.boxes[r], tuple(config.size), resize, config.min_visibility)
+        else:
+            *row, dropped[r] = row_objects(op.name, view(a, copy), view(b, copy) if b >= 0 else None,
+                                           float(plan.lam[r]), plan.boxes[r], config.min_visibility)
         rows.append(row)
     return ObjectRows.of_rows(rows), dropped
+
+
+def _mosaic_provenance(task: PoolTask, plan: PoolPlan, kind) -> dict:
+    """``srcs`` (the catalog items a, b, c, d) and ``srcs_labels`` (their class sets, or a soft
+    input's argmax) of the mosaic rows; None elsewhere."""
+    four = plan.pos_c >= 0
+    positions = np.stack([plan.pos_a, plan.pos_b, plan.pos_c, plan.pos_d], axis=1)
+    sets = kind.table if hasattr(kind, "table") else None
+    srcs, labels = [], []
+    for r in range(len(plan)):
+        if not four[r]:
+            srcs.append(None)
+            labels.append(None)
+            continue
+        srcs.append([int(task.items[p]) for p in positions[r]])
+        if task.label_kind == "multi":
+            labels.append([sets.index[sets.offsets[p]:sets.offsets[p + 1]].astype(int).tolist() for p in positions[r]])
+        else:
+            labels.append([[int(sets.take(np.array([p])).argmax()[0])] for p in positions[r]])
+    return {"srcs": srcs, "srcs_labels": labels}
 
 
 def pool_targets(task: PoolTask, images):
@@ -394,7 +431,8 @@ def _encoded_masks(config: BakeConfig, plan: PoolPlan, rows: range, images, firs
     found = {"mask": [], "mask_b": []}
     for r in rows:  # a view's mask passed through unchanged (none, mixup, a pass's other copies) is encoded once
         a, b = render_masks(config, plan, r, images, first_copy)
-        sources = [_view_mask(images, p, plan.copy[r], first_copy) for p in (plan.pos_a[r], plan.pos_b[r]) if p >= 0]
+        sources = [_view_mask(images, p, plan.copy[r], first_copy) for p in (plan.pos_a[r], plan.pos_b[r]) if p >= 0] \
+            if plan.pos_c[r] < 0 else []
         found["mask"].append(encoded(a, *sources))
         found["mask_b"].append(None if b is None else encoded(b, *sources))
     return found

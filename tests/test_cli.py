@@ -136,7 +136,7 @@ def _error_cases(tmp_path, src):
                                   "least two classes."),
         "all-shares-zero": ([src, out, "--mixup", "0", "--cutmix", "0"],
                             "All op shares are zero: give at least one of --mixup, --cutmix, --cutout, "
-                            "--none a share > 0."),
+                            "--none, --mosaic a share > 0."),
         "size-not-a-number": ([src, out, "--size", "abc"],
                               "--size must be N or WxH (e.g. 224 or 320x240), got 'abc'."),
         "size-zero": ([src, out, "--size", "0"],

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..options import Option
 
-_MODULES = ("mixup", "cutmix", "cutout", "none")  # the registry order: never reordered
+_MODULES = ("mixup", "cutmix", "cutout", "none", "mosaic")  # the registry order: never reordered
 
 
 class Op:
@@ -28,6 +28,7 @@ class Op:
     options: Tuple[Option, ...] = ()
     streams: Tuple[str, ...] = ()   # the plan's random streams its sampling draws from
     partner: bool = False           # needs a second source b (without one, a row becomes none)
+    sources: int = 2                # how many sources a row mixes at most (mosaic: 4; render gets the others)
     varies_lam: bool = False        # lam varies per row: inspect shows its histogram
     color: Tuple[int, int, int] = (154, 160, 166)   # preview
     target_rule: str = "keep"       # which call of the label kind's interface mixes its targets

@@ -7,7 +7,9 @@ An op never computes a label itself: it calls the label kind's interface (its *t
 - ``blend(a, b, lam)``: a weighted mix, lam for a (mixup);
 - ``paste(a, b, lam, boxes)``: b's content inside ``boxes`` replaces a's; lam is the share of the
   image kept from a (cutmix: the pixel area after clipping);
-- ``erase(a, holes)``: a with ``holes`` removed (cutout).
+- ``erase(a, holes)``: a with ``holes`` removed (cutout);
+- ``mosaic(sources, weights)``: four sources weighted by the shares of the image their cells take
+  (mosaic; the kinds whose targets are weights: sets of classes and soft labels).
 
 Arguments are row-aligned arrays for the rows of one op (``a``, ``b`` the per-row target values of
 the sources, ``lam`` float64, ``boxes`` a sequence of (k, 4) arrays); each method returns the
@@ -50,6 +52,11 @@ class Target:
         raise NotImplementedError
 
     def erase(self, a, holes):
+        raise NotImplementedError
+
+    def mosaic(self, sources, weights):
+        """Four sources' targets (``sources``: a, b, c, d) weighted by ``weights`` (rows, 4): each
+        row's cells' shares of the image (mosaic)."""
         raise NotImplementedError
 
 

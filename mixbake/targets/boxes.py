@@ -311,6 +311,36 @@ def row_objects(op: str, a: ViewBoxes, b: Optional[ViewBoxes], lam: float, op_bo
             np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]), dropped)
 
 
+def mosaic_objects(views: Sequence[Optional[ViewBoxes]], cells: np.ndarray, out: Tuple[int, int], resize: str,
+                   min_visibility: float):
+    """(boxes, category, weight, source, dropped) of a mosaic row: each source's boxes (its view's,
+    in output pixels) moved into its cell as its pixels are (fitted by ``resize``), cut to the
+    cell, and kept by the visibility rule against their reference area scaled alike; weight 1,
+    source 0..3 (a, b, c, d)."""
+    parts, dropped = [], 0
+    for source, (view, (x0, y0, x1, y1)) in enumerate(zip(views, np.asarray(cells).tolist())):
+        if view is None or x1 <= x0 or y1 <= y0:
+            continue
+        sx, sy, ox, oy = fit_geometry(out, (x1 - x0, y1 - y0), resize)
+        ox, oy = ox + x0, oy + y0
+        cell = (float(x0), float(y0), float(x1), float(y1))
+        holes = [(hx0 * sx + ox, hy0 * sy + oy, hx1 * sx + ox, hy1 * sy + oy) for hx0, hy0, hx1, hy1 in view.holes]
+        if view.rects is not None:
+            moved = _clip_rects(view.rects * (sx, sy, sx, sy) + (ox, oy, ox, oy), cell)
+        else:
+            moved = [clip_polygon(p * (sx, sy) + (ox, oy), cell) if len(p) else p for p in view.polygons]
+        visible = _visible(view, moved, holes)
+        keep = (visible > 1e-9) & (visible >= min_visibility * view.reference * sx * sy - 1e-9)
+        dropped += int((~keep).sum())
+        kept = moved[keep] if isinstance(moved, np.ndarray) else \
+            np.array([bounds(p) for p, k in zip(moved, keep) if k], np.float64).reshape(-1, 4)
+        parts.append((kept, view.category[keep], np.ones(int(keep.sum())), np.full(int(keep.sum()), source)))
+    if not parts:
+        return np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int8), dropped
+    return (np.concatenate([p[0] for p in parts]).reshape(-1, 4), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]), dropped)
+
+
 class ObjectRows:
     """Per row its objects (CSR): row i holds ``bbox[offsets[i]:offsets[i+1]]`` ... (sliceable by
     row ranges, as the worker cuts columns into row groups)."""

@@ -178,6 +178,15 @@ def mix_mask(op: str, mask_a: np.ndarray, mask_b: Optional[np.ndarray], boxes, i
     return mask_a, None
 
 
+def mosaic_mask(masks, cells, resize: str, ignore: int) -> np.ndarray:
+    """The masks of a mosaic's four sources, each fitted into its cell (nearest) as its image is."""
+    out = np.full_like(masks[0], ignore)
+    for mask, (x0, y0, x1, y1) in zip(masks, np.asarray(cells).tolist()):
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = fit_mask(mask, (x1 - x0, y1 - y0), resize, ignore)
+    return out
+
+
 def encode_mask(mask: np.ndarray, image_format: str) -> bytes:
     """A mask as stored: lossless PNG (8-bit gray), or raw HxW bytes with ``--image-format raw``."""
     from ..imaging import encode_png

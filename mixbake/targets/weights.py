@@ -105,6 +105,13 @@ class Weights(Target):
     def paste(self, a, b, lam, boxes):
         return self.blend(a, b, lam)
 
+    def mosaic(self, sources, weights):
+        weights = np.asarray(weights, np.float64)
+        ys = [self.table.take(np.asarray(s, np.int64)) for s in sources]
+        rows = np.concatenate([y.row_ids() for y in ys])
+        value = np.concatenate([y.value * weights[y.row_ids(), k] for k, y in enumerate(ys)])
+        return merge(rows, np.concatenate([y.index for y in ys]), value, len(weights), self.multi_hot)
+
     def columns(self, mixes: Sequence[WeightRows], groups: Sequence[np.ndarray], total: int, num_classes: int,
                 smoothing: float, form: str = "dense") -> dict:
         """The rows' label columns from the ops' mixes of their rows (``groups``: which rows each)."""
