@@ -49,33 +49,7 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
     ``task`` holds only some items of its pool, at ``positions`` of its ``items`` (a preview)."""
     images = PoolImages(len(task.items))
     bad = dict(task.known_bad)
-    make = _view_maker(task, within) if chain.enabled(task.config) else _decoder(task.config)
-
-    def decode(item):
-        p, payload = item
-        if task.config.with_boxes:
-            try:
-                size = _checked_boxes(task, p, payload)
-            except imaging.DecodeError as exc:
-                return exc
-            made = decode_item(item)
-            return made if isinstance(made, Exception) else (*made, size)
-        return decode_item(item)
-
-    def decode_item(item):
-        p, payload = item
-        try:
-            if not isinstance(payload, ItemPayload):
-                return make(p, payload), None, None
-            soft = _soft_input(payload.soft, len(task.classes), task.label_kind == "soft")
-            if not task.config.with_masks:
-                return make(p, payload.image), soft, None
-            if chain.enabled(task.config):
-                return make(p, payload), soft, None  # (the views carry their masks)
-            image, mask = load_with_mask(task.config, payload)
-            return image, soft, mask
-        except imaging.DecodeError as exc:
-            return exc
+    decode = _item_decoder(task, within)
 
     def flush(batch):
         for (p, _), made in zip(batch, spread(decode, batch)):
@@ -100,6 +74,36 @@ def load_pool(task: PoolTask, within=None) -> Tuple[PoolImages, Dict[int, str]]:
         first = min(bad, key=lambda p: task.items[p])  # the first bad item in catalog order
         raise ItemError(task.refs[first], bad[first])
     return images, bad
+
+
+def _item_decoder(task: PoolTask, within=None):
+    """``(position, payload) -> (image or views, soft input, mask[, size])``, or the DecodeError
+    saying why the item is bad: what the source gave, decoded and checked."""
+    make = _view_maker(task, within) if chain.enabled(task.config) else _decoder(task.config)
+
+    def decode_item(item):
+        p, payload = item
+        try:
+            if not isinstance(payload, ItemPayload):
+                return make(p, payload), None, None
+            soft = _soft_input(payload.soft, len(task.classes), task.label_kind == "soft")
+            if not task.config.with_masks:
+                return make(p, payload.image), soft, None
+            if chain.enabled(task.config):
+                return make(p, payload), soft, None  # (the views carry their masks)
+            image, mask = load_with_mask(task.config, payload)
+            return image, soft, mask
+        except imaging.DecodeError as exc:
+            return exc
+
+    def decode_with_boxes(item):  # (detection: the boxes checked against the image's size first)
+        try:
+            size = _checked_boxes(task, *item)
+        except imaging.DecodeError as exc:
+            return exc
+        made = decode_item(item)
+        return made if isinstance(made, Exception) else (*made, size)
+    return decode_with_boxes if task.config.with_boxes else decode_item
 
 
 def _checked_boxes(task: PoolTask, p: int, payload) -> Tuple[int, int]:

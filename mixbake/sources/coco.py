@@ -28,68 +28,20 @@ from .refs import PathRefs, encode_paths
 
 def coco_catalog(store: Store, annotations: str) -> Catalog:
     where = annotations
-    parent, _, name = annotations.rstrip("/").rpartition("/")
-    try:
-        raw = Store.open(parent or ".").read_bytes(name)
-    except OSError as exc:
-        why = getattr(exc, "strerror", None) or exc
-        raise MixbakeError(f"--annotations {annotations!r}: cannot read it ({why}).") from None
-    try:
-        doc = json.loads(raw)
-    except ValueError as exc:
-        raise MixbakeError(f"--annotations {where}: not JSON ({exc}).") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or \
-            not isinstance(doc.get("categories"), list):
-        raise MixbakeError(f"--annotations {where}: not a COCO instances file (expected an object with "
-                           f"'images', 'annotations' and 'categories' lists).")
-    categories = sorted((c for c in doc["categories"] if isinstance(c, dict) and "id" in c), key=lambda c: c["id"])
-    if not categories:
-        raise MixbakeError(f"--annotations {where} lists no categories.")
-    classes = [str(c.get("name", c["id"])) for c in categories]
-    class_of = {c["id"]: i for i, c in enumerate(categories)}
-    listed: Dict[str, int] = {}
-    image_path: Dict[object, str] = {}
-    for k, image in enumerate(doc["images"]):
-        if not isinstance(image, dict) or not isinstance(image.get("file_name"), str) or "id" not in image:
-            raise MixbakeError(f"--annotations {where}: images[{k}] has no id and file_name.")
-        path = posixpath.normpath(image["file_name"])
-        if path.startswith("../") or path.startswith("/") or path in ("", ".", ".."):
-            raise MixbakeError(f"--annotations {where}: images[{k}] file_name {image['file_name']!r} is not a "
-                               f"path inside SOURCE.")
-        if path in listed:
-            raise MixbakeError(f"--annotations {where} lists {path!r} twice (images[{listed[path]}] and images[{k}]).")
-        listed[path] = k
-        image_path[image["id"]] = path
+    raw, doc = _read(annotations)
+    classes, class_of = _categories(doc, where)
+    listed, image_path = _images(doc, where)
     found = {rel: (size, mtime) for rel, size, mtime in store.walk_files("", skip_hidden=True)
              if posixpath.splitext(rel)[1].lower() in IMAGE_EXTENSIONS}
     paths = sorted(set(listed) | set(found))
     item_of = {p: i for i, p in enumerate(paths)}
-    bad: Dict[int, str] = {}
-    per_item: List[list] = [[] for _ in paths]
-    orphans = 0
-    for k, ann in enumerate(doc.get("annotations") or []):
-        path = image_path.get(ann.get("image_id")) if isinstance(ann, dict) else None
-        if path is None:
-            orphans += 1
-            continue
-        i = item_of[path]
-        box, cat = ann.get("bbox"), ann.get("category_id")
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-            bad.setdefault(i, f"annotations[{k}]: bbox {json.dumps(box)[:60]} is not [x, y, w, h]")
-        elif cat not in class_of:
-            bad.setdefault(i, f"annotations[{k}]: category_id {cat!r} is not one of the {len(classes)} categories")
-        else:
-            per_item[i].append((box, class_of[cat]))
+    counts, boxes, category, bad, orphans = _annotations(doc, image_path, item_of, class_of)
     for path in paths:
         if path not in listed:
             bad[item_of[path]] = f"image {display_ref(path)!r} has no entry in {posixpath.basename(where)}"
         elif path not in found:
             bad.setdefault(item_of[path], f"file {display_ref(path)!r} listed in {posixpath.basename(where)} "
                                           f"does not exist")
-    counts = np.fromiter((len(objs) for objs in per_item), np.int64, count=len(paths))
-    boxes = xywh_to_xyxy(np.array([b for objs in per_item for b, _ in objs], np.float64).reshape(-1, 4))
-    category = np.fromiter((c for objs in per_item for _, c in objs), np.int64, count=int(counts.sum()))
-    del per_item
     objects, targets, labels, bad = objects_of(counts, boxes, category, len(classes), bad)
     stamps = np.array([found.get(p, (-1, 0)) for p in paths], np.int64).reshape(-1, 2)
     refs = PathRefs.join([encode_paths(paths)])
@@ -104,3 +56,72 @@ def coco_catalog(store: Store, annotations: str) -> Catalog:
         options={"annotations": where}, chunk_stamps=keys,
         state=hashlib.sha256(f"{_state(refs, keys)}\0{digest}".encode()).hexdigest(),
     )
+
+
+def _read(annotations: str):
+    """(the file's bytes, its JSON) of a COCO instances file, or a clear error."""
+    parent, _, name = annotations.rstrip("/").rpartition("/")
+    try:
+        raw = Store.open(parent or ".").read_bytes(name)
+    except OSError as exc:
+        why = getattr(exc, "strerror", None) or exc
+        raise MixbakeError(f"--annotations {annotations!r}: cannot read it ({why}).") from None
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise MixbakeError(f"--annotations {annotations}: not JSON ({exc}).") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or \
+            not isinstance(doc.get("categories"), list):
+        raise MixbakeError(f"--annotations {annotations}: not a COCO instances file (expected an object with "
+                           f"'images', 'annotations' and 'categories' lists).")
+    return raw, doc
+
+
+def _categories(doc: dict, where: str):
+    """(class names in ascending category id order, {category id: class index})."""
+    categories = sorted((c for c in doc["categories"] if isinstance(c, dict) and "id" in c), key=lambda c: c["id"])
+    if not categories:
+        raise MixbakeError(f"--annotations {where} lists no categories.")
+    return [str(c.get("name", c["id"])) for c in categories], {c["id"]: i for i, c in enumerate(categories)}
+
+
+def _images(doc: dict, where: str):
+    """({path: index in images}, {image id: path}) of the JSON's images, their paths checked."""
+    listed: Dict[str, int] = {}
+    image_path: Dict[object, str] = {}
+    for k, image in enumerate(doc["images"]):
+        if not isinstance(image, dict) or not isinstance(image.get("file_name"), str) or "id" not in image:
+            raise MixbakeError(f"--annotations {where}: images[{k}] has no id and file_name.")
+        path = posixpath.normpath(image["file_name"])
+        if path.startswith("../") or path.startswith("/") or path in ("", ".", ".."):
+            raise MixbakeError(f"--annotations {where}: images[{k}] file_name {image['file_name']!r} is not a "
+                               f"path inside SOURCE.")
+        if path in listed:
+            raise MixbakeError(f"--annotations {where} lists {path!r} twice (images[{listed[path]}] and images[{k}]).")
+        listed[path] = k
+        image_path[image["id"]] = path
+    return listed, image_path
+
+
+def _annotations(doc: dict, image_path: dict, item_of: dict, class_of: dict):
+    """(boxes per item, boxes (m, 4) xyxy, categories, bad items, annotations of no listed image)."""
+    bad: Dict[int, str] = {}
+    per_item: List[list] = [[] for _ in item_of]
+    orphans = 0
+    for k, ann in enumerate(doc.get("annotations") or []):
+        path = image_path.get(ann.get("image_id")) if isinstance(ann, dict) else None
+        if path is None:
+            orphans += 1
+            continue
+        i = item_of[path]
+        box, cat = ann.get("bbox"), ann.get("category_id")
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            bad.setdefault(i, f"annotations[{k}]: bbox {json.dumps(box)[:60]} is not [x, y, w, h]")
+        elif cat not in class_of:
+            bad.setdefault(i, f"annotations[{k}]: category_id {cat!r} is not one of the {len(class_of)} categories")
+        else:
+            per_item[i].append((box, class_of[cat]))
+    counts = np.fromiter((len(objs) for objs in per_item), np.int64, count=len(per_item))
+    boxes = xywh_to_xyxy(np.array([b for objs in per_item for b, _ in objs], np.float64).reshape(-1, 4))
+    category = np.fromiter((c for objs in per_item for _, c in objs), np.int64, count=int(counts.sum()))
+    return counts, boxes, category, bad, orphans
