@@ -176,6 +176,9 @@ class _Config:
         if self.mosaic > 0 and catalog.label_kind == "class":
             raise MixbakeError("--mosaic needs a source whose labels are sets of classes (detection boxes, "
                                "multi-label) or soft labels; a source of one class per item cannot bake it yet.")
+        if self.format == "yolo" and not boxes:
+            raise MixbakeError("--format yolo writes detection labels (labels/<key>.txt); this source has no boxes "
+                               "(give --annotations, a YOLO layout or a Parquet objects column).")
         if (catalog.label_kind, catalog.has_masks, boxes) == (self.label_kind, self.with_masks, self.with_boxes):
             return self
         return dataclasses.replace(self, label_kind=catalog.label_kind, with_masks=catalog.has_masks, with_boxes=boxes)
@@ -223,12 +226,6 @@ def _validate(c) -> None:
     for op in ops.REGISTRY:
         op.validate(c)
     chain.validate(c)
-    if c.with_masks and c.format == "folder":
-        raise MixbakeError("Segmentation masks are written into Parquet shards (mask, mask_b) or WebDataset tars "
-                           "(<key>.mask.png); --format folder does not write them yet.")
-    if c.with_boxes and c.format == "folder":
-        raise MixbakeError("Detection boxes are written into Parquet shards and labels.parquet (objects) or "
-                           "WebDataset tars (<key>.json); --format folder does not write them yet.")
     if c.label_kind != "class" and c.pairing == "cross-class":
         raise MixbakeError(f"--pairing cross-class needs one class per item; this source's labels are "
                            f"{'sets of classes' if c.label_kind == 'multi' else 'soft labels'}.")

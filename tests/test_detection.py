@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from helpers import cli, manifest_of
+from helpers import cli, make_folder, manifest_of
 
 COLOURS = [(255, 0, 0), (0, 200, 0), (0, 0, 255)]
 NAMES = ["red", "green", "blue"]
@@ -328,7 +328,7 @@ def test_deterministic_across_workers_and_deep_verify_rederives_every_box(coco, 
     assert result.exit_code != 0 and "bbox differs from the one the recorded geometry gives" in result.output
 
 
-def test_webdataset_json_carries_the_objects_and_folder_format_is_refused(coco, tmp_path):
+def test_webdataset_json_carries_the_objects(coco, tmp_path):
     src, ann, _ = coco
     out = tmp_path / "wds"
     cli("bake", src, out, "--annotations", ann, "--size", SIZE, "--format", "webdataset", "-q", code=0)
@@ -342,8 +342,59 @@ def test_webdataset_json_carries_the_objects_and_folder_format_is_refused(coco, 
                     assert doc["objects"] == labels[doc["key"]]
                     seen += 1
     assert seen == 16
-    result = cli("bake", src, tmp_path / "f", "--annotations", ann, "--format", "folder", "-q")
-    assert result.exit_code != 0 and "--format folder" in result.output
+
+
+def test_folder_format_writes_coco_annotations_of_the_rows(coco, tmp_path):
+    src, ann, _ = coco
+    out = tmp_path / "folder"
+    cli("bake", src, out, "--annotations", ann, "--size", SIZE, "--format", "folder", "--image-format", "png",
+        "--copies", "2", "--rotate", "15", "-q", code=0)
+    doc = json.loads((out / "annotations.json").read_text())
+    rows = pq.read_table(out / "labels.parquet").to_pylist()
+    assert [i["file_name"] for i in doc["images"]] == [r["path"] for r in rows]
+    by_image = {}
+    for a in doc["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    for i, r in enumerate(rows):
+        got = by_image.get(i, [])
+        assert [a["category_id"] for a in got] == [o["category"] for o in r["objects"]]
+        assert np.allclose([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                            for a in got] or np.zeros((0, 4)), [o["bbox"] for o in r["objects"]] or np.zeros((0, 4)),
+                           atol=1e-4)
+        if r["op"] != "mixup":  # (a blend's colours are no object's)
+            _check_row({**r, "pixels": np.asarray(Image.open(out / r["path"]).convert("RGB"))})
+    assert [c["name"] for c in doc["categories"]] == NAMES
+    cli("verify", out, "--deep", code=0)
+
+
+def test_yolo_format_round_trips_through_the_yolo_reader(coco, tmp_path):
+    """--format yolo writes what the YOLO layout source reads: baking the output again with
+    --none 1 gives back the first bake's boxes (within the 6 decimals of a label line)."""
+    src, ann, _ = coco
+    out = tmp_path / "yolo"
+    cli("bake", src, out, "--annotations", ann, "--size", SIZE, "--format", "yolo", "--image-format", "png",
+        "--mosaic", "0.5", "--hflip", "0.5", "-q", code=0)
+    names = (out / "data.yaml").read_text()
+    assert "nc: 3" in names and "0: red" in names and "2: blue" in names
+    rows = {r["key"]: r for r in pq.read_table(out / "labels.parquet").to_pylist()}
+    for key, r in rows.items():
+        lines = (out / "labels" / f"{key}.txt").read_text().split("\n")[:-1]
+        assert len(lines) == len(r["objects"])
+        for line, obj in zip(lines, r["objects"]):
+            c, cx, cy, w, h = line.split()
+            x0, y0, x1, y1 = obj["bbox"]
+            assert int(c) == obj["category"]
+            assert np.allclose([float(cx) * SIZE, float(cy) * SIZE, float(w) * SIZE, float(h) * SIZE],
+                               [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], atol=1e-3)
+    cli("verify", out, "--deep", code=0)
+    (out / "labels" / f"{next(iter(rows))}.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    assert cli("verify", out).exit_code != 0
+    again = tmp_path / "again"
+    cli("bake", out, again, "--size", SIZE, "--image-format", "png", "--none", "1", "--mixup", "0", "--cutmix", "0",
+        "-q", code=0)
+    assert manifest_of(again)["classes"] == NAMES
+    result = cli("bake", make_folder(tmp_path / "classes", per_class=3), tmp_path / "noboxes", "--format", "yolo", "-q")
+    assert result.exit_code != 0 and "--format yolo writes detection labels" in result.output
 
 
 def test_inspect_counts_boxes_and_preview_draws_them(coco, tmp_path):

@@ -301,10 +301,23 @@ def test_parquet_mask_column_and_webdataset_output(masked_folder, tmp_path):
     assert sum(n.endswith(".mask.png") for n in names) == 12 and masks_b == 12
 
 
-def test_mask_options_refused_where_they_cannot_work(masked_folder, tmp_path):
+def test_folder_format_writes_the_masks_beside_the_images(masked_folder, tmp_path):
     src, masks, _ = masked_folder
-    result = cli("bake", src, tmp_path / "f", "--masks", masks, "--format", "folder", "-q")
-    assert result.exit_code != 0 and "mask" in result.output and "Traceback" not in result.output
+    out = tmp_path / "f"
+    cli("bake", src, out, "--masks", masks, "--format", "folder", "--size", "32", "--image-format", "png",
+        "--mixup", "1", "--cutmix", "1", "-q", code=0)
+    rows = pq.read_table(out / "labels.parquet").to_pylist()
+    for r in rows:
+        mask = np.asarray(Image.open(out / "masks" / f"{r['key']}.png"))
+        pixels = np.asarray(Image.open(out / r["path"]).convert("RGB"))
+        assert mask.shape == (32, 32)
+        if r["op"] == "cutmix":
+            agree, pure = _agreement(pixels, mask)
+            assert agree >= 0.98
+        assert (out / "masks" / f"{r['key']}.b.png").exists() == (r["op"] == "mixup")
+    cli("verify", out, "--deep", code=0)
+    (out / "masks" / f"{rows[0]['key']}.png").unlink()
+    assert cli("verify", out).exit_code != 0
     result = cli("bake", src, tmp_path / "g", "--masks", tmp_path / "nowhere", "-q")
     assert result.exit_code != 0 and "--masks" in result.output
 

@@ -24,7 +24,7 @@ import contextlib
 import importlib
 from typing import Dict, List, Optional, Tuple
 
-NAMES = ("parquet", "webdataset", "folder")
+NAMES = ("parquet", "webdataset", "folder", "yolo")
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "raw": "raw"}  # file name endings per image format
 LABELS = "labels.parquet"  # every build's label manifest (the folder format makes labels.csv from it)
 CARD = "README.md"  # the dataset card (mixbake/card.py) of a format with ``card_data_files``

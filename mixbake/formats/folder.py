@@ -12,11 +12,13 @@ import hashlib
 import io
 import json
 import re
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 from . import EXTENSIONS, LABELS, Format
 
 IMAGES = "images"
+MASKS = "masks"                    # segmentation builds: masks/<key>.png (mixup rows: masks/<key>.b.png too)
+ANNOTATIONS = "annotations.json"   # detection builds: the rows' objects as COCO instances
 LABELS_CSV = "labels.csv"
 CSV_COLUMNS = ["path", "key", "label", "class", "op", "lam", "label_a", "label_b", "src_a", "src_b",
                "ref_a", "ref_b"]  # then the soft label's columns (soft_label; or soft_index, soft_value)
@@ -43,6 +45,20 @@ def image_relpaths(classes: Sequence[str], image_format: str, keys, labels) -> L
 MULTI_DIR = "_multi-label"  # a multi-label row has no one class: its image is kept here (labels.csv has its sets)
 
 
+def image_key(image_rel: str) -> Tuple[str, str]:
+    """(key, extension) of an output image's path (``images/<class>/<key>.<ext>``)."""
+    name = image_rel.rpartition("/")[2]
+    stem, _, ext = name.rpartition(".")
+    return stem, ext
+
+
+def mask_relpaths(image_rel: str) -> List[str]:
+    """Where a row's ``mask`` and ``mask_b`` files go (PNG; raw bytes beside a raw image)."""
+    key, ext = image_key(image_rel)
+    end = "raw" if ext == "raw" else "png"
+    return [f"{MASKS}/{key}.{end}", f"{MASKS}/{key}.b.{end}"]
+
+
 def _lines_digest(files) -> str:
     h = hashlib.sha256()
     for rel, sha in files:
@@ -61,12 +77,27 @@ class FolderShardWriter:
         return self
 
     def write(self, columns: dict, images: List[bytes]) -> None:
-        paths = image_relpaths(self.classes, self.image_format, columns["key"], columns["label"])
-        for rel, image in zip(paths, images):
-            # no fsync per image: the build syncs OUT once before its manifest
-            self.store.write_bytes(rel, image, fsync=False)
-            self.written.append((rel, hashlib.sha256(image).hexdigest()))
-            self.bytes += len(image)
+        paths = self.image_paths(columns)
+        for i, (rel, image) in enumerate(zip(paths, images)):
+            self._put(rel, image)
+            for companion, data in self.companions(rel, columns, i):
+                if data is not None:
+                    self._put(companion, data)
+
+    def image_paths(self, columns: dict) -> List[str]:
+        return image_relpaths(self.classes, self.image_format, columns["key"], columns["label"])
+
+    def companions(self, rel: str, columns: dict, i: int):
+        """(path, bytes or None) of the files that go with row ``i``'s image (its masks)."""
+        if "mask" not in columns:
+            return []
+        return list(zip(mask_relpaths(rel), (columns["mask"][i], columns["mask_b"][i])))
+
+    def _put(self, rel: str, data: bytes) -> None:
+        # no fsync per file: the build syncs OUT once before its manifest
+        self.store.write_bytes(rel, data, fsync=False)
+        self.written.append((rel, hashlib.sha256(data).hexdigest()))
+        self.bytes += len(data)
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
@@ -85,10 +116,16 @@ class FolderFormat(Format):
         return f"{IMAGES}#{shard_id:05d}"
 
     def owns(self, name):
-        return name in (IMAGES, LABELS_CSV)
+        return name in (IMAGES, LABELS_CSV, MASKS, ANNOTATIONS)
 
     def temporary_dirs(self):
-        return (IMAGES,)
+        return (IMAGES, MASKS)
+
+    def companion_paths(self, store, image_rel: str) -> List[str]:
+        """The files a shard holds beside an image (its masks), those that are there."""
+        if not store.isdir(MASKS):
+            return []
+        return [rel for rel in mask_relpaths(image_rel) if store.exists(rel)]
 
     def open_writer(self, store, relpath, config, classes, footer):
         return FolderShardWriter(store, relpath, config, classes, footer)
@@ -118,14 +155,18 @@ class FolderFormat(Format):
                                               else round(v, 7) for v in row[column]])
             writer.writerow(["" if row[c] is None else row[c] for c in columns + soft])
         store.write_bytes(LABELS_CSV, text.getvalue().encode("utf-8"))
+        if doc.get("boxes"):
+            store.write_bytes(ANNOTATIONS, coco_annotations(store, config, doc))
 
     def durable_path(self, relpath):
         return None  # thousands of files: OUT's file system is synced once instead
 
     def digest(self, store, relpath, paths=None):
-        """(total bytes, sha256 over 'path sha256' lines) of a folder shard's files, in row order."""
-        digests = [store.digest(rel) for rel in paths]  # each file opened and read once
-        return sum(size for size, _ in digests), _lines_digest(zip(paths, (sha for _, sha in digests)))
+        """(total bytes, sha256 over 'path sha256' lines) of a folder shard's files, in row order
+        (each image, then the files that go with it)."""
+        files = [f for rel in paths for f in [rel, *self.companion_paths(store, rel)]]
+        digests = [store.digest(rel) for rel in files]  # each file opened and read once
+        return sum(size for size, _ in digests), _lines_digest(zip(files, (sha for _, sha in digests)))
 
     def read_images(self, store, relpath, wanted, config) -> Dict[int, object]:
         from ..errors import MixbakeError
@@ -138,6 +179,27 @@ class FolderFormat(Format):
                 raise MixbakeError(f"{row['path']}: cannot read ({exc.strerror or exc}).") from None
             found[i] = decode_output(data, config["image_format"], config["size"])
         return found
+
+
+def coco_annotations(store, config, doc: dict) -> bytes:
+    """The build's objects as a COCO instances file: an image per row (its file), an annotation per
+    kept box (bbox [x, y, w, h] in output pixels, with its ``weight`` and ``source`` as extra fields),
+    the categories by class index."""
+    import pyarrow.parquet as pq
+    width, height = config.size
+    with store.open_input(LABELS) as f:
+        table = pq.ParquetFile(f).read(columns=["path", "objects"])
+    images, annotations = [], []
+    for i, (path, objects) in enumerate(zip(table.column("path").to_pylist(), table.column("objects").to_pylist())):
+        images.append({"id": i, "file_name": path, "width": width, "height": height})
+        for obj in objects or []:
+            x0, y0, x1, y1 = obj["bbox"]
+            annotations.append({"id": len(annotations), "image_id": i, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "area": (x1 - x0) * (y1 - y0), "category_id": obj["category"], "iscrowd": 0,
+                                "weight": obj["weight"], "source": obj["source"]})
+    categories = [{"id": k, "name": name} for k, name in enumerate(doc["classes"])]
+    return json.dumps({"images": images, "annotations": annotations, "categories": categories},
+                      separators=(",", ":")).encode("utf-8")
 
 
 FORMAT = FolderFormat()
