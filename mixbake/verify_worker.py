@@ -408,6 +408,8 @@ def _replan(job: VerifyJob) -> Dict[int, object]:
     records = _records(job, plan)
     if job.config.with_boxes:
         records.update(_objects(job, plan, records))
+    if job.config.with_masks and job.config.format == "parquet":
+        records["masks"] = _ExpectedMasks(job, plan, records, range(len(plan)))
     return {shard_id: (take_rows(plan, rows), {name: column[rows.start:rows.stop] for name, column in records.items()})
             for shard_id, rows in zip(task.pool.shard_ids, shard_rows(len(plan), task.pool.shards))}
 
@@ -449,6 +451,96 @@ def _records(job: VerifyJob, plan) -> Dict[str, list]:
         return made.to_dict()
     return {name: [record(p, c) for p, c in zip(positions.tolist(), plan.copy.tolist())]
             for name, positions in (("aug_a", plan.pos_a), ("aug_b", plan.pos_b))}
+
+
+class _ExpectedMasks:
+    """Every row's (mask, mask_b) as the bake derives them from the sources' masks (decoded again,
+    fitted and moved by each view's recorded geometry, mixed by the row's op), made a shard's rows
+    at a time (sliced as the re-planned columns are)."""
+
+    def __init__(self, job: VerifyJob, plan, records: Dict[str, list], rows: range, views=None):
+        self.job, self.plan, self.records, self.rows, self._views = job, plan, records, rows, views
+
+    def __getitem__(self, cut: slice) -> "_ExpectedMasks":
+        return _ExpectedMasks(self.job, self.plan, self.records, self.rows[cut], self._views)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        from .plan import take_rows
+        from .worker import render_masks
+        images = self._images()
+        plan = take_rows(self.plan, self.rows)
+        return iter([render_masks(self.job.config, plan, r, images, self.job.task.pool.first_copy)
+                     for r in range(len(plan))])
+
+    def _images(self):
+        """A stand-in for the worker's PoolImages: per position its fitted mask, or per view."""
+        from .chain import enabled
+        from .chain.crop import source_size
+        from .plan import ORIGINAL
+        from .sources import ItemPayload
+        from .targets.masks import decode_mask, fit_mask, replay_mask
+        from .worker import PoolImages
+        job, plan = self.job, self.plan
+        config, task = job.config, job.task
+        resize = "crop" if config.resize == "random-crop" else config.resize
+        ignore, holes = config.mask_ignore_index, config.mask_cutout
+        record_of = {}
+        for name, positions in (("aug_a", plan.pos_a), ("aug_b", plan.pos_b)):
+            for r, (p, c) in enumerate(zip(positions.tolist(), plan.copy.tolist())):
+                if p >= 0 and name in self.records:
+                    record_of[(p, c)] = self.records[name][r]
+        images, pos = PoolImages(len(task.items)), 0
+        for locator, stamp, n in zip(task.locators, task.stamps, task.chunk_sizes):
+            for p, payload in zip(range(pos, pos + n), task.reader.read_chunk(locator, stamp)):
+                if not job.valid[p] or not isinstance(payload, ItemPayload):
+                    continue
+                size = source_size(payload.image)
+                mask = decode_mask(payload.mask, size)
+                if not enabled(config):
+                    images[p], images.mask[p] = np.zeros(0), fit_mask(mask, config.size, resize, ignore)
+                    continue
+                views = _Views()
+                views.original_mask = fit_mask(mask, config.size, resize, ignore)
+                for (q, copy), record in record_of.items():
+                    if q == p and copy != ORIGINAL and record is not None:
+                        fitted = fit_mask(mask, config.size, resize, ignore, record["crop"])
+                        views.masks[copy - task.pool.first_copy] = replay_mask(fitted, record, ignore, holes)
+                images[p] = views
+            pos += n
+        return images
+
+
+class _Views:
+    def __init__(self):
+        self.masks, self.original_mask = {}, None
+
+
+def _mask_rederived(job: VerifyJob, rel: str, expected) -> List[str]:
+    """The shard's stored masks against the re-derived ones, row by row (the first few named)."""
+    import io
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+    config = job.config
+    width, height = config.size
+    with job.store.open_input(rel) as f:
+        table = pq.ParquetFile(f).read(columns=["mask", "mask_b"])
+    found = []
+    for r, (want, stored) in enumerate(zip(expected, zip(table.column("mask").to_pylist(),
+                                                          table.column("mask_b").to_pylist()))):
+        for name, mask, cell in zip(("mask", "mask_b"), want, stored):
+            if mask is None or cell is None:
+                continue
+            data = cell if isinstance(cell, bytes) else cell["bytes"]
+            have = np.frombuffer(data, np.uint8).reshape(height, width) if config.image_format == "raw" \
+                else np.asarray(Image.open(io.BytesIO(data)))
+            if have.shape != mask.shape or not np.array_equal(have, mask):
+                found.append(f"{rel} row {r}: {name} differs from the one its sources' masks and the recorded "
+                             f"geometry give")
+    return found
 
 
 def _objects_rules(table: pa.Table, config, num_classes: int, where: str) -> List[str]:
@@ -547,10 +639,13 @@ def _provenance_problems(table: pa.Table, replanned, task, where: str) -> List[s
         expected["srcs"] = [task.items[p].tolist() if p[2] >= 0 else None for p in four]
     objects = expected.pop("objects", None)
     dropped = expected.pop("objects_dropped", None)
+    masks = expected.pop("masks", None)
     problems = [f"{where}: column {column} differs from the re-planned provenance"
                 for column, values in expected.items() if table.column(column).to_pylist() != values]
     if objects is not None:
         problems += _objects_problems(table, objects, dropped, where)
+    if masks is not None and not problems:
+        problems += _mask_rederived(masks.job, where, masks)
     if not np.allclose(table.column("lam").to_numpy(), plan.lam.astype(np.float32), atol=TOLERANCE):
         problems.append(f"{where}: column lam differs from the re-planned values")
     return problems

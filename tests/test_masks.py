@@ -376,3 +376,31 @@ def test_inspect_counts_mask_pixels_and_preview_tints_by_the_mask(masked_folder,
     sheet = tmp_path / "sheet.png"
     cli("preview", src, "--masks", masks, "-o", sheet, "-n", "4", "--size", "32", code=0)
     assert Image.open(sheet).size[0] > 100
+
+
+def test_deep_verify_rederives_every_mask_from_the_sources(masked_folder, tmp_path):
+    """A mask pixel changed to another class breaks no rule plain verify knows; --deep decodes the
+    sources' masks again, moves them by each view's recorded geometry and the row's op, and finds it."""
+    src, masks, _ = masked_folder
+    out = tmp_path / "out"
+    _bake(src, out, "--mixup", "0", "--cutmix", "1", "--copies", "2", "--hflip", "0.5", "--rotate", "15", masks=masks)
+    cli("verify", out, "--deep", code=0)
+    shard = sorted(glob.glob(str(out / "data" / "*.parquet")))[0]
+    table = pq.read_table(shard)
+    cells = table.column("mask").to_pylist()
+    changed = np.asarray(Image.open(io.BytesIO(cells[3]["bytes"]))).copy()
+    changed[16, 16] = 0 if changed[16, 16] != 0 else 1
+    cells[3] = {"bytes": _png(changed, "L"), "path": cells[3]["path"]}
+    at = table.schema.get_field_index("mask")
+    pq.write_table(table.set_column(at, table.schema.field(at), pa.array(cells, table.schema.field(at).type)), shard)
+    doc = manifest_of(out)
+    data = Path(shard).read_bytes()
+    rel = str(Path(shard).relative_to(out))
+    for entry in doc["shards"]:
+        if entry["path"] == rel:
+            doc["totals"]["bytes"] += len(data) - entry["bytes"]
+            entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (out / "manifest.json").write_text(json.dumps(doc, indent=2))
+    cli("verify", out, code=0)
+    result = cli("verify", out, "--deep")
+    assert result.exit_code != 0 and "row 3: mask differs from the one its sources' masks" in result.output
