@@ -173,9 +173,6 @@ class _Config:
     def for_catalog(self, catalog) -> "BakeConfig":
         """This config for a source: its label kind, masks and boxes (which decide the columns) are the source's."""
         boxes = catalog.objects is not None
-        if self.mosaic > 0 and catalog.label_kind == "class":
-            raise MixbakeError("--mosaic needs a source whose labels are sets of classes (detection boxes, "
-                               "multi-label) or soft labels; a source of one class per item cannot bake it yet.")
         if self.format == "yolo" and not boxes:
             raise MixbakeError("--format yolo writes detection labels (labels/<key>.txt); this source has no boxes "
                                "(give --annotations, a YOLO layout or a Parquet objects column).")

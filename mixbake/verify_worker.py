@@ -181,7 +181,15 @@ def row_problems(table: pa.Table, config: BakeConfig, num_classes: int) -> List[
     if config.label_kind == "class":
         a = table.column("label_a").to_numpy().astype(np.int64)
         b = table.column("label_b").fill_null(-1).to_numpy().astype(np.int64)
-        found += _soft_problems(table, a, b, lam, config, num_classes)
+        four = table.column("srcs").is_valid().to_numpy(zero_copy_only=False) if "srcs" in table.column_names \
+            else np.zeros(table.num_rows, bool)
+        if four.any():  # mosaic rows hold four classes: checked against their sources' cells
+            two = np.flatnonzero(~four)
+            found += [(int(two[r]), p) for r, p in _soft_problems(table.take(two), a[two], b[two], lam[two], config,
+                                                                   num_classes)]
+            found += _mosaic_class_problems(table, np.flatnonzero(four), config, num_classes)
+        else:
+            found += _soft_problems(table, a, b, lam, config, num_classes)
     else:
         found += _weight_problems(table, lam, config, num_classes)
     found += [(int(r), f"lam {lam[r]} outside [0, 1]") for r in np.flatnonzero((lam < 0) | (lam > 1))]
@@ -261,6 +269,26 @@ def _weight_problems(table, lam, config, num_classes: int) -> List[Tuple[int, st
     found += [(int(r), f"soft label sums to {sums[r]:.6f}") for r in np.flatnonzero(np.abs(sums - 1) > 1e-3)]
     labels = table.column("label").fill_null(-1).to_numpy()
     found += [(int(r), "label is not the argmax of the soft label") for r in np.flatnonzero(labels != have.argmax())]
+    return found
+
+
+def _mosaic_class_problems(table, rows: np.ndarray, config, num_classes: int) -> List[Tuple[int, str]]:
+    """Mosaic rows of one-class sources: the soft label is sum_i share_i * onehot(label of source i)
+    (shares: the cells' areas), ``label`` its argmax."""
+    from .targets.classes import _mosaic_weights, _smoothed_argmax
+    sub = table.take(rows)
+    have = _stored_weights(sub, num_classes, config.label_smoothing)
+    cells = sub.column("boxes").to_pylist()
+    labels = sub.column("srcs_labels").to_pylist()
+    classes = np.array([[c[0] for c in row] for row in labels], np.int64).reshape(-1, 4)
+    areas = np.array([[(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in row] for row in cells], np.float64).reshape(-1, 4)
+    want = _mosaic_weights(np.arange(len(rows)), classes, areas / np.maximum(areas.sum(axis=1, keepdims=True), 1),
+                           len(rows))
+    found = [(int(rows[r]), "soft label differs from the four sources' classes weighted by their cells")
+             for r in _rows_not_matching(have, want)]
+    stored = sub.column("label").to_numpy()
+    found += [(int(rows[r]), "label is not the argmax of the soft label")
+              for r in np.flatnonzero(stored != _smoothed_argmax(want, num_classes, config.label_smoothing))]
     return found
 
 

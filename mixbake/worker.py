@@ -317,7 +317,9 @@ def _mosaic_provenance(task: PoolTask, plan: PoolPlan, kind) -> dict:
             labels.append(None)
             continue
         srcs.append([int(task.items[p]) for p in positions[r]])
-        if task.label_kind == "multi":
+        if task.label_kind == "class":
+            labels.append([[int(task.labels[p])] for p in positions[r]])
+        elif task.label_kind == "multi":
             labels.append([sets.index[sets.offsets[p]:sets.offsets[p + 1]].astype(int).tolist() for p in positions[r]])
         else:
             labels.append([[int(sets.take(np.array([p])).argmax()[0])] for p in positions[r]])

@@ -168,8 +168,55 @@ def test_mosaic_is_deterministic_and_off_by_default(tagged, tmp_path):
     assert "srcs" not in pq.read_schema(tmp_path / "off" / "labels.parquet").names
 
 
-def test_mosaic_needs_labels_that_weights_can_mix(tmp_path):
-    src = make_folder(tmp_path / "classes", per_class=4)
-    result = cli("bake", src, tmp_path / "out", "--mosaic", "1", "-q")
-    assert result.exit_code != 0 and "--mosaic needs a source whose labels are sets" in result.output
-    assert "Traceback" not in result.output
+@pytest.mark.parametrize("form", ["dense", "both"])
+def test_one_class_sources_weigh_four_classes_by_their_cells(tmp_path, form):
+    src = make_folder(tmp_path / "classes", classes=("a", "b", "c"), per_class=6,
+                      picture=lambda c, i, rng: np.full((40, 56, 3), _colour(6 * c + i), np.uint8))
+    out = tmp_path / "out"
+    cli("bake", src, out, "--size", SIZE, "--image-format", "png", "--mosaic", "1", "--mixup", "1", "--cutmix", "0",
+        "--copies", "2", "--label-smoothing", "0.1", "--soft-label", form, "-q", code=0)
+    rows = _rows(out)
+    mosaics = [r for r in rows if r["op"] == "mosaic"]
+    assert mosaics and any(r["op"] == "mixup" for r in rows)
+    for r in rows:
+        if r["op"] != "mosaic":
+            assert r["srcs"] is None and r["srcs_labels"] is None
+            continue
+        want = np.zeros(3)
+        for (x0, y0, x1, y1), item, classes in zip(r["boxes"], r["srcs"], r["srcs_labels"]):
+            assert classes == [int(item) // 6]  # make_folder lists the classes' items in order
+            want[classes[0]] += (x1 - x0) * (y1 - y0) / SIZE ** 2
+            cell = r["pixels"][y0:y1, x0:x1].reshape(-1, 3).astype(int)
+            assert np.abs(cell - np.array(_colour(int(item)))).max() <= 1
+        assert np.allclose(r["soft_label"], want * 0.9 + 0.1 / 3, atol=1e-6)
+        if form == "both":
+            dense = np.zeros(3)
+            dense[r["soft_index"]] = r["soft_value"]
+            assert np.allclose(dense, want, atol=1e-6) and r["soft_index"] == sorted(r["soft_index"])
+        assert r["label"] == int(np.argmax(r["soft_label"]))
+        assert r["label_a"] == r["srcs_labels"][0][0] and r["label_b"] == r["srcs_labels"][1][0]
+    cli("verify", out, "--deep", code=0)
+
+
+def test_verify_holds_a_mosaic_row_to_its_cells(tmp_path):
+    import hashlib
+
+    import pyarrow as pa
+    src = make_folder(tmp_path / "classes", classes=("a", "b", "c"), per_class=6)
+    out = tmp_path / "out"
+    cli("bake", src, out, "--size", SIZE, "--mosaic", "1", "--mixup", "0", "--cutmix", "0", "-q", code=0)
+    labels = pq.read_table(out / "labels.parquet")
+    soft = labels.column("soft_label").to_pylist()
+    row = next(i for i, s in enumerate(soft) if max(s) < 0.99)
+    soft[row] = sorted(soft[row], reverse=True)[::-1]  # the same values, on other classes
+    soft[row] = soft[row][1:] + soft[row][:1]
+    at = labels.schema.get_field_index("soft_label")
+    labels = labels.set_column(at, labels.schema.field(at), pa.array(soft, labels.schema.field(at).type))
+    pq.write_table(labels.replace_schema_metadata(pq.read_schema(out / "labels.parquet").metadata),
+                   out / "labels.parquet")
+    doc = manifest_of(out)
+    data = (out / "labels.parquet").read_bytes()
+    doc["labels"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (out / "manifest.json").write_text(json.dumps(doc, indent=2))
+    result = cli("verify", out)
+    assert result.exit_code != 0 and "four sources' classes weighted by their cells" in result.output

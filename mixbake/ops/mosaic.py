@@ -50,8 +50,8 @@ CENTER = Option("mosaic_center", (0.25, 0.75), "pair", "Mosaic: the layout's cen
 class Mosaic(Op):
     name = "mosaic"
     share = Option("mosaic", 0.0, "share", "Share made by mosaic: four sources in a 2x2 layout around a random "
-                   "centre (YOLOv4/v5), labels weighted by their cells' areas; for sources whose labels are sets "
-                   "of classes (detection, multi-label) or soft labels.", since=2,
+                   "centre (YOLOv4/v5), labels weighted by their cells' areas (a soft label of up to four "
+                   "classes).", since=2,
                    check=lambda v: np.isfinite(v) and v >= 0, problem="{flag} must be a share >= 0, got {value}.")
     options = (CENTER,)
     target_rule = "mosaic"

@@ -71,10 +71,57 @@ def sparse_argmax(label_a, label_b, lam, num_classes: int, smoothing: float = 0.
 
 @dataclass
 class ClassMix:
-    """Mixed class targets of some rows: weight ``lam`` on class ``a``, the rest on ``b`` (-1: on a)."""
+    """Mixed class targets of some rows: weight ``lam`` on class ``a``, the rest on ``b`` (-1: on a);
+    a mosaic's rows instead weigh four classes (``four``: (classes (n, 4), weights (n, 4)))."""
     a: np.ndarray
     b: np.ndarray
     lam: np.ndarray
+    four: Optional[tuple] = None
+
+
+def _mosaic_weights(rows: np.ndarray, classes: np.ndarray, weights: np.ndarray, total: int):
+    """The (row, class) weights of mosaic rows, a class's cells summed (``weights.WeightRows``)."""
+    from .weights import merge
+    return merge(np.repeat(rows, 4), classes.ravel().astype(np.int32), weights.ravel(), total, multi_hot=False)
+
+
+def _smoothed_argmax(weights, num_classes: int, smoothing: float) -> np.ndarray:
+    """Per row the argmax of its dense float32 soft label (smoothed), a tie to the lower class."""
+    value = (weights.value * (1 - smoothing) + smoothing / num_classes).astype(np.float32) if smoothing else \
+        weights.value.astype(np.float32)
+    rows = weights.row_ids()
+    order = np.lexsort((weights.index, -value, rows))
+    first = np.concatenate([[True], np.diff(rows[order]) != 0]) if len(order) else np.zeros(0, bool)
+    out = np.zeros(len(weights), np.int64)
+    out[rows[order][first]] = weights.index[order][first]
+    return out
+
+
+def _mosaic_columns(out: dict, fours, total: int, num_classes: int, smoothing: float) -> None:
+    """Overwrite the mosaic rows of ``out``'s soft label (dense, sparse) and label."""
+    from ..columns import SparseRows
+    rows = np.concatenate([np.asarray(w, np.int64) for w, _ in fours])
+    classes = np.concatenate([f[0] for _, f in fours])
+    weights = np.concatenate([f[1] for _, f in fours])
+    mixed = _mosaic_weights(np.arange(len(rows)), classes, weights, len(rows))
+    out["label"] = np.asarray(out["label"]).copy()
+    out["label"][rows] = _smoothed_argmax(mixed, num_classes, smoothing)
+    if "soft_label" in out:
+        dense = np.zeros((len(rows), num_classes))
+        dense[mixed.row_ids(), mixed.index] = mixed.value
+        if smoothing:
+            dense = dense * (1.0 - smoothing) + smoothing / num_classes
+        out["soft_label"][rows] = dense.astype(np.float32)
+    if "soft_index" in out:
+        old = out["soft_index"]
+        old_rows = np.repeat(np.arange(total), np.diff(old.offsets))
+        keep = ~np.isin(old_rows, rows)
+        all_rows = np.concatenate([old_rows[keep], rows[mixed.row_ids()]])
+        index = np.concatenate([old.index[keep].astype(np.int64), mixed.index.astype(np.int64)])
+        value = np.concatenate([old.value[keep], mixed.value.astype(np.float32)])
+        order = np.lexsort((index, all_rows))
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(all_rows, minlength=total))]).astype(np.int64)
+        out["soft_index"] = SparseRows(index[order].astype(np.int32), value[order].astype(np.float32), offsets)
 
 
 class ClassLabels(Target):
@@ -99,6 +146,11 @@ class ClassLabels(Target):
     def erase(self, a, holes):
         return self.keep(a)
 
+    def mosaic(self, sources, weights):
+        classes = np.stack([np.asarray(c, np.int64) for c in sources], axis=1)
+        weights = np.asarray(weights, np.float64)
+        return ClassMix(classes[:, 0], classes[:, 1], weights[:, 0], (classes, weights))
+
     def columns(self, mixes: Sequence[ClassMix], rows: Sequence[np.ndarray], total: int, num_classes: int,
                 smoothing: float, form: str = "dense") -> dict:
         """``label`` and the soft label of every row (dense ``soft_label``, sparse ``soft_index``
@@ -114,6 +166,9 @@ class ClassLabels(Target):
         if form in ("sparse", "both"):
             out["label"] = sparse_argmax(a, b, lam, num_classes, smoothing)
             out["soft_index"] = sparse_soft_labels(a, b, lam)
+        fours = [(where, mix.four) for mix, where in zip(mixes, rows) if mix.four is not None and len(where)]
+        if fours:  # mosaic rows: four classes weighted by their cells
+            _mosaic_columns(out, fours, total, num_classes, smoothing)
         return out
 
     def malformed(self, row: dict, num_classes: int) -> Optional[str]:
