@@ -60,7 +60,8 @@ def bake_options(f):
 def source_options(f):
     """How to read the source (sources.SourceOptions)."""
     for name in reversed(SourceOptions.names()):
-        f = click.option("--" + name.replace("_", "-"), name, default=None, help=SourceOptions.HELP[name])(f)
+        f = click.option("--" + name.replace("_", "-"), name, default=None, help=SourceOptions.HELP[name],
+                         metavar=SourceOptions.METAVARS.get(name, "TEXT"))(f)
     return f
 
 

@@ -234,6 +234,9 @@ def hf_features(schema: pa.Schema, classes: Sequence[str], image: bool = False) 
         features["objects"][0]["category"] = {"names": list(classes), "_type": "ClassLabel"}
     if image and "image" in features:
         features["image"] = {"_type": "Image"}
+    for name in ("mask", "mask_b"):  # segmentation masks: PNGs, as images are (raw: plain bytes)
+        if image and name in features and pa.types.is_struct(schema.field(name).type):
+            features[name] = {"_type": "Image"}
     return features
 
 

@@ -223,6 +223,9 @@ def _validate(c) -> None:
     for op in ops.REGISTRY:
         op.validate(c)
     chain.validate(c)
+    if c.format == "yolo" and c.image_format == "raw":
+        raise MixbakeError("--format yolo writes images YOLO trainers decode: choose --image-format jpeg, png or "
+                           "webp (raw pixels are no YOLO image).")
     if c.label_kind != "class" and c.pairing == "cross-class":
         raise MixbakeError(f"--pairing cross-class needs one class per item; this source's labels are "
                            f"{'sets of classes' if c.label_kind == 'multi' else 'soft labels'}.")

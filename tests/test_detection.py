@@ -355,9 +355,10 @@ def test_folder_format_writes_coco_annotations_of_the_rows(coco, tmp_path):
     by_image = {}
     for a in doc["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
+    assert min(a["id"] for a in doc["annotations"]) == 1 and doc["images"][0]["id"] == 1
     for i, r in enumerate(rows):
-        got = by_image.get(i, [])
-        assert [a["category_id"] for a in got] == [o["category"] for o in r["objects"]]
+        got = by_image.get(i + 1, [])
+        assert [a["category_id"] - 1 for a in got] == [o["category"] for o in r["objects"]]
         assert np.allclose([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                             for a in got] or np.zeros((0, 4)), [o["bbox"] for o in r["objects"]] or np.zeros((0, 4)),
                            atol=1e-4)
@@ -465,3 +466,87 @@ def test_a_detection_build_stopped_before_its_manifest_resumes_to_the_same_bytes
     assert result.output.startswith("Resumed")
     assert_same_tree(all_files(out), all_files(tmp_path / "ref"))
     cli("verify", out, "--deep", code=0)
+
+
+def test_boxes_and_masks_of_one_source_agree(coco, tmp_path):
+    """COCO boxes with a --masks tree (each object's pixels its category + 1, background 0): after
+    rotation, flips, crops and mosaic, every mask pixel of an object lies in a box of its category."""
+    src, ann, doc = coco
+    masks = tmp_path / "masks"
+    (masks / "imgs").mkdir(parents=True)
+    by_image = {}
+    for a in doc["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    for image in doc["images"]:
+        mask = np.zeros((image["height"], image["width"]), np.uint8)
+        for a in by_image.get(image["id"], []):
+            x, y, w, h = a["bbox"]
+            mask[y:y + h, x:x + w] = a["category_id"] - 10 + 1
+        Image.fromarray(mask, "L").save(masks / image["file_name"].replace(".png", ".png"))
+    out = tmp_path / "out"
+    rows = _bake(src, out, "--annotations", ann, "--masks", masks, "--mosaic", "0.5", "--rotate", "20",
+                 "--hflip", "0.5", "--resize", "random-crop", "--crop-scale", "0.4", "1", "--copies", "3",
+                 "--mask-cutout", "keep", "--min-visibility", "0")
+    checked = 0
+    for r in rows:
+        if r["op"] == "mixup":
+            continue
+        mask = np.asarray(Image.open(io.BytesIO(r["mask"]["bytes"])))
+        for c in range(3):
+            boxed = np.zeros(mask.shape, bool)
+            for obj in r["objects"]:
+                if obj["category"] == c:
+                    x0, y0, x1, y1 = obj["bbox"]
+                    boxed[max(0, int(y0 - 1)):int(np.ceil(y1 + 1)), max(0, int(x0 - 1)):int(np.ceil(x1 + 1))] = True
+            outside = (mask == c + 1) & ~boxed
+            assert outside.sum() == 0, (r["key"], r["op"], c, int(outside.sum()))
+            checked += int((mask == c + 1).sum())
+    assert checked > 1000
+    cli("verify", out, "--deep", code=0)
+
+
+def test_what_the_audit_found_is_said_or_read_right(coco, tmp_path):
+    """String categories are names, a null category is a bad item, ids and names that repeat are
+    refused, quoted YOLO names keep their commas, and --annotations is recorded where it is."""
+    src, ann, doc = coco
+    scenes = _scenes(6, seed=4)
+    images = [{"bytes": _png(img), "path": f"{i}.png"} for i, (img, _) in enumerate(scenes)]
+    objects = [{"bbox": [[x, y, w, h] for x, y, w, h, _ in objs], "category": [NAMES[c] for *_, c in objs]}
+               for _, objs in scenes]
+    objects[2]["category"][0] = None
+    pq.write_table(pa.table({"image": images, "objects": objects}), tmp_path / "names.parquet")
+    out = tmp_path / "names"
+    cli("bake", tmp_path / "names.parquet", out, "--size", SIZE, "--on-error", "skip", "-q", code=0)
+    assert manifest_of(out)["classes"] == sorted(NAMES)
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert errors == [{"ref": "names.parquet#2", "reason": "objects: category 0 is null"}]
+    want = {i: sorted(sorted(NAMES).index(NAMES[c]) for *_, c in objs) for i, (_, objs) in enumerate(scenes)}
+    for r in pq.read_table(out / "labels.parquet").to_pylist():
+        if r["op"] == "none":
+            assert sorted(o["category"] for o in r["objects"]) == want[r["src_a"]]
+
+    twice = json.loads(json.dumps(doc))
+    twice["images"][1]["id"] = twice["images"][0]["id"]
+    (tmp_path / "twice.json").write_text(json.dumps(twice))
+    result = cli("bake", src, tmp_path / "t", "--annotations", tmp_path / "twice.json", "-q")
+    assert result.exit_code != 0 and "is given to two images" in result.output
+    same = json.loads(json.dumps(doc))
+    same["categories"][1]["name"] = same["categories"][0]["name"]
+    (tmp_path / "same.json").write_text(json.dumps(same))
+    result = cli("bake", src, tmp_path / "s", "--annotations", tmp_path / "same.json", "-q")
+    assert result.exit_code != 0 and "class names must be distinct" in result.output
+
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("names: ['red, dark', \"green\", blue]\n")
+    for i, (img, objs) in enumerate(scenes[:3]):
+        (root / "images" / f"{i}.png").write_bytes(_png(img))
+        h, w = img.shape[:2]
+        (root / "labels" / f"{i}.txt").write_text("".join(f"{c} {(x + bw / 2) / w} {(y + bh / 2) / h} {bw / w} {bh / h}\n"
+                                                          for x, y, bw, bh, c in objs))
+    cli("bake", root, tmp_path / "y", "--size", SIZE, "-q", code=0)
+    assert manifest_of(tmp_path / "y")["classes"] == ["red, dark", "green", "blue"]
+
+    cli("bake", src, tmp_path / "rel", "--annotations", ann, "--size", SIZE, "-q", code=0)
+    assert manifest_of(tmp_path / "rel")["source"]["options"]["annotations"] == str(ann.resolve())

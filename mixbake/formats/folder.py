@@ -182,22 +182,23 @@ class FolderFormat(Format):
 
 
 def coco_annotations(store, config, doc: dict) -> bytes:
-    """The build's objects as a COCO instances file: an image per row (its file), an annotation per
-    kept box (bbox [x, y, w, h] in output pixels, with its ``weight`` and ``source`` as extra fields),
-    the categories by class index."""
+    """The build's objects as a COCO instances file: an image per row (its file; id row + 1), an
+    annotation per kept box (bbox [x, y, w, h] in output pixels, with its ``weight`` and ``source``
+    as extra fields), category id = class index + 1."""
     import pyarrow.parquet as pq
     width, height = config.size
     with store.open_input(LABELS) as f:
         table = pq.ParquetFile(f).read(columns=["path", "objects"])
     images, annotations = [], []
     for i, (path, objects) in enumerate(zip(table.column("path").to_pylist(), table.column("objects").to_pylist())):
-        images.append({"id": i, "file_name": path, "width": width, "height": height})
+        images.append({"id": i + 1, "file_name": path, "width": width, "height": height})
         for obj in objects or []:
             x0, y0, x1, y1 = obj["bbox"]
-            annotations.append({"id": len(annotations), "image_id": i, "bbox": [x0, y0, x1 - x0, y1 - y0],
-                                "area": (x1 - x0) * (y1 - y0), "category_id": obj["category"], "iscrowd": 0,
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                                "area": (x1 - x0) * (y1 - y0), "category_id": obj["category"] + 1, "iscrowd": 0,
                                 "weight": obj["weight"], "source": obj["source"]})
-    categories = [{"id": k, "name": name} for k, name in enumerate(doc["classes"])]
+    # COCO's ids start at 1 (pycocotools reads an annotation id 0 as "unmatched"): category k+1 is class k
+    categories = [{"id": k + 1, "name": name} for k, name in enumerate(doc["classes"])]
     return json.dumps({"images": images, "annotations": annotations, "categories": categories},
                       separators=(",", ":")).encode("utf-8")
 

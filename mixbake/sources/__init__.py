@@ -200,6 +200,9 @@ class SourceOptions:
         "bbox_format": "Parquet detection: the boxes' spelling, xywh (COCO's, the default) or xyxy.",
     }
 
+    METAVARS = {"image_column": "COLUMN", "label_column": "COLUMN", "classes": "FILE", "masks": "DIR",
+                "mask_column": "COLUMN", "annotations": "FILE", "objects_column": "COLUMN", "bbox_format": "xywh|xyxy"}
+
     @classmethod
     def names(cls) -> Tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
@@ -241,26 +244,36 @@ def open_source(source: str, options: Optional[SourceOptions] = None,
         if store is None or not store.isdir():
             raise MixbakeError("--annotations FILE (COCO) goes with a folder of images as SOURCE (the images' "
                                "file_name are relative to it).")
+        if image_column or label_column or options.classes or options.mask_column or options.objects_column \
+                or options.bbox_format:
+            raise MixbakeError("--annotations (COCO) gives the labels and boxes of a folder of images: "
+                               "--image-column/--label-column/--classes/--mask-column/--objects-column/--bbox-format "
+                               "do not apply (a COCO bbox is [x, y, w, h]).")
         from .coco import coco_catalog
-        return coco_catalog(store, options.annotations)
+        return _with_masks(coco_catalog(store, options.annotations), options)
     if parquet.looks_like_parquet(source):
         if options.masks:
             raise MixbakeError("--masks DIR applies to an image folder; a Parquet source names its --mask-column.")
         return parquet.parquet_catalog(source, image_column, label_column, on_error, options.classes,
                                        options.mask_column, options.objects_column, options.bbox_format)
     if store.isdir():
-        if image_column or label_column or options.classes or options.mask_column:
-            raise MixbakeError("--image-column/--label-column/--classes/--mask-column apply to Parquet sources, "
-                               "not to an image folder.")
+        if image_column or label_column or options.classes or options.mask_column or options.objects_column \
+                or options.bbox_format:
+            raise MixbakeError("--image-column/--label-column/--classes/--mask-column/--objects-column/--bbox-format "
+                               "apply to Parquet sources, not to an image folder.")
         from .yolo import is_yolo_layout, yolo_catalog
         if is_yolo_layout(store):
-            return yolo_catalog(store)
-        catalog = folder.folder_catalog(store, map_each)
-        if options.masks:
-            from .masks import with_folder_masks
-            catalog = with_folder_masks(catalog, options.masks)
-        return catalog
+            return _with_masks(yolo_catalog(store), options)
+        return _with_masks(folder.folder_catalog(store, map_each), options)
     raise MixbakeError(f"Source {redact(source)!r} is neither an image folder nor a Parquet file.")
+
+
+def _with_masks(catalog: Catalog, options: SourceOptions) -> Catalog:
+    """A folder-like catalog (an image folder, COCO, YOLO) with its --masks tree, if given."""
+    if not options.masks:
+        return catalog
+    from .masks import with_folder_masks
+    return with_folder_masks(catalog, options.masks)
 
 
 def display_ref(path: str) -> str:

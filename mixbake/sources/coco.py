@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 from typing import Dict, List
 
@@ -19,10 +20,10 @@ import numpy as np
 
 from ..errors import MixbakeError
 from ..humanize import count
-from ..store import Store, stamp_key
+from ..store import Store, is_uri, stamp_key
 from . import Catalog, display_ref
 from .folder import BROKEN, IMAGE_EXTENSIONS, FolderReader, _fingerprint, _state
-from .objects import objects_of, xywh_to_xyxy
+from .objects import check_distinct, objects_of, xywh_to_xyxy
 from .refs import PathRefs, encode_paths
 
 
@@ -48,12 +49,13 @@ def coco_catalog(store: Store, annotations: str) -> Catalog:
     keys = stamp_key(stamps[:, 0], stamps[:, 1])
     keys[stamps[:, 0] < 0] = BROKEN
     digest = hashlib.sha256(raw).hexdigest()
-    notes = (f"{count(orphans, 'annotation')} in {where} name no listed image (left out)",) if orphans else ()
+    notes = (f"{count(orphans, 'annotation')} in {where} {'names' if orphans == 1 else 'name'} no listed image "
+             f"(left out)",) if orphans else ()
     return Catalog(
         kind="folder", uri=display_ref(store.display()), classes=tuple(classes), labels=labels, refs=refs,
         reader=FolderReader(store), notes=notes, bad=bad, label_kind="multi", targets=targets, objects=objects,
         fingerprint=hashlib.sha256(f"{_fingerprint(refs, stamps[:, 0])}\0coco\0{digest}\n".encode()).hexdigest(),
-        options={"annotations": where}, chunk_stamps=keys,
+        options={"annotations": where if is_uri(where) else os.path.abspath(where)}, chunk_stamps=keys,
         state=hashlib.sha256(f"{_state(refs, keys)}\0{digest}".encode()).hexdigest(),
     )
 
@@ -82,7 +84,13 @@ def _categories(doc: dict, where: str):
     categories = sorted((c for c in doc["categories"] if isinstance(c, dict) and "id" in c), key=lambda c: c["id"])
     if not categories:
         raise MixbakeError(f"--annotations {where} lists no categories.")
-    return [str(c.get("name", c["id"])) for c in categories], {c["id"]: i for i, c in enumerate(categories)}
+    ids = [c["id"] for c in categories]
+    if len(set(ids)) != len(ids):
+        twice = next(i for i in ids if ids.count(i) > 1)
+        raise MixbakeError(f"--annotations {where}: category id {twice!r} is listed twice.")
+    names = [str(c.get("name", c["id"])) for c in categories]
+    check_distinct(names, f"--annotations {where}")
+    return names, {c["id"]: i for i, c in enumerate(categories)}
 
 
 def _images(doc: dict, where: str):
@@ -98,6 +106,9 @@ def _images(doc: dict, where: str):
                                f"path inside SOURCE.")
         if path in listed:
             raise MixbakeError(f"--annotations {where} lists {path!r} twice (images[{listed[path]}] and images[{k}]).")
+        if image["id"] in image_path:
+            raise MixbakeError(f"--annotations {where}: image id {image['id']!r} is given to two images "
+                               f"({image_path[image['id']]!r} and {path!r}): their annotations could not be told apart.")
         listed[path] = k
         image_path[image["id"]] = path
     return listed, image_path

@@ -14,6 +14,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from ..errors import MixbakeError
 from . import ItemObjects, ItemSets
 from .multilabel import first_reasons, finish, offsets_of
 
@@ -42,6 +43,7 @@ def objects_of(counts: np.ndarray, boxes: np.ndarray, category: np.ndarray, num_
                             f"coordinates are in 0..1)")
     targets, labels, bad = finish(counts, category, np.ones(len(category), bool), np.ones(len(counts), bool),
                                   num_classes, bad)
+    bad = {i: r.replace("label ", "category ", 1) if r.startswith("label ") else r for i, r in bad.items()}
     keep = np.ones(len(counts), bool)
     keep[list(bad)] = False
     kept = keep[rows] if len(rows) else np.zeros(0, bool)
@@ -57,6 +59,16 @@ def _nth(at: int, rows: np.ndarray) -> int:
 
 def _spelled(box) -> str:
     return "x0 {:g}, y0 {:g}, x1 {:g}, y1 {:g}".format(*(float(v) for v in box))
+
+
+def check_distinct(names, where: str) -> None:
+    """Class names must be distinct (readers such as ``datasets`` refuse a ClassLabel that repeats one)."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise MixbakeError(f"{where}: the category name {name!r} is given to more than one category; "
+                               f"class names must be distinct.")
+        seen.add(name)
 
 
 def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

@@ -301,14 +301,15 @@ def parquet_catalog(source: str, image_column: Optional[str], label_column: Opti
 def _detection_catalog(source, store, files, opened, skipped, image_column, label_column, objects_column,
                        bbox_format, mask_column) -> Catalog:
     """A Parquet file of images and their objects (``parquet_objects``): the categories are the classes."""
-    if label_column is not None or mask_column is not None:
-        raise MixbakeError(f"--label-column/--mask-column do not apply to a detection source: its labels are the "
-                           f"categories of its {objects_column!r} column.")
+    if label_column is not None:
+        raise MixbakeError(f"--label-column does not apply to a detection source: its labels are the categories "
+                           f"of its {objects_column!r} column.")
     schema, first = opened[0][1].schema_arrow, store.display(opened[0][0])
     image_column = _pick(schema, image_column, _is_image_type, IMAGE_NAMES, "images (struct<bytes, path> or binary)",
                          "--image-column", first)
     for rel, pf in opened:
         s = pf.schema_arrow
+        check_mask_column(s, mask_column, store.display(rel))
         for col, ok in ((image_column, _is_image_type), (objects_column, is_objects_type)):
             if col not in s.names or not ok(s.field(col).type):
                 raise MixbakeError(f"{store.display(rel)}: column {col!r} is missing or has another type than "
@@ -326,10 +327,11 @@ def _detection_catalog(source, store, files, opened, skipped, image_column, labe
     return Catalog(
         kind="parquet", uri=redact(source) if is_uri(source) else os.path.abspath(source),
         classes=tuple(classes), labels=labels, refs=refs, chunk_bounds=bounds, chunk_locators=locators,
-        reader=ParquetReader(store, tuple(files), image_column, named.store, None, None),
+        reader=ParquetReader(store, tuple(files), image_column, named.store, None, mask_column),
         fingerprint=_fingerprint(store, files, handles, skipped, named.fingerprint()),
         options={"image_column": image_column, "objects_column": objects_column,
-                 **({"bbox_format": bbox_format} if bbox_format else {})},
+                 **({"bbox_format": bbox_format} if bbox_format else {}),
+                 **({"mask_column": mask_column} if mask_column else {})}, has_masks=mask_column is not None,
         bad={**named.bad, **bad}, notes=_skipped_notes(store, skipped), skipped_files=tuple(skipped),
         chunk_stamps=stamps, label_kind="multi", targets=targets, objects=objects,
         state=hashlib.sha256(repr(list(zip(files, file_stamps))).encode("utf-8", "surrogateescape")).hexdigest(),
@@ -353,9 +355,15 @@ def _columns(store: Store, opened, image_column: Optional[str], label_column: Op
     lists = any(is_list_label_type(schema.field(n).type) for n in schema.names)
     what = "labels (integer or string, or a list of either)" if lists else "labels (integer or string)"
     given = label_column is not None  # (a soft label, list<float>, is taken when asked for by name only)
-    label_column = _pick(schema, label_column, lambda t: _is_label_type(t) or (given and is_soft_type(t)),
-                         LABEL_NAMES, what + (" or soft labels (list<float>)" if given else ""), "--label-column",
-                         where, exclude=(image_column,), fallback=_is_class_type)
+    try:
+        label_column = _pick(schema, label_column, lambda t: _is_label_type(t) or (given and is_soft_type(t)),
+                             LABEL_NAMES, what + (" or soft labels (list<float>)" if given else ""), "--label-column",
+                             where, exclude=(image_column,), fallback=_is_class_type)
+    except MixbakeError as exc:
+        if given or "no column holds" not in str(exc):
+            raise
+        raise MixbakeError(f"{exc} A detection source's boxes are read from a column named objects "
+                           f"(struct<bbox, category>), or the one --objects-column names.") from None
     family = _label_family(schema.field(label_column).type)
     for rel, pf in opened:
         s = pf.schema_arrow

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ..errors import MixbakeError
 from .multilabel import unnamed_classes
-from .objects import objects_of, xywh_to_xyxy
+from .objects import check_distinct, objects_of, xywh_to_xyxy
 
 OBJECT_NAMES = ("objects",)
 
@@ -70,7 +70,7 @@ def read_objects(pf: pq.ParquetFile, column: str, bbox_format: str, where: str):
             bbox, cats = structs.field("bbox"), structs.field("category")
             per_row = np.diff(outer)
             inner, flat, box_valid = _list_parts(bbox)
-            cat_values = _values(cats)
+            cat_values = cats
         else:  # struct<bbox: list<list>, category: list>: lists per row
             valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
             bbox_rows, cat_rows = arr.field("bbox"), arr.field("category")
@@ -83,11 +83,11 @@ def read_objects(pf: pq.ParquetFile, column: str, bbox_format: str, where: str):
                 bad[base + r] = f"objects: {per_row[r]} boxes but {np.diff(cat_offsets)[r]} categories"
             valid &= ~differ
             inner, flat, box_valid = _list_parts(box_lists)
-            flat_cats = _values(cat_flat)
             rows_of = np.repeat(np.arange(n), per_row)
             at = cat_offsets[:-1][rows_of] + (np.arange(len(rows_of)) - outer[:-1][rows_of])
-            cat_values = flat_cats[np.minimum(at, max(len(flat_cats) - 1, 0))] if len(flat_cats) else \
-                np.zeros(len(rows_of), np.int64)  # (a row whose lists differ is bad: its entries unused)
+            # (a row whose lists differ is bad: its entries are not used)
+            cat_values = cat_flat.take(pa.array(np.minimum(at, max(len(cat_flat) - 1, 0)))) if len(cat_flat) else \
+                pa.nulls(len(rows_of), cat_flat.type)
         coords = _values(flat).astype(np.float64)
         sizes = np.diff(inner)
         row_of_box = np.repeat(np.arange(n), per_row)
@@ -95,7 +95,11 @@ def read_objects(pf: pq.ParquetFile, column: str, bbox_format: str, where: str):
         for b in np.flatnonzero(wrong).tolist():
             bad.setdefault(base + int(row_of_box[b]), f"objects: bbox {b - int(outer[row_of_box[b]])} is not 4 numbers")
         for r in np.flatnonzero(~valid).tolist():
-            bad.setdefault(base + r, "objects is null")
+            bad.setdefault(base + r, "objects is null" if not arr[r].is_valid else "objects: bbox or category is null")
+        cat_null = np.asarray(cat_values.is_null().to_numpy(zero_copy_only=False), bool) if len(cat_values) else \
+            np.zeros(0, bool)
+        for b in np.flatnonzero(cat_null & valid[row_of_box] if len(row_of_box) else cat_null).tolist():
+            bad.setdefault(base + int(row_of_box[b]), f"objects: category {b - int(outer[row_of_box[b]])} is null")
         ok_box = ~wrong
         starts = inner[:-1]
         box_array = np.zeros((len(sizes), 4), np.float64)
@@ -105,12 +109,16 @@ def read_objects(pf: pq.ParquetFile, column: str, bbox_format: str, where: str):
         counts.append(np.where(valid, per_row, 0))
         keep_rows = valid[row_of_box] if len(row_of_box) else np.zeros(0, bool)
         boxes.append(box_array[keep_rows])
-        category.append(np.asarray(cat_values, np.int64)[keep_rows] if len(cat_values) else np.zeros(0, np.int64))
+        kept = cat_values.filter(pa.array(keep_rows)) if len(cat_values) else cat_values
+        category.append(kept.to_pylist() if pa.types.is_string(kept.type) or pa.types.is_large_string(kept.type)
+                        else np.asarray(kept.fill_null(-1).to_numpy(zero_copy_only=False), np.int64))
         base += n
     boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
     if bbox_format != "xyxy":
         boxes = xywh_to_xyxy(boxes)
-    return np.concatenate(counts), boxes, np.concatenate(category), bad
+    strings = any(isinstance(c, list) for c in category)
+    category = [v for c in category for v in c] if strings else np.concatenate(category)
+    return np.concatenate(counts), boxes, category, bad
 
 
 def _find_names(feature) -> Optional[List[str]]:
@@ -146,11 +154,22 @@ def detection_labels(store, files: List[str], handles: List[pq.ParquetFile], col
         category.append(k)
         bad.update({base + r: reason for r, reason in file_bad.items()})
         base += pf.metadata.num_rows
-    category = np.concatenate(category) if category else np.zeros(0, np.int64)
     names = objects_names(handles[0], column)
-    if names is None:
-        names = list(unnamed_classes(category, category >= 0, f"objects column {column!r}")) or ["0"]
-    objects, targets, labels, bad = objects_of(np.concatenate(counts), np.concatenate(boxes), category,
-                                               len(names), bad)
+    counts = np.concatenate(counts)
+    if any(isinstance(c, list) for c in category):  # category names: mapped to the classes
+        given = [v for c in category for v in c]
+        names = names or sorted({v for v in given if v is not None})
+        index = {n: i for i, n in enumerate(names)}
+        rows = np.repeat(np.arange(len(counts)), counts)
+        category = np.fromiter((index.get(v, -1) for v in given), np.int64, count=len(given))
+        for k in np.flatnonzero(category < 0).tolist():
+            if given[k] is not None:
+                bad.setdefault(int(rows[k]), f"objects: category {given[k]!r} is not one of the {len(names)} classes")
+    else:
+        category = np.concatenate(category) if category else np.zeros(0, np.int64)
+        if names is None:
+            names = list(unnamed_classes(category, category >= 0, f"objects column {column!r}")) or ["0"]
+    check_distinct(names, f"objects column {column!r}")
+    objects, targets, labels, bad = objects_of(counts, np.concatenate(boxes), category, len(names), bad)
     return names, labels, bad, targets, objects
 

@@ -22,7 +22,7 @@ from ..store import Store, stamp_key
 from . import Catalog, display_ref
 from .folder import BROKEN, IMAGE_EXTENSIONS, FolderReader, _fingerprint, _state
 from .multilabel import unnamed_classes
-from .objects import cxcywh_to_xyxy, objects_of
+from .objects import check_distinct, cxcywh_to_xyxy, objects_of
 from .refs import PathRefs, encode_paths
 
 IMAGES, LABELS = "images", "labels"
@@ -66,6 +66,8 @@ def yolo_catalog(store: Store) -> Catalog:
     category = np.asarray(category, np.int64)
     if names is None:
         names = list(unnamed_classes(category, category >= 0, f"YOLO source {store.display()}")) or ["0"]
+    check_distinct(names, f"YOLO source {store.display()}")
+    _outside_names(category, counts, len(names), paths, bad)
     objects, targets, labels, bad = objects_of(counts, cxcywh_to_xyxy(np.asarray(boxes, np.float64).reshape(-1, 4)),
                                                category, len(names), bad, normalised=True)
     stamps = np.array([found[p] for p in paths], np.int64).reshape(-1, 2)
@@ -76,10 +78,30 @@ def yolo_catalog(store: Store) -> Catalog:
     return Catalog(
         kind="folder", uri=display_ref(store.display()), classes=tuple(names), labels=labels, refs=refs,
         reader=FolderReader(store), bad=bad, label_kind="multi", targets=targets, objects=objects,
+        notes=split_note(store, names_raw),
         fingerprint=hashlib.sha256(f"{_fingerprint(refs, stamps[:, 0])}\0yolo\0{digest}\n".encode()).hexdigest(),
         options={"layout": "yolo"}, chunk_stamps=keys,
         state=hashlib.sha256(f"{_state(refs, keys)}\0{digest}".encode()).hexdigest(),
     )
+
+
+def _outside_names(category: np.ndarray, counts: np.ndarray, k: int, paths: List[str], bad: Dict[int, str]) -> None:
+    """An item with a class index outside the names is bad, naming its label file and line."""
+    rows = np.repeat(np.arange(len(counts)), counts)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for at in np.flatnonzero((category < 0) | (category >= k)).tolist():
+        item = int(rows[at])
+        bad.setdefault(item, f"{label_relpath(paths[item])}: object {at - int(starts[item])} has class "
+                             f"{int(category[at])}, outside the {k} names")
+
+
+def split_note(store: Store, names_raw: bytes) -> tuple:
+    """A note when images/ holds several splits (train, val, ...): all of them are this source's items."""
+    splits = sorted(name for name, is_dir in store.entries(IMAGES) if is_dir) if store.isdir(IMAGES) else []
+    if len(splits) > 1:
+        return (f"images/ holds {', '.join(splits)}: all of them are baked as one source (to bake one split, "
+                f"give SOURCE as a copy of the layout with only it)",)
+    return ()
 
 
 def _lines(text: bytes, where: str, bad: Dict[int, str], item: int) -> List[list]:
@@ -122,8 +144,9 @@ def _yaml_names(text: str, where: str) -> Optional[List[str]]:
             continue
         rest = m.group(1)
         if rest.startswith("["):
-            body = rest.strip("[]")
-            return [_unquote(v) for v in body.split(",") if v.strip()]
+            if not rest.endswith("]"):
+                raise MixbakeError(f"{where}: names: {rest[:60]!r} is not a complete [a, b, ...] list.")
+            return _flow_items(rest[1:-1], where)
         if rest.startswith("{"):
             items = [v.split(":", 1) for v in rest.strip("{}").split(",") if v.strip()]
             return _by_index({int(a): _unquote(b) for a, b in items}, where)
@@ -142,6 +165,16 @@ def _yaml_names(text: str, where: str) -> Optional[List[str]]:
                 entries[int(index)] = _unquote(value)
         return listed if listed else _by_index(entries, where) if entries else None
     return None
+
+
+def _flow_items(body: str, where: str) -> List[str]:
+    """The items of a YAML flow list's body: bare words, or '...' / "..." (commas inside kept)."""
+    items = re.findall(r"""\s*(?:'((?:[^']|'')*)'|"((?:[^"\\]|\\.)*)"|([^,'"]*?))\s*(?:,|$)""", body)
+    out = [single.replace("''", "'") if single else double if double else bare for single, double, bare in items]
+    out = [v for v in out if v != ""] if body.strip() else []
+    if body.strip() and not out:
+        raise MixbakeError(f"{where}: cannot read the names list {body[:60]!r}.")
+    return out
 
 
 def _by_index(entries: Dict[int, str], where: str) -> List[str]:
