@@ -216,6 +216,19 @@ def warn_inert(config: BakeConfig, explicit) -> None:
                         name.replace("_", "-"), why)
 
 
+SOURCE_OPTIONS = {"min_visibility": "with_boxes", "mask_ignore_index": "with_masks", "mask_cutout": "with_masks",
+                  "mask_classes": "with_masks"}  # options that act on what only some sources carry
+
+
+def warn_inert_for_source(config: BakeConfig, explicit) -> None:
+    """Options the user gave for boxes or masks the source does not carry (``config`` made for it)."""
+    for name, needs in SOURCE_OPTIONS.items():
+        if name in explicit and not getattr(config, needs):
+            what = "detection boxes" if needs == "with_boxes" else "segmentation masks"
+            log.warning("--%s has no effect: this source has no %s (it is still part of the build's config)",
+                        name.replace("_", "-"), what)
+
+
 def _validate(c) -> None:
     if sum(getattr(c, op.name) for op in ops.REGISTRY) <= 0:
         raise MixbakeError("All op shares are zero: give at least one of "

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import __version__, formats, manifest, ops
-from .config import BakeConfig, fingerprint, warn_inert
+from .config import BakeConfig, fingerprint, warn_inert, warn_inert_for_source
 from .errors import DiskFull, MixbakeError, SourceChanged, StoreUnreachable
 from .executors import Session, execution_spec
 from .humanize import count, human_bytes
@@ -131,7 +131,8 @@ def bake(source, out, *, workers: Optional[int] = None, quiet: bool = False, ove
     with session or Session(spec) as running:
         try:
             summary = _bake(source, Store.open(out), config, source_options, running, quiet=quiet, wait=wait,
-                            overwrite=overwrite, on_error=on_error, expect_fingerprint=expect_fingerprint)
+                            overwrite=overwrite, on_error=on_error, expect_fingerprint=expect_fingerprint,
+                            explicit=explicit or ())
         except (OSError, StoreUnreachable) as exc:
             lost = unreachable(exc)  # (also a reply that was read outside the store's own methods)
             if lost is None:
@@ -153,9 +154,10 @@ def _return_freed_arrow_memory() -> None:
 
 
 def _bake(source, store: Store, config: BakeConfig, source_options: SourceOptions, session: Session, *,
-          quiet: bool, wait: bool, overwrite: bool, on_error: str, expect_fingerprint) -> BakeSummary:
+          quiet: bool, wait: bool, overwrite: bool, on_error: str, expect_fingerprint, explicit=()) -> BakeSummary:
     catalog = open_source(source, source_options, map_each=session.map, on_error=on_error)
     config = config.for_catalog(catalog)
+    warn_inert_for_source(config, explicit)
     for note in catalog.notes:
         log.warning(note)
     if expect_fingerprint is not None and catalog.fingerprint != expect_fingerprint:

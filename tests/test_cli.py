@@ -392,6 +392,16 @@ def test_options_that_do_nothing_in_this_config_are_warned_about(src, tmp_path, 
     assert caplog.records == []
 
 
+def test_box_and_mask_options_on_a_source_without_them_are_warned_about(src, tmp_path, caplog):
+    result = cli("bake", src, tmp_path / "out", "--size", "16", "-q", "--min-visibility", "0.5",
+                 "--mask-cutout", "keep", "--mask-classes", "4")
+    assert result.exit_code == 0, result.stderr
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--{name} has no effect: this source has no {what} (it is still part of the build's config)"
+        for name, what in (("min-visibility", "detection boxes"), ("mask-cutout", "segmentation masks"),
+                           ("mask-classes", "segmentation masks"))]
+
+
 @pytest.mark.parametrize("options, needle", [
     ({"cutmix_minmax": (0.2,)}, "--cutmix-minmax needs two numbers"),
     ({"cutmix_minmax": 0.5}, "--cutmix-minmax needs two numbers"),
