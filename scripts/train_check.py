@@ -19,6 +19,8 @@ download), with ``--noise`` (0.4) of the training labels replaced by another cla
     python scripts/train_check.py                      # erm, online, bake at 1, 8, 32, 64 copies
     python scripts/train_check.py --copies 64 --copies-per-pass 1 2 4 --separate 64 --seeds 0 1
     python scripts/train_check.py --quick              # a smoke run: tiny data, few steps
+    python scripts/train_check.py --copies 16 --variant chain='--resize random-crop --hflip 0.5' \\
+        --variant mosaic='--mosaic 1 --mixup 0'       # what a chain or mosaic changes, trained
 
 Prints one line per run and a table of clean test accuracy (mean over --seeds), with the share of
 online mixup's gain over ERM that each row keeps: (acc - erm) / (online - erm).
@@ -27,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -120,12 +123,13 @@ def write_folder(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 # ---------------------------------------------------------------- bakes
 
-def bake(src: Path, out: Path, copies: int, seed: int, alpha: float, per_pass=None, workers=2) -> dict:
+def bake(src: Path, out: Path, copies: int, seed: int, alpha: float, per_pass=None, workers=2, extra=()) -> dict:
     cmd = [sys.executable, "-m", "mixbake", "bake", str(src), str(out), "--size", str(SIDE), "--mixup", "1",
            "--cutmix", "0", "--mixup-alpha", str(alpha), "--copies", str(copies), "--image-format", "png",
            "--seed", str(seed), "-q", "--workers", str(workers)]
     if per_pass is not None:
         cmd += ["--copies-per-pass", str(per_pass)]
+    cmd += list(extra)  # (given last: they override the options above)
     started = time.monotonic()
     subprocess.run(cmd, check=True, cwd=REPO)
     return {"seconds": time.monotonic() - started}
@@ -226,6 +230,10 @@ def parse_args():
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="smoke run: 400 images, 4 epochs")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
+                   help="also bake each --copies with these bake options added (they override the defaults), "
+                        "e.g. chain='--resize random-crop --crop-scale 0.35 1 --hflip 0.5' or mosaic='--mosaic 1 "
+                        "--mixup 0'; repeatable")
     args = p.parse_args()
     if args.quick:
         args.train, args.test, args.epochs, args.copies, args.seeds = 400, 200, 4, [1, 4], [0]
@@ -239,6 +247,9 @@ def runs_to_bake(args):
                 yield (f"bake-c{copies}" + (f"-k{per_pass}" if per_pass else ""), copies, per_pass, None)
         if args.format1 and copies > 1:
             yield f"bake-c{copies}-format1", copies, None, "format1"
+        for variant in args.variant:
+            name, _, options = variant.partition("=")
+            yield f"bake-c{copies}-{name}", copies, None, shlex.split(options)
 
 
 def main():
@@ -269,8 +280,8 @@ def main():
         recipe.write_text("format_version = 1\n")
         for name, copies, per_pass, kind in runs_to_bake(args):
             out = Path(tmp) / name
-            info = bake(src, out, copies, 0, args.alpha, per_pass) if kind is None else \
-                _bake_format1(src, out, copies, args.alpha, recipe)
+            info = _bake_format1(src, out, copies, args.alpha, recipe) if kind == "format1" else \
+                bake(src, out, copies, 0, args.alpha, per_pass, extra=kind or ())
             images, soft, stats = read_bake(out)
             record(name, [train(images, soft, steps, s, test) for s in args.seeds],
                    {**stats, "bake_s": round(info["seconds"], 1)})
