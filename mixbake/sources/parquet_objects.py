@@ -64,34 +64,11 @@ def read_objects(pf: pq.ParquetFile, column: str, bbox_format: str, where: str):
     counts, boxes, category, bad, base = [], [], [], {}, 0
     for rg in range(pf.num_row_groups):
         arr = pf.read_row_group(rg, columns=[column]).column(0).combine_chunks()
-        n = len(arr)
-        if pa.types.is_list(arr.type):  # list<struct<bbox, category>>: one struct per object
-            outer, structs, valid = _list_parts(arr)
-            bbox, cats = structs.field("bbox"), structs.field("category")
-            per_row = np.diff(outer)
-            inner, flat, box_valid = _list_parts(bbox)
-            cat_values = cats
-        else:  # struct<bbox: list<list>, category: list>: lists per row
-            valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
-            bbox_rows, cat_rows = arr.field("bbox"), arr.field("category")
-            outer, box_lists, bbox_ok = _list_parts(bbox_rows)
-            cat_offsets, cat_flat, cat_ok = _list_parts(cat_rows)
-            valid &= bbox_ok & cat_ok
-            per_row = np.diff(outer)
-            differ = valid & (np.diff(cat_offsets) != per_row)
-            for r in np.flatnonzero(differ).tolist():
-                bad[base + r] = f"objects: {per_row[r]} boxes but {np.diff(cat_offsets)[r]} categories"
-            valid &= ~differ
-            inner, flat, box_valid = _list_parts(box_lists)
-            rows_of = np.repeat(np.arange(n), per_row)
-            at = cat_offsets[:-1][rows_of] + (np.arange(len(rows_of)) - outer[:-1][rows_of])
-            # (a row whose lists differ is bad: its entries are not used)
-            cat_values = cat_flat.take(pa.array(np.minimum(at, max(len(cat_flat) - 1, 0)))) if len(cat_flat) else \
-                pa.nulls(len(rows_of), cat_flat.type)
-        coords = _values(flat).astype(np.float64)
-        sizes = np.diff(inner)
-        row_of_box = np.repeat(np.arange(n), per_row)
-        wrong = (sizes != 4) | ~box_valid
+        valid, outer, inner, flat, box_valid, cat_values = (_per_object if pa.types.is_list(arr.type) else _per_row)(
+            arr, base, bad)
+        per_row = np.diff(outer)
+        row_of_box = np.repeat(np.arange(len(arr)), per_row)
+        wrong = (np.diff(inner) != 4) | ~box_valid
         for b in np.flatnonzero(wrong).tolist():
             bad.setdefault(base + int(row_of_box[b]), f"objects: bbox {b - int(outer[row_of_box[b]])} is not 4 numbers")
         for r in np.flatnonzero(~valid).tolist():
@@ -100,25 +77,50 @@ def read_objects(pf: pq.ParquetFile, column: str, bbox_format: str, where: str):
             np.zeros(0, bool)
         for b in np.flatnonzero(cat_null & valid[row_of_box] if len(row_of_box) else cat_null).tolist():
             bad.setdefault(base + int(row_of_box[b]), f"objects: category {b - int(outer[row_of_box[b]])} is null")
-        ok_box = ~wrong
-        starts = inner[:-1]
-        box_array = np.zeros((len(sizes), 4), np.float64)
-        if ok_box.any():
-            idx = starts[ok_box][:, None] + np.arange(4)[None, :]
-            box_array[ok_box] = coords[idx]
+        box_array = np.zeros((len(wrong), 4), np.float64)
+        if (~wrong).any():
+            box_array[~wrong] = _values(flat).astype(np.float64)[inner[:-1][~wrong][:, None] + np.arange(4)[None, :]]
         counts.append(np.where(valid, per_row, 0))
         keep_rows = valid[row_of_box] if len(row_of_box) else np.zeros(0, bool)
         boxes.append(box_array[keep_rows])
         kept = cat_values.filter(pa.array(keep_rows)) if len(cat_values) else cat_values
         category.append(kept.to_pylist() if pa.types.is_string(kept.type) or pa.types.is_large_string(kept.type)
                         else np.asarray(kept.fill_null(-1).to_numpy(zero_copy_only=False), np.int64))
-        base += n
+        base += len(arr)
     boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
     if bbox_format != "xyxy":
         boxes = xywh_to_xyxy(boxes)
     strings = any(isinstance(c, list) for c in category)
     category = [v for c in category for v in c] if strings else np.concatenate(category)
     return np.concatenate(counts), boxes, category, bad
+
+
+def _per_object(arr: pa.Array, base: int, bad: dict):
+    """list<struct<bbox, category>> (one struct per object): (valid rows, object offsets, coordinate
+    offsets, coordinates, bbox valid, categories aligned with the objects)."""
+    outer, structs, valid = _list_parts(arr)
+    inner, flat, box_valid = _list_parts(structs.field("bbox"))
+    return valid, outer, inner, flat, box_valid, structs.field("category")
+
+
+def _per_row(arr: pa.Array, base: int, bad: dict):
+    """struct<bbox: list<list>, category: list> (lists per row), as ``_per_object`` gives it; a row
+    whose two lists differ in length is bad (its entries are not used)."""
+    valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), bool)
+    outer, box_lists, bbox_ok = _list_parts(arr.field("bbox"))
+    cat_offsets, cat_flat, cat_ok = _list_parts(arr.field("category"))
+    valid &= bbox_ok & cat_ok
+    per_row, per_row_cats = np.diff(outer), np.diff(cat_offsets)
+    differ = valid & (per_row_cats != per_row)
+    for r in np.flatnonzero(differ).tolist():
+        bad[base + r] = f"objects: {per_row[r]} boxes but {per_row_cats[r]} categories"
+    valid &= ~differ
+    inner, flat, box_valid = _list_parts(box_lists)
+    rows_of = np.repeat(np.arange(len(arr)), per_row)
+    at = cat_offsets[:-1][rows_of] + (np.arange(len(rows_of)) - outer[:-1][rows_of])
+    cats = cat_flat.take(pa.array(np.minimum(at, max(len(cat_flat) - 1, 0)))) if len(cat_flat) else \
+        pa.nulls(len(rows_of), cat_flat.type)
+    return valid, outer, inner, flat, box_valid, cats
 
 
 def _find_names(feature) -> Optional[List[str]]:
