@@ -169,3 +169,51 @@ def assert_same_tree(got, want, only=None):
     if lines:
         raise AssertionError(f"the trees differ in {len(lines)} of {len(set(got) | set(want) | set(missing_both))} "
                              f"paths:\n" + "\n".join(lines))
+
+
+def decoded_rows(out):
+    """Every shard row of a Parquet build as a dict, with ``pixels`` (the decoded image, RGB) and
+    ``mask``/``mask_b`` decoded (None where the row has none)."""
+    import glob
+
+    import pyarrow.parquet as pq
+    rows = []
+    for path in sorted(glob.glob(str(Path(out) / "data" / "*.parquet"))):
+        for r in pq.read_table(path).to_pylist():
+            r["pixels"] = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB"))
+            for name in ("mask", "mask_b"):
+                cell = r.get(name)
+                if name in r:
+                    r[name] = None if cell is None else np.asarray(Image.open(io.BytesIO(cell["bytes"])))
+            rows.append(r)
+    return rows
+
+
+# ---------------------------------------------------------------- tampering with a build
+
+def save_manifest(out, doc):
+    with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def patch_manifest_entry(out, relpath):
+    """Make the manifest agree with the file's current bytes (so only deeper checks can object)."""
+    doc = manifest_of(out)
+    data = (out / relpath).read_bytes()
+    entries = [e for e in doc["shards"] + [doc["labels"]] if e["path"] == relpath]
+    assert len(entries) == 1
+    entries[0].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    doc["totals"]["bytes"] = sum(e["bytes"] for e in doc["shards"])
+    save_manifest(out, doc)
+
+
+def set_cell(path, column, row, value):
+    """Rewrite one cell of a Parquet file with pyarrow, keeping the schema and its footer metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pq.read_table(path)
+    values = table.column(column).to_pylist()
+    values[row] = value
+    index = table.schema.get_field_index(column)
+    field = table.schema.field(index)
+    pq.write_table(table.set_column(index, field, pa.array(values, field.type)), path)

@@ -6,7 +6,6 @@ them. Black (the fill of pads and rotated corners) and cutout holes must be the 
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import io
 import tarfile
@@ -18,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from helpers import cli, manifest_of
+from helpers import cli, decoded_rows, manifest_of, patch_manifest_entry, set_cell
 
 # mask class -> the pure colour its pixels have in the image; 255 (ignore) is mid grey
 COLOURS = {0: (255, 0, 0), 1: (0, 255, 0), 2: (0, 0, 255), 3: (255, 255, 255), 255: (128, 128, 128)}
@@ -68,19 +67,6 @@ def masked_folder(tmp_path):
     return src, masks, truth
 
 
-def _shard_rows(out):
-    """Every shard row of a Parquet build as dicts with decoded image and masks."""
-    rows = []
-    for path in sorted(glob.glob(str(Path(out) / "data" / "*.parquet"))):
-        for r in pq.read_table(path).to_pylist():
-            r["pixels"] = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB"))
-            for name in ("mask", "mask_b"):
-                cell = r.get(name)
-                r[name] = None if cell is None else np.asarray(Image.open(io.BytesIO(cell["bytes"])))
-            rows.append(r)
-    return rows
-
-
 def _class_of_colour(pixels):
     """Per pixel: the mask class whose colour it is (within 24 per channel), else -1 (a blend)."""
     out = np.full(pixels.shape[:2], -1, np.int64)
@@ -100,10 +86,28 @@ def _agreement(pixels, mask):
     return float(np.mean(mask[pure] == want[pure])), int(pure.sum())
 
 
+def _covered(shape, boxes) -> np.ndarray:
+    """The pixels inside any of ``boxes`` (x0, y0, x1, y1, half-open)."""
+    inside = np.zeros(shape, bool)
+    for x0, y0, x1, y1 in boxes:
+        inside[max(0, y0):y1, max(0, x0):x1] = True
+    return inside
+
+
+def _edit_mask(out, row, edit):
+    """Give row ``row`` of the build's first shard the mask ``edit(its mask)``, and re-sign the shard
+    in the manifest (so that only the mask checks can tell)."""
+    shard = sorted(glob.glob(str(Path(out) / "data" / "*.parquet")))[0]
+    cell = pq.read_table(shard).column("mask")[row].as_py()
+    mask = np.asarray(Image.open(io.BytesIO(cell["bytes"]))).copy()
+    set_cell(shard, "mask", row, {"bytes": _png(edit(mask), "L"), "path": cell["path"]})
+    patch_manifest_entry(Path(out), str(Path(shard).relative_to(out)))
+
+
 def _bake(src, out, *args, masks=None):
     cli("bake", src, out, "--size", "32", "--image-format", "png", "--masks", masks, "-q", "--workers", "2",
         *args, code=0)
-    return _shard_rows(out)
+    return decoded_rows(out)
 
 
 @pytest.mark.parametrize("args", [
@@ -165,15 +169,11 @@ def test_mixup_cutmix_cutout_masks_against_the_sources_plain_masks(masked_folder
         if r["op"] == "mixup":
             assert np.array_equal(r["mask"], a) and np.array_equal(r["mask_b"], b), r["key"]
         elif r["op"] == "cutmix":
-            inside = np.zeros_like(a, bool)
-            for x0, y0, x1, y1 in r["boxes"]:
-                inside[max(0, y0):y1, max(0, x0):x1] = True
+            inside = _covered(a.shape, r["boxes"])
             assert np.array_equal(r["mask"], np.where(inside, b, a)) and r["mask_b"] is None, r["key"]
             assert np.isclose(1 - r["lam"], inside.mean(), atol=1e-6)
         elif r["op"] == "cutout":
-            holes = np.zeros_like(a, bool)
-            for x0, y0, x1, y1 in r["boxes"]:
-                holes[max(0, y0):y1, max(0, x0):x1] = True
+            holes = _covered(a.shape, r["boxes"])
             assert np.array_equal(r["mask"], np.where(holes, IGNORE, a)) and r["mask_b"] is None, r["key"]
             assert holes.any()
     assert seen == {"mixup", "cutmix", "cutout"}
@@ -226,23 +226,13 @@ def test_verify_catches_a_labelled_cutout_hole_and_a_mask_of_the_wrong_size(mask
     _bake(src, out, "--none", "0", "--mixup", "0", "--cutmix", "0", "--cutout", "1", masks=masks)
     cli("verify", out, code=0)
     shard = sorted(glob.glob(str(out / "data" / "*.parquet")))[0]
-    table = pq.read_table(shard)
-    cells = table.column("mask").to_pylist()
-    hole = np.asarray(Image.open(io.BytesIO(cells[0]["bytes"]))).copy()
-    x0, y0, x1, y1 = table.column("boxes")[0].as_py()[0]
-    hole[max(0, y0), max(0, x0)] = 1
-    cells[0] = {"bytes": _png(hole, "L"), "path": cells[0]["path"]}
-    cells[1] = {"bytes": _png(np.zeros((8, 8), np.uint8), "L"), "path": cells[1]["path"]}
-    at = table.schema.get_field_index("mask")
-    table = table.set_column(at, table.schema.field(at), pa.array(cells, table.schema.field(at).type))
-    pq.write_table(table, shard)
-    doc = manifest_of(out)
-    rel = str(Path(shard).relative_to(out))
-    for entry in doc["shards"]:
-        if entry["path"] == rel:
-            data = Path(shard).read_bytes()
-            entry["bytes"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
-    (out / "manifest.json").write_text(json.dumps(doc, indent=2))
+    x0, y0, x1, y1 = pq.read_table(shard).column("boxes")[0].as_py()[0]
+
+    def label_the_hole(mask):
+        mask[max(0, y0), max(0, x0)] = 1
+        return mask
+    _edit_mask(out, 0, label_the_hole)
+    _edit_mask(out, 1, lambda mask: np.zeros((8, 8), np.uint8))
     result = cli("verify", out)
     assert result.exit_code != 0
     assert "row 0: mask is not 255 (ignore) in the cutout holes" in result.output
@@ -281,7 +271,7 @@ def test_parquet_mask_column_and_webdataset_output(masked_folder, tmp_path):
     out = tmp_path / "out"
     cli("bake", tmp_path / "seg.parquet", out, "--size", "32", "--image-format", "png", "--image-column", "image",
         "--label-column", "label", "--mask-column", "seg", "--cutmix", "1", "--mixup", "0", "-q", code=0)
-    rows = _shard_rows(out)
+    rows = decoded_rows(out)
     assert len(rows) == 12
     for r in rows:
         agree, pure = _agreement(r["pixels"], r["mask"])
@@ -337,18 +327,10 @@ def test_mask_classes_bounds_the_values_at_bake_and_verify(masked_folder, tmp_pa
     out = tmp_path / "ok"
     cli("bake", src, out, "--size", "32", "--image-format", "png", "--masks", masks, "--mask-classes", "4", "-q",
         code=0)
-    shard = sorted(glob.glob(str(out / "data" / "*.parquet")))[0]
-    table = pq.read_table(shard)
-    cells = table.column("mask").to_pylist()
-    bad = np.asarray(Image.open(io.BytesIO(cells[2]["bytes"]))).copy()
-    bad[5, 5] = 77
-    cells[2] = {"bytes": _png(bad, "L"), "path": cells[2]["path"]}
-    at = table.schema.get_field_index("mask")
-    pq.write_table(table.set_column(at, table.schema.field(at), pa.array(cells, table.schema.field(at).type)), shard)
-    doc = manifest_of(out)
-    data = Path(shard).read_bytes()
-    doc["shards"][0].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    (out / "manifest.json").write_text(json.dumps(doc, indent=2))
+    def stray(mask):
+        mask[5, 5] = 77
+        return mask
+    _edit_mask(out, 2, stray)
     result = cli("verify", out)
     assert result.exit_code != 0 and "row 2: mask mask holds class 77" in result.output
 
@@ -385,22 +367,11 @@ def test_deep_verify_rederives_every_mask_from_the_sources(masked_folder, tmp_pa
     out = tmp_path / "out"
     _bake(src, out, "--mixup", "0", "--cutmix", "1", "--copies", "2", "--hflip", "0.5", "--rotate", "15", masks=masks)
     cli("verify", out, "--deep", code=0)
-    shard = sorted(glob.glob(str(out / "data" / "*.parquet")))[0]
-    table = pq.read_table(shard)
-    cells = table.column("mask").to_pylist()
-    changed = np.asarray(Image.open(io.BytesIO(cells[3]["bytes"]))).copy()
-    changed[16, 16] = 0 if changed[16, 16] != 0 else 1
-    cells[3] = {"bytes": _png(changed, "L"), "path": cells[3]["path"]}
-    at = table.schema.get_field_index("mask")
-    pq.write_table(table.set_column(at, table.schema.field(at), pa.array(cells, table.schema.field(at).type)), shard)
-    doc = manifest_of(out)
-    data = Path(shard).read_bytes()
-    rel = str(Path(shard).relative_to(out))
-    for entry in doc["shards"]:
-        if entry["path"] == rel:
-            doc["totals"]["bytes"] += len(data) - entry["bytes"]
-            entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    (out / "manifest.json").write_text(json.dumps(doc, indent=2))
+
+    def another_class(mask):
+        mask[16, 16] = 0 if mask[16, 16] != 0 else 1
+        return mask
+    _edit_mask(out, 3, another_class)
     cli("verify", out, code=0)
     result = cli("verify", out, "--deep")
     assert result.exit_code != 0 and "row 3: mask differs from the one its sources' masks" in result.output

@@ -4,7 +4,6 @@ their cells' areas), on masks and on detection boxes (moved into their cells).""
 from __future__ import annotations
 
 import glob
-import io
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from helpers import cli, make_folder, manifest_of
+from helpers import cli, decoded_rows, make_folder, manifest_of, patch_manifest_entry, set_cell
 
 SIZE = 48
 NAMES = ("bird", "cat", "dog")
@@ -43,23 +42,12 @@ def tagged(tmp_path):
     return root, masks, sets
 
 
-def _rows(out):
-    rows = []
-    for path in sorted(glob.glob(str(Path(out) / "data" / "*.parquet"))):
-        for r in pq.read_table(path).to_pylist():
-            r["pixels"] = np.asarray(Image.open(io.BytesIO(r["image"]["bytes"])).convert("RGB"))
-            if r.get("mask") is not None:
-                r["mask"] = np.asarray(Image.open(io.BytesIO(r["mask"]["bytes"])))
-            rows.append(r)
-    return rows
-
-
 def test_cells_tile_the_image_and_show_their_sources(tagged, tmp_path):
     root, _, sets = tagged
     out = tmp_path / "out"
     cli("bake", root, out, "--size", SIZE, "--image-format", "png", "--mosaic", "1", "--mixup", "0", "--cutmix", "0",
         "--mosaic-center", "0.3", "0.7", "--copies", "3", "-q", code=0)
-    rows = _rows(out)
+    rows = decoded_rows(out)
     assert len(rows) == 72 and {r["op"] for r in rows} == {"mosaic"}
     labels = {r["src_a"]: r for r in rows}
     refs = {}
@@ -96,7 +84,7 @@ def test_masks_follow_their_sources_into_the_cells(tagged, tmp_path):
     out = tmp_path / "out"
     cli("bake", root, out, "--size", SIZE, "--image-format", "png", "--masks", masks, "--mosaic", "1", "--mixup", "1",
         "--cutmix", "0", "-q", code=0)
-    rows = _rows(out)
+    rows = decoded_rows(out)
     assert {"mosaic", "mixup"} <= {r["op"] for r in rows}
     for r in rows:
         if r["op"] != "mosaic":
@@ -121,7 +109,7 @@ def test_detection_boxes_move_into_their_cells(tmp_path):
     out = tmp_path / "out"
     cli("bake", src, out, "--annotations", ann, "--size", 96, "--image-format", "png", "--mosaic", "1", "--mixup", "0",
         "--cutmix", "0", "--copies", "3", "--min-visibility", "0.3", "-q", code=0)
-    rows = _rows(out)
+    rows = decoded_rows(out)
     seen_sources = set()
     for r in rows:
         for obj in r["objects"]:
@@ -175,7 +163,7 @@ def test_one_class_sources_weigh_four_classes_by_their_cells(tmp_path, form):
     out = tmp_path / "out"
     cli("bake", src, out, "--size", SIZE, "--image-format", "png", "--mosaic", "1", "--mixup", "1", "--cutmix", "0",
         "--copies", "2", "--label-smoothing", "0.1", "--soft-label", form, "-q", code=0)
-    rows = _rows(out)
+    rows = decoded_rows(out)
     mosaics = [r for r in rows if r["op"] == "mosaic"]
     assert mosaics and any(r["op"] == "mixup" for r in rows)
     for r in rows:
@@ -199,24 +187,12 @@ def test_one_class_sources_weigh_four_classes_by_their_cells(tmp_path, form):
 
 
 def test_verify_holds_a_mosaic_row_to_its_cells(tmp_path):
-    import hashlib
-
-    import pyarrow as pa
     src = make_folder(tmp_path / "classes", classes=("a", "b", "c"), per_class=6)
     out = tmp_path / "out"
     cli("bake", src, out, "--size", SIZE, "--mosaic", "1", "--mixup", "0", "--cutmix", "0", "-q", code=0)
-    labels = pq.read_table(out / "labels.parquet")
-    soft = labels.column("soft_label").to_pylist()
+    soft = pq.read_table(out / "labels.parquet").column("soft_label").to_pylist()
     row = next(i for i, s in enumerate(soft) if max(s) < 0.99)
-    soft[row] = sorted(soft[row], reverse=True)[::-1]  # the same values, on other classes
-    soft[row] = soft[row][1:] + soft[row][:1]
-    at = labels.schema.get_field_index("soft_label")
-    labels = labels.set_column(at, labels.schema.field(at), pa.array(soft, labels.schema.field(at).type))
-    pq.write_table(labels.replace_schema_metadata(pq.read_schema(out / "labels.parquet").metadata),
-                   out / "labels.parquet")
-    doc = manifest_of(out)
-    data = (out / "labels.parquet").read_bytes()
-    doc["labels"].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    (out / "manifest.json").write_text(json.dumps(doc, indent=2))
+    set_cell(out / "labels.parquet", "soft_label", row, soft[row][1:] + soft[row][:1])  # the values, on other classes
+    patch_manifest_entry(out, "labels.parquet")
     result = cli("verify", out)
     assert result.exit_code != 0 and "four sources' classes weighted by their cells" in result.output

@@ -1,18 +1,15 @@
 """``mixbake verify OUT [--deep]``: passes on a fresh build; every kind of tampering is caught with a
 message naming the file, including tampering that keeps the manifest's sha256/bytes consistent (so
 only the row invariants, or --deep's re-planned provenance, can catch it)."""
-import hashlib
-import json
 import os
 import shutil
 import sys
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import cli, make_folder, manifest_of, mixbake_process
+from helpers import cli, make_folder, manifest_of, mixbake_process, patch_manifest_entry, save_manifest, set_cell
 
 ARGS = ["--size", "20", "--shard-size", "6", "--mixup", "1", "--cutmix", "1", "--cutout", "1", "--none", "0.3",
         "--label-smoothing", "0.1", "--workers", "2", "--seed", "11", "-q"]
@@ -28,32 +25,6 @@ def assert_problem(result, *needles):
     assert "Traceback" not in result.output
     lines = result.stderr.splitlines()
     assert any(all(n in line for n in needles) for line in lines), (needles, result.stderr)
-
-
-def save_manifest(out, doc):
-    with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-def patch_manifest_entry(out, relpath):
-    """Make the manifest agree with the file's current bytes (so only deeper checks can object)."""
-    doc = manifest_of(out)
-    data = (out / relpath).read_bytes()
-    entries = [e for e in doc["shards"] + [doc["labels"]] if e["path"] == relpath]
-    assert len(entries) == 1
-    entries[0].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-    doc["totals"]["bytes"] = sum(e["bytes"] for e in doc["shards"])
-    save_manifest(out, doc)
-
-
-def set_cell(path, column, row, value):
-    """Rewrite one cell of a Parquet file with pyarrow, keeping the schema and its footer metadata."""
-    table = pq.read_table(path)
-    values = table.column(column).to_pylist()
-    values[row] = value
-    index = table.schema.get_field_index(column)
-    field = table.schema.field(index)
-    pq.write_table(table.set_column(index, field, pa.array(values, field.type)), path)
 
 
 def rewrite_shard(out, relpath, column, row, value, labels_too=True):
